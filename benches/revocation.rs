@@ -1,0 +1,67 @@
+//! The per-request revocation check against a set of 1,000,000 revoked serials.
+//!
+//! Shape: 1 M distinct serials as certgate issues them (16 random bytes, lowercase hex without
+//! leading zero bytes: 31–32 characters), loaded into `revocation::Snapshot` (a
+//! `HashSet<Box<str>>` with std's SipHash); lookups by `&str` of a serial that is revoked (hit) and
+//! one that is not (miss, the normal case). `std_hashset_*` is the bare std set, for reference:
+//! the snapshot must stay one hash lookup per request, whatever the number of revocations.
+//! Building the 1 M set takes a few seconds before the first measurement.
+//!
+//! Run: `cargo bench --bench revocation` (add `-- --quick` for a short run). `cargo test
+//! --all-targets` only compiles it.
+
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
+use std::collections::HashSet;
+use std::hint::black_box;
+
+use certgate::identity::serial_hex;
+use certgate::revocation::Snapshot;
+use criterion::{Criterion, criterion_group, criterion_main};
+
+const REVOKED: usize = 1_000_000;
+
+/// Deterministic 16-byte serials (splitmix64), so that runs compare.
+fn serials(count: usize, seed: u64) -> Vec<String> {
+    let mut state = seed;
+    let mut next = || {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    (0..count)
+        .map(|_| {
+            let mut raw = [0u8; 16];
+            raw[..8].copy_from_slice(&next().to_be_bytes());
+            raw[8..].copy_from_slice(&next().to_be_bytes());
+            serial_hex(&raw)
+        })
+        .collect()
+}
+
+fn bench(c: &mut Criterion) {
+    let revoked = serials(REVOKED, 1);
+    let revoked_one = revoked[REVOKED / 2].clone();
+    let not_revoked = serials(1, 2).remove(0);
+    let snapshot = Snapshot::with_revoked(revoked.iter().cloned());
+    assert_eq!(snapshot.revoked_count(), REVOKED);
+    let bare: HashSet<Box<str>> = revoked.into_iter().map(String::into_boxed_str).collect();
+
+    let mut group = c.benchmark_group("revocation_1m");
+    group.bench_function("snapshot_hit", |b| {
+        b.iter(|| snapshot.is_revoked(black_box(revoked_one.as_str())))
+    });
+    group.bench_function("snapshot_miss", |b| {
+        b.iter(|| snapshot.is_revoked(black_box(not_revoked.as_str())))
+    });
+    group.bench_function("std_hashset_miss", |b| {
+        b.iter(|| bare.contains(black_box(not_revoked.as_str())))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);

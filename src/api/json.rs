@@ -1,0 +1,470 @@
+//! The JSON API (`enroll`, `enroll.p12`, `renew`, `renew.p12`, `me`) and the admin API (status
+//! table, re-issue, revoke, suspend, resume, audit).
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use serde::Deserialize;
+
+use super::encode::pem;
+use super::{Api, Caller, json_response, problem, read_body};
+use crate::lifecycle::{Enrolled, KeySource, LifecycleError};
+use crate::proxy::ProxyBody;
+use crate::store::{Holder, RevocationReason, UserStatus};
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    corp_id: String,
+    user_id: Option<String>,
+    pin: String,
+    csr: Option<String>,
+    p12_password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RenewRequest {
+    csr: Option<String>,
+    p12_password: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeRequest {
+    reason: Option<String>,
+}
+
+/// Reads a JSON body; a refusal names the field at fault (missing, unknown or of the wrong type)
+/// in `detail` and in the `field` member.
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<ProxyBody>> {
+    let mut deserializer = serde_json::Deserializer::from_slice(body);
+    let (path, inner) = match serde_path_to_error::deserialize(&mut deserializer) {
+        Ok(value) => match deserializer.end() {
+            Ok(()) => return Ok(value),
+            Err(trailing) => (".".to_owned(), trailing),
+        },
+        Err(err) => (err.path().to_string(), err.into_inner()),
+    };
+    use serde_json::error::Category;
+    if matches!(
+        inner.classify(),
+        Category::Syntax | Category::Eof | Category::Io
+    ) {
+        return Err(problem::invalid(&format!(
+            "the body is not valid JSON: {inner}"
+        )));
+    }
+    let message = inner.to_string();
+    let field = if path != "." && path != "?" {
+        Some(path)
+    } else {
+        named_field(&message)
+    };
+    let detail = match &field {
+        Some(field) if !message.contains(&format!("`{field}`")) => format!("{field}: {message}"),
+        _ => format!("the body is not the expected JSON object: {message}"),
+    };
+    Err(match field {
+        Some(field) => problem::invalid_field(&field, &detail),
+        None => problem::invalid(&detail),
+    })
+}
+
+/// The field a serde message names: "missing field `pin`", "unknown field `pni`, expected …".
+fn named_field(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("missing field `")
+        .or_else(|| message.strip_prefix("unknown field `"))?;
+    rest.split_once('`').map(|(field, _)| field.to_owned())
+}
+
+/// The key source from the request: `csr` for the plain endpoints, `p12_password` for `.p12`.
+fn key_source(
+    p12: bool,
+    csr: Option<String>,
+    password: Option<String>,
+) -> Result<KeySource, Response<ProxyBody>> {
+    match (p12, csr, password) {
+        (false, Some(csr), None) => Ok(KeySource::Csr(csr.into_bytes())),
+        (true, None, Some(p12_password)) => Ok(KeySource::ServerKey { p12_password }),
+        (false, _, _) => Err(problem::invalid_field(
+            "csr",
+            "csr: give the PEM certificate request (and no p12_password)",
+        )),
+        (true, _, _) => Err(problem::invalid_field(
+            "p12_password",
+            "p12_password: give the password of certificate.p12 (and no csr)",
+        )),
+    }
+}
+
+fn enrolled_response(enrolled: Enrolled) -> Response<ProxyBody> {
+    if let Some(p12) = enrolled.p12 {
+        let mut response = super::bytes_response(StatusCode::OK, "application/x-pkcs12", p12);
+        response.headers_mut().insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment; filename=\"certificate.p12\""),
+        );
+        return response;
+    }
+    let chain: String = enrolled
+        .chain
+        .iter()
+        .map(|cert| pem("CERTIFICATE", cert.as_ref()))
+        .collect();
+    json_response(
+        StatusCode::OK,
+        &serde_json::json!({
+            "certificate": pem("CERTIFICATE", enrolled.certificate.as_ref()),
+            "chain": chain,
+            "serial": enrolled.serial,
+            "not_after": crate::identity::rfc3339_of(enrolled.not_after.unix_timestamp()),
+        }),
+    )
+}
+
+impl Api {
+    /// `POST /certgate/api/enroll` and `enroll.p12`.
+    pub(super) async fn json_enroll(
+        &self,
+        caller: Caller<'_>,
+        request: Request<Incoming>,
+        p12: bool,
+    ) -> Response<ProxyBody> {
+        let (_, body) = match read_body(request).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
+        let request: EnrollRequest = match parse(&body) {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let key = match key_source(p12, request.csr, request.p12_password) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        let holder = Holder {
+            corp_id: request.corp_id,
+            user_id: request.user_id,
+        };
+        let ctx = caller.context(Some(holder.clone()));
+        match self.lifecycle.enroll(holder, &request.pin, key, &ctx).await {
+            Ok(enrolled) => {
+                self.refresh_standing().await;
+                enrolled_response(enrolled)
+            }
+            Err(err) => problem::lifecycle(&err),
+        }
+    }
+
+    /// `POST /certgate/api/renew` and `renew.p12`, over the current certificate.
+    pub(super) async fn json_renew(
+        &self,
+        caller: Caller<'_>,
+        request: Request<Incoming>,
+        p12: bool,
+    ) -> Response<ProxyBody> {
+        let (Some(identity), Some(holder)) = (caller.identity, caller.holder()) else {
+            return certificate_required();
+        };
+        let (_, body) = match read_body(request).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
+        let request: RenewRequest = match parse(&body) {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let key = match key_source(p12, request.csr, request.p12_password) {
+            Ok(key) => key,
+            Err(response) => return response,
+        };
+        let ctx = caller.context(None);
+        match self
+            .lifecycle
+            .renew(holder, &identity.serial_hex, key, &ctx)
+            .await
+        {
+            Ok(enrolled) => {
+                self.refresh_standing().await;
+                enrolled_response(enrolled)
+            }
+            Err(err) => problem::lifecycle(&err),
+        }
+    }
+
+    /// `GET /certgate/api/me`.
+    pub(super) async fn json_me(&self, caller: Caller<'_>) -> Response<ProxyBody> {
+        let (Some(identity), Some(holder)) = (caller.identity, caller.holder()) else {
+            return certificate_required();
+        };
+        match self
+            .lifecycle
+            .me(
+                &holder,
+                &identity.serial_hex,
+                caller.role.as_str(),
+                identity.not_after,
+            )
+            .await
+        {
+            Ok(view) => json_response(
+                StatusCode::OK,
+                &serde_json::to_value(view).unwrap_or_default(),
+            ),
+            Err(err) => problem::lifecycle(&err),
+        }
+    }
+
+    /// `GET /certgate/api/admin/users`: the status table of the caller's corporation.
+    pub(super) async fn admin_users(
+        &self,
+        caller: Caller<'_>,
+        target_corp: Option<String>,
+    ) -> Response<ProxyBody> {
+        let Some(identity) = caller.identity else {
+            return certificate_required();
+        };
+        let ctx = caller.context(None);
+        let corp_id = target_corp.unwrap_or_else(|| identity.corp_id.clone());
+        let rows = match self.lifecycle.require_manager(&ctx, &corp_id).await {
+            Ok(()) => self.lifecycle.status_table(&corp_id).await,
+            Err(err) => Err(err),
+        };
+        match rows {
+            Ok(rows) => {
+                let users: Vec<serde_json::Value> = rows
+                    .iter()
+                    .map(|row| {
+                        serde_json::json!({
+                            "user_id": row.user.user_id,
+                            "role": row.user.role.as_str(),
+                            "email": row.user.email,
+                            "status": row.user.status.as_str(),
+                            "certificate_status": row.status.as_str(),
+                            "serial": row.latest.as_ref().map(|cert| cert.serial.clone()),
+                            "not_after": row.latest.as_ref().map(|cert| crate::identity::rfc3339_of(cert.not_after.unix_timestamp())),
+                        })
+                    })
+                    .collect();
+                json_response(
+                    StatusCode::OK,
+                    &serde_json::json!({ "corp_id": corp_id, "users": users }),
+                )
+            }
+            Err(err) => problem::lifecycle(&err),
+        }
+    }
+
+    /// `GET /certgate/api/admin/audit`: the corporation's audit trail, newest first.
+    pub(super) async fn admin_audit(
+        &self,
+        caller: Caller<'_>,
+        target_corp: Option<String>,
+    ) -> Response<ProxyBody> {
+        let Some(identity) = caller.identity else {
+            return certificate_required();
+        };
+        let ctx = caller.context(None);
+        let corp_id = target_corp.unwrap_or_else(|| identity.corp_id.clone());
+        let entries = match self.lifecycle.require_manager(&ctx, &corp_id).await {
+            Ok(()) => self.lifecycle.audit(Some(&corp_id), 500).await,
+            Err(err) => Err(err),
+        };
+        match entries {
+            Ok(entries) => {
+                let entries: Vec<serde_json::Value> = entries
+                    .iter()
+                    .map(|entry| {
+                        serde_json::json!({
+                            "at": crate::identity::rfc3339_of(entry.at.unix_timestamp()),
+                            "actor": entry.actor,
+                            "action": entry.action,
+                            "target": entry.target,
+                            "result": entry.result,
+                            "client_addr": entry.client_addr,
+                        })
+                    })
+                    .collect();
+                json_response(StatusCode::OK, &serde_json::json!({ "entries": entries }))
+            }
+            Err(err) => problem::lifecycle(&err),
+        }
+    }
+
+    /// `POST /certgate/api/admin/users/{user_id}/{reissue|revoke|suspend|resume}`.
+    pub(super) async fn admin_action(
+        &self,
+        caller: Caller<'_>,
+        request: Request<Incoming>,
+        target_corp: Option<String>,
+        user_id: &str,
+        action: &str,
+    ) -> Response<ProxyBody> {
+        let Some(identity) = caller.identity else {
+            return certificate_required();
+        };
+        let corp_id = target_corp.unwrap_or_else(|| identity.corp_id.clone());
+        let ctx = caller.context(None);
+        let (_, body) = match read_body(request).await {
+            Ok(read) => read,
+            Err(response) => return response,
+        };
+        let result: Result<serde_json::Value, LifecycleError> = match action {
+            "reissue" => self.lifecycle.reissue(&ctx, &corp_id, user_id).await.map(|permit| {
+                serde_json::json!({ "user_id": user_id, "pin": permit.pin, "expires_at": permit.expires_at })
+            }),
+            "revoke" => {
+                let reason = if body.iter().all(u8::is_ascii_whitespace) {
+                    Ok(RevocationReason::Unspecified)
+                } else {
+                    parse::<RevokeRequest>(&body)
+                        .and_then(|request| revocation_reason(request.reason.as_deref()))
+                };
+                let reason = match reason {
+                    Ok(reason) => reason,
+                    Err(response) => return response,
+                };
+                self.lifecycle.revoke_user(&ctx, &corp_id, user_id, reason).await.map(|revoked| {
+                    serde_json::json!({
+                        "user_id": user_id,
+                        "status": "revoked",
+                        "reason": reason.as_str(),
+                        "revoked": revoked.iter().map(|cert| cert.serial.clone()).collect::<Vec<_>>(),
+                    })
+                })
+            }
+            "suspend" | "resume" => {
+                let status = if action == "suspend" { UserStatus::Suspended } else { UserStatus::Active };
+                self.lifecycle
+                    .set_user_status(&ctx, &corp_id, user_id, status)
+                    .await
+                    .map(|()| serde_json::json!({ "user_id": user_id, "status": status.as_str() }))
+            }
+            other => {
+                return problem::problem(
+                    StatusCode::NOT_FOUND,
+                    "not-found",
+                    "Not found",
+                    &format!("{other:?} is not an action; use reissue, revoke, suspend or resume"),
+                );
+            }
+        };
+        match result {
+            Ok(value) => {
+                self.refresh_standing().await;
+                json_response(StatusCode::OK, &value)
+            }
+            Err(err) => problem::lifecycle(&err),
+        }
+    }
+}
+
+/// An RFC 5280 CRLReason name a corporation manager may give. `removeFromCRL` belongs in delta
+/// CRLs only, and `certificateHold` promises a release that certgate's final revocations never
+/// give (suspending the user is the reversible action).
+fn revocation_reason(name: Option<&str>) -> Result<RevocationReason, Response<ProxyBody>> {
+    const HINT: &str = "use an RFC 5280 reason name such as \"keyCompromise\", \"affiliationChanged\", \"superseded\", \"cessationOfOperation\", \"privilegeWithdrawn\" or \"unspecified\"";
+    let name = name.unwrap_or("unspecified");
+    match name.parse::<RevocationReason>() {
+        Ok(RevocationReason::RemoveFromCrl | RevocationReason::CertificateHold) => {
+            Err(problem::invalid_field(
+                "reason",
+                &format!(
+                    "reason: {name:?} is not a final revocation; suspend the user for a temporary stop, or {HINT}"
+                ),
+            ))
+        }
+        Ok(reason) => Ok(reason),
+        Err(_) => Err(problem::invalid_field(
+            "reason",
+            &format!("reason: {name:?} is not an RFC 5280 reason name; {HINT}"),
+        )),
+    }
+}
+
+fn certificate_required() -> Response<ProxyBody> {
+    problem::problem(
+        StatusCode::UNAUTHORIZED,
+        "certificate-required",
+        "Client certificate required",
+        "this endpoint identifies you by your client certificate: present it in the TLS handshake",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt as _, Either};
+
+    async fn refusal(response: Response<ProxyBody>) -> serde_json::Value {
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+        let Either::Right(body) = response.into_body() else {
+            panic!("expected a made body")
+        };
+        serde_json::from_slice(&body.collect().await.unwrap().to_bytes()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn json_refusals_name_the_field() {
+        for (body, field, says) in [
+            (
+                r#"{"corp_id":"1","csr":"x"}"#,
+                Some("pin"),
+                "missing field `pin`",
+            ),
+            (
+                r#"{"corp_id":"1","pin":"1","csr":"x","pni":"2"}"#,
+                Some("pni"),
+                "unknown field `pni`",
+            ),
+            (
+                r#"{"corp_id":1,"pin":"1"}"#,
+                Some("corp_id"),
+                "corp_id: invalid type",
+            ),
+            (r#"{"corp_id":"1","#, None, "not valid JSON"),
+            (r#"{"corp_id":"1","pin":"1"} trailing"#, None, "trailing"),
+            ("", None, "not valid JSON"),
+        ] {
+            let Err(response) = parse::<EnrollRequest>(body.as_bytes()) else {
+                panic!("{body} was accepted")
+            };
+            let json = refusal(response).await;
+            assert_eq!(
+                json["type"], "urn:certgate:problem:invalid-request",
+                "{body}"
+            );
+            assert_eq!(json["field"].as_str(), field, "{body}: {json}");
+            assert!(
+                json["detail"].as_str().unwrap().contains(says),
+                "{body}: {json}"
+            );
+        }
+        assert!(parse::<EnrollRequest>(br#"{"corp_id":"1","user_id":null,"pin":"1"}"#).is_ok());
+    }
+
+    #[tokio::test]
+    async fn revocation_reasons_are_final_rfc_5280_names() {
+        assert_eq!(
+            revocation_reason(None).ok(),
+            Some(RevocationReason::Unspecified)
+        );
+        assert_eq!(
+            revocation_reason(Some("keyCompromise")).ok(),
+            Some(RevocationReason::KeyCompromise)
+        );
+        for bad in [
+            "because",
+            "KeyCompromise",
+            "removeFromCRL",
+            "certificateHold",
+        ] {
+            let Err(response) = revocation_reason(Some(bad)) else {
+                panic!("{bad} was accepted")
+            };
+            assert_eq!(refusal(response).await["field"], "reason", "{bad}");
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Who the caller is, from the DER of a certificate that the TLS layer already verified.
+//!
+//! A small pure function over DER ([`Identity::from_der`]), the CN layout from config, and the
+//! rendering of an identity to the headers the application receives. This module does not know
+//! about rustls: it takes bytes.
+
+mod cache;
+mod cn;
+mod dn;
+mod headers;
+
+use std::fmt;
+
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::config::IdentityConfig;
+
+pub use cache::{IdentityCache, Resolved};
+pub use dn::rfc4514;
+pub use headers::{IdentityHeaders, client_cert_chain};
+
+/// Header names fixed by RFC 9440 and Envoy.
+pub mod headers_consts {
+    pub use super::headers::{CLIENT_CERT, CLIENT_CERT_CHAIN, XFCC};
+}
+
+/// What a caller may do, from the CN (administrator) or, once the registry knows it, the user's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The corporation's administrator: a certificate whose CN is the corporation ID alone.
+    Admin,
+    /// The corporation's master user (known from the registry).
+    Master,
+    /// Any other user.
+    General,
+}
+
+impl Role {
+    /// The header value: `admin`, `master` or `general`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Admin => "admin",
+            Self::Master => "master",
+            Self::General => "general",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a verified certificate does not name a caller.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IdentityError {
+    /// The DER did not parse as an X.509 certificate.
+    #[error("the certificate does not parse: {0}")]
+    Malformed(String),
+    /// The subject has no CN, or more than one.
+    #[error("the certificate subject has {count} CNs; exactly one is needed")]
+    CommonNameCount {
+        /// How many CN attributes the subject has.
+        count: usize,
+    },
+    /// The CN matches neither the administrator form nor the template.
+    #[error("CN {cn:?} is neither a corporation ID nor the layout {template:?}")]
+    CommonNameLayout {
+        /// The certificate's CN.
+        cn: String,
+        /// The configured template.
+        template: String,
+    },
+}
+
+/// A caller named by a verified client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The contract corporation's ID.
+    pub corp_id: String,
+    /// The user ID; `None` for the corporation administrator.
+    pub user_id: Option<String>,
+    /// The role the CN implies.
+    pub role: Role,
+    /// Serial number, lowercase hex without leading zero bytes.
+    pub serial_hex: String,
+    /// notAfter, seconds since the Unix epoch.
+    pub not_after: i64,
+    /// notAfter as RFC 3339 UTC.
+    pub not_after_rfc3339: String,
+    /// SHA-256 of the leaf DER.
+    pub fingerprint: [u8; 32],
+    /// Subject in RFC 4514 form.
+    pub subject_dn: String,
+    /// Issuer in RFC 4514 form.
+    pub issuer_dn: String,
+    /// DNS names from the subjectAltName extension.
+    pub dns_names: Vec<String>,
+    /// URIs from the subjectAltName extension.
+    pub uris: Vec<String>,
+}
+
+impl Identity {
+    /// Reads the identity from a leaf certificate's DER.
+    pub fn from_der(der: &[u8], config: &IdentityConfig) -> Result<Self, IdentityError> {
+        let (_, cert) = X509Certificate::from_der(der)
+            .map_err(|err| IdentityError::Malformed(err.to_string()))?;
+        let common_names: Vec<_> = cert.subject().iter_common_name().collect();
+        let [common_name] = common_names.as_slice() else {
+            return Err(IdentityError::CommonNameCount {
+                count: common_names.len(),
+            });
+        };
+        let cn = common_name
+            .as_str()
+            .map_err(|_| IdentityError::Malformed("the CN is not a text string".to_owned()))?;
+        let (corp_id, user_id) =
+            cn::split(cn, config).ok_or_else(|| IdentityError::CommonNameLayout {
+                cn: cn.to_owned(),
+                template: config.template.to_string(),
+            })?;
+        let not_after = cert.validity().not_after.timestamp();
+        let mut dns_names = Vec::new();
+        let mut uris = Vec::new();
+        if let Ok(Some(san)) = cert.subject_alternative_name() {
+            for name in &san.value.general_names {
+                match name {
+                    GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
+                    GeneralName::URI(uri) => uris.push((*uri).to_owned()),
+                    _ => {}
+                }
+            }
+        }
+        Ok(Self {
+            role: if user_id.is_some() {
+                Role::General
+            } else {
+                Role::Admin
+            },
+            corp_id: corp_id.to_owned(),
+            user_id: user_id.map(str::to_owned),
+            serial_hex: serial_hex(cert.raw_serial()),
+            not_after,
+            not_after_rfc3339: rfc3339_of(not_after),
+            fingerprint: fingerprint(der),
+            subject_dn: dn::rfc4514(cert.subject()),
+            issuer_dn: dn::rfc4514(cert.issuer()),
+            dns_names,
+            uris,
+        })
+    }
+
+    /// Whole days until notAfter, rounded down (negative once expired).
+    pub fn days_left(&self, now_unix: i64) -> i64 {
+        (self.not_after - now_unix).div_euclid(86_400)
+    }
+
+    /// The SHA-256 fingerprint as lowercase hex.
+    pub fn fingerprint_hex(&self) -> String {
+        hex(&self.fingerprint)
+    }
+}
+
+/// SHA-256 of a certificate's DER: the key of every per-certificate cache.
+pub fn fingerprint(der: &[u8]) -> [u8; 32] {
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(digest.as_ref());
+    out
+}
+
+/// The serial as lowercase hex with the DER sign byte and other leading zero bytes removed.
+pub fn serial_hex(raw: &[u8]) -> String {
+    let trimmed = match raw.iter().position(|byte| *byte != 0) {
+        Some(first) => &raw[first..],
+        None => &raw[raw.len().saturating_sub(1)..],
+    };
+    hex(trimmed)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
+    }
+    out
+}
+
+/// Unix seconds as RFC 3339 UTC (`2027-11-21T16:39:14Z`), the form every header and API uses.
+pub fn rfc3339_of(unix: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|time| time.format(&Rfc3339).ok())
+        .unwrap_or_else(|| unix.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use rcgen::{CertificateParams, DnType, KeyPair, SanType, SerialNumber};
+
+    fn config() -> IdentityConfig {
+        Config::parse("[server]\ncert=\"a\"\nkey=\"b\"\nclient_auth=\"none\"")
+            .unwrap()
+            .identity
+    }
+
+    fn cert(cn: &str, serial: &[u8]) -> Vec<u8> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name.push(DnType::CommonName, cn);
+        params.serial_number = Some(SerialNumber::from_slice(serial));
+        params.not_after = rcgen::date_time_ymd(2030, 1, 2);
+        params.subject_alt_names = vec![SanType::URI("spiffe://bank/app".try_into().unwrap())];
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn user_certificate_names_corporation_and_user() {
+        let der = cert("12345678901234 taro", &[0x00, 0x8f, 0x01]);
+        let identity = Identity::from_der(&der, &config()).unwrap();
+        assert_eq!(identity.corp_id, "12345678901234");
+        assert_eq!(identity.user_id.as_deref(), Some("taro"));
+        assert_eq!(identity.role, Role::General);
+        assert_eq!(identity.serial_hex, "8f01");
+        assert_eq!(identity.not_after_rfc3339, "2030-01-02T00:00:00Z");
+        assert_eq!(identity.uris, ["spiffe://bank/app"]);
+        assert_eq!(identity.fingerprint_hex().len(), 64);
+    }
+
+    #[test]
+    fn corporation_id_alone_is_the_administrator() {
+        let identity = Identity::from_der(&cert("12345678901234", &[7]), &config()).unwrap();
+        assert_eq!(identity.role, Role::Admin);
+        assert_eq!(identity.user_id, None);
+    }
+
+    #[test]
+    fn cn_outside_the_layout_is_refused() {
+        for cn in [
+            "1234 taro",
+            "12345678901234  taro",
+            "12345678901234 ta-ro",
+            "alice",
+        ] {
+            let err = Identity::from_der(&cert(cn, &[1]), &config()).unwrap_err();
+            assert!(
+                matches!(err, IdentityError::CommonNameLayout { .. }),
+                "{cn}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_is_malformed() {
+        assert!(matches!(
+            Identity::from_der(b"nope", &config()),
+            Err(IdentityError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn days_left_rounds_down() {
+        let identity = Identity::from_der(&cert("12345678901234", &[7]), &config()).unwrap();
+        assert_eq!(identity.days_left(identity.not_after - 86_400 * 3 - 1), 3);
+        assert_eq!(identity.days_left(identity.not_after - 86_400 * 3 + 1), 2);
+        assert_eq!(identity.days_left(identity.not_after + 1), -1);
+    }
+
+    #[test]
+    fn serial_keeps_a_lone_zero() {
+        assert_eq!(serial_hex(&[0]), "00");
+        assert_eq!(serial_hex(&[0, 0, 0x10]), "10");
+    }
+}

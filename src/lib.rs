@@ -1,0 +1,21 @@
+//! certgate: a reverse-proxy authentication sidecar for corporate internet banking.
+//!
+//! It terminates TLS, accepts only client certificates that chain to a trusted CA generation,
+//! and hands the application behind it the caller's identity in headers nobody else can set.
+//! The modules are the rooms of `DESIGN.md`; arrows point one way:
+//! `proxy` → `identity` / `tls` → `config`, with `ops` and `pki` standing alone.
+
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod identity;
+pub mod lifecycle;
+pub mod ops;
+pub mod pki;
+pub mod proxy;
+pub mod revocation;
+pub mod serve;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,474 @@
+//! Managing corporations, users, permits and certificates: the operator's commands and the
+//! corporation managers' admin actions (re-issue, revoke, suspend, resume, status, audit).
+
+use super::error::rfc3339;
+use super::{Actor, Context, Lifecycle, LifecycleError, holder_key, now, pin};
+use crate::pki::{Pki, RevokedEntry};
+use crate::store::{
+    AuditEntry, CertificateRecord, Corporation, Holder, NewCorporation, NewPermit, NewUser,
+    RevocationReason, RevokedCert, Role, StatusRow, User, UserStatus,
+};
+
+/// A permit just issued: the PIN is shown once and never stored in clear.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PermitView {
+    /// `corp` or `corp/user`.
+    pub holder: String,
+    /// The temporary PIN.
+    pub pin: String,
+    /// Until when it can be used (RFC 3339).
+    pub expires_at: String,
+}
+
+/// One CA generation as `certgate ca list` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CaView {
+    /// `g1`, `g2`, …
+    pub name: String,
+    /// Its OU.
+    pub unit: String,
+    /// Validity (RFC 3339).
+    pub not_before: String,
+    /// Validity (RFC 3339).
+    pub not_after: String,
+    /// Whether it signs new certificates now.
+    pub current: bool,
+}
+
+impl Lifecycle {
+    // --- operator: corporations and users ---------------------------------------------------
+
+    /// Registers a corporation.
+    pub async fn add_corporation(
+        &self,
+        corp_id: &str,
+        name: &str,
+        admin_email: &str,
+        ctx: &Context,
+    ) -> Result<Corporation, LifecycleError> {
+        self.check_ids(&Holder {
+            corp_id: corp_id.to_owned(),
+            user_id: None,
+        })?;
+        let corp = NewCorporation {
+            corp_id: corp_id.to_owned(),
+            name: name.to_owned(),
+            admin_email: admin_email.to_owned(),
+            cert_required: false,
+        };
+        let audit = ctx.audit("corp.add", Some(corp_id), corp_id, "ok");
+        Ok(self.store().add_corporation(&corp, &audit).await?)
+    }
+
+    /// Sets whether every user of the corporation must log in with a certificate.
+    pub async fn set_cert_required(
+        &self,
+        corp_id: &str,
+        required: bool,
+        ctx: &Context,
+    ) -> Result<(), LifecycleError> {
+        let audit = ctx.audit(
+            "corp.set",
+            Some(corp_id),
+            corp_id,
+            &format!("ok: cert_required={required}"),
+        );
+        Ok(self
+            .store()
+            .set_cert_required(corp_id, required, &audit)
+            .await?)
+    }
+
+    /// Every corporation.
+    pub async fn corporations(&self) -> Result<Vec<Corporation>, LifecycleError> {
+        Ok(self.store().list_corporations().await?)
+    }
+
+    /// One corporation.
+    pub async fn corporation(&self, corp_id: &str) -> Result<Corporation, LifecycleError> {
+        self.store()
+            .corporation(corp_id)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound {
+                what: format!("corporation {corp_id}"),
+            })
+    }
+
+    /// Registers a user of a corporation.
+    pub async fn add_user(
+        &self,
+        corp_id: &str,
+        user_id: &str,
+        role: Role,
+        email: Option<&str>,
+        ctx: &Context,
+    ) -> Result<User, LifecycleError> {
+        let holder = Holder {
+            corp_id: corp_id.to_owned(),
+            user_id: Some(user_id.to_owned()),
+        };
+        self.check_ids(&holder)?;
+        let user = NewUser {
+            corp_id: corp_id.to_owned(),
+            user_id: user_id.to_owned(),
+            role,
+            email: email.map(str::to_owned),
+        };
+        let audit = ctx.audit(
+            "user.add",
+            Some(corp_id),
+            &holder_key(&holder),
+            &format!("ok: role {}", role.as_str()),
+        );
+        Ok(self.store().add_user(&user, &audit).await?)
+    }
+
+    /// The status table of a corporation's users (seed 004): unissued, issued, renewable,
+    /// expired, revoked.
+    pub async fn status_table(&self, corp_id: &str) -> Result<Vec<StatusRow>, LifecycleError> {
+        self.corporation(corp_id).await?;
+        let window = time::Duration::days(i64::from(self.rules().renew_window_days));
+        Ok(self.store().user_statuses(corp_id, now(), window).await?)
+    }
+
+    /// Issues a permit: a temporary PIN for the holder's next enrollment. Older unused permits
+    /// of the same holder stop working. `revoke_current` also revokes the holder's certificates
+    /// in the same transaction (re-issue).
+    pub async fn issue_permit(
+        &self,
+        holder: &Holder,
+        revoke_current: bool,
+        ctx: &Context,
+    ) -> Result<PermitView, LifecycleError> {
+        self.check_ids(holder)?;
+        self.corporation(&holder.corp_id).await?;
+        if let Some(user_id) = &holder.user_id {
+            self.store()
+                .user(&holder.corp_id, user_id)
+                .await?
+                .ok_or_else(|| LifecycleError::NotFound {
+                    what: format!("user {}", holder_key(holder)),
+                })?;
+        }
+        let pin = pin::generate()?;
+        let typed = pin.clone();
+        let pin_hash = tokio::task::spawn_blocking(move || pin::hash(&typed))
+            .await
+            .map_err(|err| LifecycleError::Internal(format!("PIN hashing failed: {err}")))??;
+        let ttl =
+            time::Duration::try_from(self.rules().permit_ttl).unwrap_or(time::Duration::days(7));
+        let at = now();
+        let permit = NewPermit {
+            holder: holder.clone(),
+            pin_hash,
+            expires_at: at + ttl,
+            revoke_active: revoke_current.then_some(RevocationReason::Superseded),
+        };
+        let action = if revoke_current {
+            "reissue"
+        } else {
+            "permit.issue"
+        };
+        let audit = ctx.audit(action, Some(&holder.corp_id), &holder_key(holder), "ok");
+        let issued = self.store().issue_permit(&permit, &audit).await?;
+        if !issued.revoked.is_empty() {
+            self.write_crls().await;
+        }
+        Ok(PermitView {
+            holder: holder_key(holder),
+            pin,
+            expires_at: rfc3339(issued.permit.expires_at),
+        })
+    }
+
+    // --- corporation managers (admin API) -----------------------------------------------------
+
+    /// Checks that the caller manages `corp_id`: its administrator certificate, or a master or
+    /// admin user of it who is not suspended.
+    pub async fn require_manager(
+        &self,
+        ctx: &Context,
+        corp_id: &str,
+    ) -> Result<(), LifecycleError> {
+        let Actor::Certificate { holder, .. } = &ctx.actor else {
+            return if ctx.actor == Actor::Operator {
+                Ok(())
+            } else {
+                Err(LifecycleError::Forbidden {
+                    why: "a client certificate is required".to_owned(),
+                })
+            };
+        };
+        let refusal = |why: String| LifecycleError::Forbidden { why };
+        if holder.corp_id != corp_id {
+            return Err(refusal(format!(
+                "a certificate of corporation {} cannot manage corporation {corp_id}",
+                holder.corp_id
+            )));
+        }
+        let Some(user_id) = &holder.user_id else {
+            return Ok(());
+        };
+        let user = self.store().user(corp_id, user_id).await?;
+        match user {
+            Some(user) if user.status == UserStatus::Suspended => Err(LifecycleError::Suspended {
+                user: holder_key(holder),
+            }),
+            Some(user) if matches!(user.role, Role::Master | Role::Admin) => Ok(()),
+            _ => Err(refusal(
+                "only the corporation's administrator, master user or admin users manage users"
+                    .to_owned(),
+            )),
+        }
+    }
+
+    /// A user the caller may act on: of the caller's corporation, and not the master user,
+    /// whose certificate only the bank handles (operator CLI).
+    async fn managed_user(
+        &self,
+        ctx: &Context,
+        corp_id: &str,
+        user_id: &str,
+    ) -> Result<User, LifecycleError> {
+        self.require_manager(ctx, corp_id).await?;
+        let user =
+            self.store()
+                .user(corp_id, user_id)
+                .await?
+                .ok_or_else(|| LifecycleError::NotFound {
+                    what: format!("user {corp_id}/{user_id}"),
+                })?;
+        if user.role == Role::Master && ctx.actor != Actor::Operator {
+            return Err(LifecycleError::Forbidden {
+                why: "the master user's certificate is handled by the bank; ask at your branch"
+                    .to_owned(),
+            });
+        }
+        Ok(user)
+    }
+
+    /// Re-issue: a new permit for the user, whose current certificates are revoked.
+    pub async fn reissue(
+        &self,
+        ctx: &Context,
+        corp_id: &str,
+        user_id: &str,
+    ) -> Result<PermitView, LifecycleError> {
+        let holder = Holder {
+            corp_id: corp_id.to_owned(),
+            user_id: Some(user_id.to_owned()),
+        };
+        let result = async {
+            self.managed_user(ctx, corp_id, user_id).await?;
+            self.issue_permit(&holder, true, ctx).await
+        }
+        .await;
+        if let Err(err) = &result {
+            self.audit_refusal(ctx, "reissue", Some(&holder), err).await;
+        }
+        result
+    }
+
+    /// Revokes every unexpired certificate of a user.
+    pub async fn revoke_user(
+        &self,
+        ctx: &Context,
+        corp_id: &str,
+        user_id: &str,
+        reason: RevocationReason,
+    ) -> Result<Vec<RevokedCert>, LifecycleError> {
+        let holder = Holder {
+            corp_id: corp_id.to_owned(),
+            user_id: Some(user_id.to_owned()),
+        };
+        let result = async {
+            self.managed_user(ctx, corp_id, user_id).await?;
+            let audit = ctx.audit(
+                "revoke",
+                Some(corp_id),
+                &holder_key(&holder),
+                &format!("ok: {}", reason.as_str()),
+            );
+            let revoked = self.store().revoke_holder(&holder, reason, &audit).await?;
+            if revoked.is_empty() {
+                return Err(LifecycleError::NotFound {
+                    what: format!("an unexpired certificate of user {}", holder_key(&holder)),
+                });
+            }
+            self.write_crls().await;
+            Ok(revoked)
+        }
+        .await;
+        if let Err(err) = &result {
+            self.audit_refusal(ctx, "revoke", Some(&holder), err).await;
+        }
+        result
+    }
+
+    /// Suspends or resumes a user.
+    pub async fn set_user_status(
+        &self,
+        ctx: &Context,
+        corp_id: &str,
+        user_id: &str,
+        status: UserStatus,
+    ) -> Result<(), LifecycleError> {
+        let holder = Holder {
+            corp_id: corp_id.to_owned(),
+            user_id: Some(user_id.to_owned()),
+        };
+        let action = if status == UserStatus::Suspended {
+            "suspend"
+        } else {
+            "resume"
+        };
+        let result = async {
+            self.managed_user(ctx, corp_id, user_id).await?;
+            let audit = ctx.audit(action, Some(corp_id), &holder_key(&holder), "ok");
+            Ok(self
+                .store()
+                .set_user_status(corp_id, user_id, status, &audit)
+                .await?)
+        }
+        .await;
+        if let Err(err) = &result {
+            self.audit_refusal(ctx, action, Some(&holder), err).await;
+        }
+        result
+    }
+
+    /// The audit trail, newest first.
+    pub async fn audit(
+        &self,
+        corp_id: Option<&str>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>, LifecycleError> {
+        Ok(self.store().list_audit(corp_id, limit).await?)
+    }
+
+    // --- operator: certificates and the CA ------------------------------------------------------
+
+    /// Certificates of a corporation.
+    pub async fn certificates(
+        &self,
+        corp_id: &str,
+    ) -> Result<Vec<CertificateRecord>, LifecycleError> {
+        Ok(self.store().corporation_certificates(corp_id).await?)
+    }
+
+    /// One certificate by serial.
+    pub async fn certificate(&self, serial: &str) -> Result<CertificateRecord, LifecycleError> {
+        self.store()
+            .certificate(serial)
+            .await?
+            .ok_or_else(|| LifecycleError::NotFound {
+                what: format!("certificate {serial}"),
+            })
+    }
+
+    /// Revokes one certificate (and every certificate renewed from it).
+    pub async fn revoke_serial(
+        &self,
+        serial: &str,
+        reason: RevocationReason,
+        ctx: &Context,
+    ) -> Result<Vec<RevokedCert>, LifecycleError> {
+        let certificate = self.certificate(serial).await?;
+        let audit = ctx.audit(
+            "cert.revoke",
+            Some(&certificate.holder.corp_id),
+            serial,
+            &format!("ok: {}", reason.as_str()),
+        );
+        let revoked = self
+            .store()
+            .revoke_certificate(serial, reason, &audit)
+            .await?;
+        self.write_crls().await;
+        Ok(revoked)
+    }
+
+    /// Makes the next CA generation, which signs from now on.
+    pub fn rotate_ca(&self) -> Result<CaView, LifecycleError> {
+        let mut guard = self
+            .inner
+            .pki
+            .write()
+            .map_err(|_| LifecycleError::Internal("the CA lock is poisoned".into()))?;
+        let pki = guard.as_mut().ok_or(LifecycleError::NoCa)?;
+        pki.rotate(now())?;
+        ca_views(pki).pop().ok_or(LifecycleError::NoCa)
+    }
+
+    /// Every CA generation.
+    pub fn ca_list(&self) -> Result<Vec<CaView>, LifecycleError> {
+        self.with_pki(|pki| Ok(ca_views(pki)))
+    }
+
+    /// The DER CRL of a generation, as last written.
+    pub fn crl(&self, generation: &str) -> Result<Vec<u8>, LifecycleError> {
+        let path = self.with_pki(|pki| Ok(pki.crl_path(generation)?))?;
+        std::fs::read(&path).map_err(|_| LifecycleError::NotFound {
+            what: format!("CRL of generation {generation}"),
+        })
+    }
+
+    /// Rewrites every generation's CRL from the registry. A failure is logged and retried with
+    /// the next revocation (the registry stays the truth, and the proxy checks revocation from
+    /// it, not from the CRL files).
+    pub async fn write_crls(&self) {
+        if let Err(err) = self.try_write_crls().await {
+            tracing::error!(error = %err, "cannot rewrite the CRLs");
+        }
+    }
+
+    /// Like [`Self::write_crls`], reporting the error (for `certgate crl`).
+    pub async fn try_write_crls(&self) -> Result<Vec<String>, LifecycleError> {
+        let _serialised = self.inner.crl_lock.lock().await;
+        let at = now();
+        let revoked = self.store().revoked_unexpired(at).await?;
+        self.with_pki(|pki| {
+            let mut written = Vec::new();
+            for generation in pki.generations() {
+                let entries: Vec<RevokedEntry> = revoked
+                    .iter()
+                    .filter(|cert| cert.issuer_generation == generation.name)
+                    .filter_map(revoked_entry)
+                    .collect();
+                pki.write_crl(&generation.name, &entries, at)?;
+                written.push(generation.name.clone());
+            }
+            Ok(written)
+        })
+    }
+}
+
+fn revoked_entry(cert: &RevokedCert) -> Option<RevokedEntry> {
+    let serial = (0..cert.serial.len())
+        .step_by(2)
+        .map(|i| {
+            cert.serial
+                .get(i..i + 2)
+                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
+        })
+        .collect::<Option<Vec<u8>>>()?;
+    Some(RevokedEntry {
+        serial,
+        revoked_at: cert.revoked_at,
+        reason: cert.reason.as_str().parse().ok()?,
+    })
+}
+
+fn ca_views(pki: &Pki) -> Vec<CaView> {
+    let current = pki.current().name.clone();
+    pki.generations()
+        .iter()
+        .map(|generation| CaView {
+            name: generation.name.clone(),
+            unit: generation.unit.clone(),
+            not_before: rfc3339(generation.not_before),
+            not_after: rfc3339(generation.not_after),
+            current: generation.name == current,
+        })
+        .collect()
+}

@@ -1,0 +1,28 @@
+//! The `certgate` command line: parses it and hands over to [`certgate::cli`].
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+use certgate::cli::{self, Cli, Command, Operator};
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Serve { config } => cli::serve(&config),
+        Command::CheckConfig { config } => cli::check_config(&config),
+        Command::Echo { listen } => cli::echo(listen),
+        Command::Init { common } => cli::init(&common),
+        Command::Corp { command, common } => cli::run(&common, Operator::Corp(command)),
+        Command::User { command, common } => cli::run(&common, Operator::User(command)),
+        Command::Permit { command, common } => cli::run(&common, Operator::Permit(command)),
+        Command::Cert { command, common } => cli::run(&common, Operator::Cert(command)),
+        Command::Audit {
+            corp_id,
+            limit,
+            common,
+        } => cli::run(&common, Operator::Audit { corp_id, limit }),
+        Command::Ca { command, common } => cli::run(&common, Operator::Ca(command)),
+        Command::Crl { common } => cli::run(&common, Operator::Crl),
+        Command::Client { command } => cli::run_client(command),
+    }
+}

@@ -1,0 +1,9 @@
+//! Operations: health, readiness, Prometheus metrics, and process signals.
+
+mod metrics;
+mod server;
+mod signals;
+
+pub use metrics::{Metrics, RouteCounters};
+pub use server::{Readiness, serve};
+pub use signals::{Signal, Signals};

@@ -1,0 +1,221 @@
+//! Header hygiene: the inbound identity headers nobody but certgate may set, the identity certgate
+//! sets, hop-by-hop headers (RFC 9110 §7.6.1), and the `X-Forwarded-*` family.
+
+use std::net::SocketAddr;
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use super::policy::Permit;
+use crate::config::HeaderNames;
+use crate::identity::IdentityHeaders;
+
+/// Removed from every request whatever the configuration: the standard ways to pass a client
+/// certificate, which the application might read.
+const ALWAYS_STRIPPED: [HeaderName; 3] = [
+    crate::identity::headers_consts::CLIENT_CERT,
+    crate::identity::headers_consts::CLIENT_CERT_CHAIN,
+    crate::identity::headers_consts::XFCC,
+];
+
+const HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+
+/// Removes every inbound header that could pose as certgate's identity; returns the names removed
+/// (empty, without allocating, in the normal case).
+pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> Vec<HeaderName> {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            let text = name.as_str();
+            (!names.strip_prefix.is_empty() && text.starts_with(names.strip_prefix.as_str()))
+                || names.all().contains(name)
+                || ALWAYS_STRIPPED.contains(name)
+        })
+        .cloned()
+        .collect();
+    for name in &spoofed {
+        headers.remove(name);
+    }
+    spoofed
+}
+
+/// Adds the caller's identity, or `verify: NONE` when there is none.
+pub fn inject_identity(
+    headers: &mut HeaderMap,
+    permit: &Permit<'_>,
+    names: &HeaderNames,
+    now_unix: i64,
+) {
+    let Some(resolved) = permit.identity else {
+        headers.insert(&names.verify, HeaderValue::from_static("NONE"));
+        return;
+    };
+    headers.insert(&names.verify, HeaderValue::from_static("SUCCESS"));
+    headers.insert(&names.role, HeaderValue::from_static(permit.role.as_str()));
+    headers.insert(
+        &names.days_left,
+        HeaderValue::from(resolved.identity.days_left(now_unix)),
+    );
+    let IdentityHeaders { fixed } = &resolved.headers;
+    for (name, value) in fixed {
+        headers.insert(name, value.clone());
+    }
+    if let Some(chain) = permit.chain_header {
+        headers.insert(
+            crate::identity::headers_consts::CLIENT_CERT_CHAIN,
+            chain.clone(),
+        );
+    }
+}
+
+/// Whether this is an HTTP/1.1 protocol upgrade (WebSocket and the like) to pass through.
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::UPGRADE)
+        && connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"))
+}
+
+fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .filter(|token| !token.is_empty())
+}
+
+/// Removes hop-by-hop headers and those the `Connection` header lists. For an upgrade, `Upgrade`
+/// and `Connection: upgrade` are kept: they are the point of the message.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    let listed: Vec<HeaderName> = connection_tokens(headers)
+        .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
+        .collect();
+    let upgrade = if keep_upgrade {
+        headers.remove(header::UPGRADE)
+    } else {
+        None
+    };
+    for name in listed.iter().chain(HOP_BY_HOP.iter()) {
+        headers.remove(name);
+    }
+    if let Some(upgrade) = upgrade {
+        headers.insert(header::UPGRADE, upgrade);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// Sets `X-Forwarded-For`/`-Proto`/`-Host` from what certgate saw; inbound values (and RFC 7239
+/// `Forwarded`) are dropped, never trusted or appended to.
+pub fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: Option<HeaderValue>) {
+    headers.remove(FORWARDED);
+    headers.insert(X_FORWARDED_FOR, peer_ip(peer));
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
+    match host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
+}
+
+fn peer_ip(peer: SocketAddr) -> HeaderValue {
+    let ip = peer.ip().to_canonical();
+    HeaderValue::try_from(ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    fn names() -> HeaderNames {
+        Config::parse(
+            "[server]\ncert=\"a\"\nkey=\"b\"\nclient_auth=\"none\"\n[headers]\nrole=\"X-Role\"",
+        )
+        .unwrap()
+        .headers
+    }
+
+    #[test]
+    fn spoofed_identity_headers_are_removed() {
+        let mut headers = HeaderMap::new();
+        for name in [
+            "x-client-verify",
+            "X-Client-Anything",
+            "x-role",
+            "client-cert",
+            "x-forwarded-client-cert",
+            "accept",
+        ] {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        let removed = strip_identity(&mut headers, &names());
+        assert_eq!(removed.len(), 5);
+        assert_eq!(headers.len(), 1);
+        assert!(headers.contains_key("accept"));
+    }
+
+    #[test]
+    fn nothing_to_strip_allocates_nothing() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        assert_eq!(strip_identity(&mut headers, &names()).capacity(), 0);
+    }
+
+    #[test]
+    fn hop_by_hop_and_connection_listed_headers_go() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret"),
+        );
+        headers.insert("x-secret", HeaderValue::from_static("1"));
+        headers.insert("keep-alive", HeaderValue::from_static("timeout=5"));
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        headers.insert(header::ACCEPT, HeaderValue::from_static("*/*"));
+        remove_hop_by_hop(&mut headers, false);
+        assert_eq!(headers.len(), 1);
+    }
+
+    #[test]
+    fn upgrade_keeps_its_two_headers() {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(is_upgrade(&headers));
+        remove_hop_by_hop(&mut headers, true);
+        assert_eq!(headers[header::UPGRADE], "websocket");
+        assert_eq!(headers[header::CONNECTION], "upgrade");
+    }
+
+    #[test]
+    fn forwarded_headers_are_replaced_not_appended() {
+        let mut headers = HeaderMap::new();
+        headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
+        headers.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
+        set_forwarded(
+            &mut headers,
+            "[::ffff:10.0.0.1]:5000".parse().unwrap(),
+            Some(HeaderValue::from_static("bank")),
+        );
+        assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
+        assert_eq!(headers[X_FORWARDED_PROTO], "https");
+        assert_eq!(headers[X_FORWARDED_HOST], "bank");
+        assert!(!headers.contains_key(FORWARDED));
+    }
+}

@@ -1,0 +1,202 @@
+//! `certgate serve`: wires the rooms together, binds, serves, reloads on SIGHUP, drains on
+//! SIGTERM/SIGINT.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+
+use crate::api::Api;
+use crate::config::{Config, ConfigError, LogConfig, LogFormat};
+use crate::ops::{Metrics, Readiness, Signal, Signals};
+use crate::proxy::{ConnectionLimits, Proxy, serve_tls};
+use crate::revocation::Standing;
+use crate::tls::{HandshakeOutcome, ReloadableTls};
+
+/// Why `serve` stopped with a failure.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration (or a file it names) is unusable: exit code 2.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// Something at run time (binding a port, a signal handler): exit code 1.
+    #[error("{0}")]
+    Runtime(String),
+}
+
+/// Loads the config and everything it names, making the development CA first when configured.
+/// This is all of `check-config` and the first half of `serve`.
+pub fn prepare(config_path: &Path) -> Result<Config, ServeError> {
+    let config = Config::load(config_path)?;
+    if let Some(dir) = &config.server.dev_ca {
+        if !config.server.cert.exists() {
+            let files = crate::pki::dev::create(dir, &config.server.cert, &config.server.key)
+                .map_err(|err| {
+                    ConfigError::new(
+                        "server.dev_ca",
+                        format!("{err}; check that {} is writable", dir.display()),
+                    )
+                })?;
+            tracing::warn!(
+                ca = %files.ca.display(),
+                client_cert = %files.client_cert.display(),
+                new_ca = files.new_ca,
+                "development CA — not for production: made a localhost server certificate and a demo client certificate",
+            );
+        }
+    }
+    Ok(config)
+}
+
+/// `check-config`: the config, every file it names, and the trust it builds (certgate's own CA
+/// generations included).
+pub fn check_config(config_path: &Path) -> Result<(), ServeError> {
+    let config = prepare(config_path)?;
+    let anchors = match crate::pki::Pki::open(crate::pki::PkiSettings::from(&config.pki)) {
+        Ok(pki) => pki.trust_anchors(crate::lifecycle::now()),
+        Err(_) => Vec::new(),
+    };
+    crate::tls::server_config(&config, &anchors)?;
+    crate::proxy::Upstream::new(&config.upstream)?;
+    Ok(())
+}
+
+/// Opens the registry and, when `certgate init` has made it, the CA; with `server.dev_ca` set
+/// (development), a missing CA is made here too, with a warning.
+pub async fn open_lifecycle(config: &Config) -> Result<crate::lifecycle::Lifecycle, ServeError> {
+    let store = crate::store::open(&config.store.url).await.map_err(|err| {
+        ConfigError::new(
+            "store.url",
+            format!("{err}; check the URL and that its directory is writable"),
+        )
+    })?;
+    let settings = crate::pki::PkiSettings::from(&config.pki);
+    let pki = match crate::pki::Pki::open(settings.clone()) {
+        Ok(pki) => Some(pki),
+        Err(crate::pki::PkiError::NotInitialised { .. }) if config.server.dev_ca.is_some() => {
+            let pki = crate::pki::Pki::init(settings, crate::lifecycle::now())
+                .map_err(|err| ConfigError::new("pki.dir", format!("{err}")))?;
+            tracing::warn!(dir = %config.pki.dir.display(), "development issuing CA made in pki.dir — not for production; run `certgate init` on a real deployment");
+            Some(pki)
+        }
+        Err(crate::pki::PkiError::NotInitialised { .. }) => None,
+        Err(err) => return Err(ConfigError::new("pki.dir", format!("{err}")).into()),
+    };
+    Ok(crate::lifecycle::Lifecycle::new(
+        store,
+        pki,
+        config.lifecycle.clone(),
+        config.identity.clone(),
+    ))
+}
+
+/// Installs the log subscriber for `[log]`; logs go to stderr so stdout stays for command output.
+pub fn init_logging(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match log.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .try_init(),
+    };
+}
+
+/// Runs the server until SIGTERM/SIGINT and a drain.
+pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
+    // Signals first: a SIGTERM that arrives while binding must not kill the process undrained.
+    let mut signals = Signals::register()
+        .map_err(|err| ServeError::Runtime(format!("cannot install signal handlers: {err}")))?;
+    let config = prepare(config_path)?;
+    let lifecycle = open_lifecycle(&config).await?;
+    let tls = Arc::new(ReloadableTls::new(crate::tls::server_config(
+        &config,
+        &lifecycle.trust_anchors(),
+    )?));
+    let standing = Standing::load(lifecycle.store().clone())
+        .await
+        .map_err(|err| {
+            ServeError::Runtime(format!(
+                "cannot read revocations and users from the registry: {err}"
+            ))
+        })?;
+    let api = Api::new(lifecycle.clone(), standing.clone());
+    let labels = HandshakeOutcome::ALL.map(HandshakeOutcome::label);
+    let metrics = Arc::new(Metrics::new(&labels));
+    let proxy = Arc::new(Proxy::new(&config, metrics.clone(), api, standing.clone())?);
+    let readiness = Readiness::default();
+
+    let listener = TcpListener::bind(config.server.listen)
+        .await
+        .map_err(|err| {
+            ServeError::Runtime(format!(
+                "server.listen: cannot bind {}: {err}",
+                config.server.listen
+            ))
+        })?;
+    let address = listener
+        .local_addr()
+        .map_err(|err| ServeError::Runtime(err.to_string()))?;
+    tracing::info!(listener = "https", %address, "listening");
+    if let Some(ops_address) = config.ops.listen {
+        let ops = TcpListener::bind(ops_address).await.map_err(|err| {
+            ServeError::Runtime(format!("ops.listen: cannot bind {ops_address}: {err}"))
+        })?;
+        let address = ops
+            .local_addr()
+            .map_err(|err| ServeError::Runtime(err.to_string()))?;
+        tracing::info!(listener = "ops", %address, "listening");
+        tokio::spawn(crate::ops::serve(ops, metrics.clone(), readiness.clone()));
+    }
+    let refresher = tokio::spawn(standing.refresh_periodically());
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let limits = ConnectionLimits {
+        handshake_timeout: config.server.handshake_timeout,
+        max_connections: config.server.max_connections,
+    };
+    let accepting = tokio::spawn(serve_tls(listener, tls.clone(), proxy, limits, async {
+        let _ = stopped.await;
+    }));
+    readiness.set(true);
+
+    while signals.recv().await == Signal::Reload {
+        reload(config_path, &tls, &lifecycle);
+    }
+    readiness.set(false);
+    tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: no new connections, draining open ones");
+    let _ = stop.send(());
+    let graceful = accepting
+        .await
+        .map_err(|err| ServeError::Runtime(format!("accept loop failed: {err}")))?;
+    match tokio::time::timeout(config.server.shutdown_grace, graceful.shutdown()).await {
+        Ok(()) => tracing::info!("all connections closed"),
+        Err(_) => tracing::warn!("shutdown_grace is over; closing the remaining connections"),
+    }
+    refresher.abort();
+    lifecycle.store().close().await;
+    Ok(())
+}
+
+/// SIGHUP: re-reads the config file, the certificate, key and CA files it names, and the CA
+/// generations in `pki.dir` (a `certgate ca rotate` made by the operator); anything broken is
+/// refused and the running state stays.
+fn reload(config_path: &Path, tls: &ReloadableTls, lifecycle: &crate::lifecycle::Lifecycle) {
+    let result = Config::load(config_path).and_then(|config| {
+        lifecycle
+            .reload_ca(crate::pki::PkiSettings::from(&config.pki))
+            .map_err(|err| ConfigError::new("pki.dir", err.to_string()))?;
+        tls.reload(&config, &lifecycle.trust_anchors())
+    });
+    match result {
+        Ok(()) => tracing::info!("reloaded the server certificate, key and trusted CAs"),
+        Err(err) => {
+            tracing::error!(error = %err, "reload refused; the previous certificates and CAs stay in use")
+        }
+    }
+}

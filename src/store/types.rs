@@ -1,0 +1,692 @@
+//! Plain row types of the registry, and the validation of the values that go into it.
+
+use std::fmt;
+use std::str::FromStr;
+
+use time::{Duration, OffsetDateTime};
+
+use super::StoreError;
+
+/// Whose certificate or permit: a corporation's user, or the corporation's administrator.
+///
+/// The administrator's certificate has the corporation ID alone as its CN, so it is modelled as
+/// `user_id: None`; the administrator has no row in the user table.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Holder {
+    /// The contract corporation's ID.
+    pub corp_id: String,
+    /// The user ID, or `None` for the corporation's administrator.
+    pub user_id: Option<String>,
+}
+
+impl Holder {
+    /// The corporation's administrator.
+    pub fn admin(corp_id: impl Into<String>) -> Self {
+        Self {
+            corp_id: corp_id.into(),
+            user_id: None,
+        }
+    }
+
+    /// A user of the corporation.
+    pub fn user(corp_id: impl Into<String>, user_id: impl Into<String>) -> Self {
+        Self {
+            corp_id: corp_id.into(),
+            user_id: Some(user_id.into()),
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), StoreError> {
+        validate_id("corp_id", &self.corp_id)?;
+        if let Some(user_id) = &self.user_id {
+            validate_id("user_id", user_id)?;
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Holder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.user_id {
+            Some(user_id) => write!(f, "user {}/{}", self.corp_id, user_id),
+            None => write!(f, "administrator of {}", self.corp_id),
+        }
+    }
+}
+
+/// Declares a string-backed enum whose spelling is the one stored in the database (and
+/// allowed by the column's CHECK constraint).
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// The stored spelling.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)+
+                }
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = StoreError;
+
+            fn from_str(s: &str) -> Result<Self, StoreError> {
+                match s {
+                    $($text => Ok(Self::$variant),)+
+                    other => Err(StoreError::invalid(
+                        stringify!($name),
+                        format!("unknown value `{other}`"),
+                    )),
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
+text_enum! {
+    /// Whether a corporation may use the service.
+    CorporationStatus {
+        /// In service.
+        Active = "active",
+        /// Temporarily stopped by the bank.
+        Suspended = "suspended",
+        /// The contract has ended.
+        Closed = "closed",
+    }
+}
+
+text_enum! {
+    /// A user's kind in the corporation (the corporation's administrator is not a user; see
+    /// [`Holder`]).
+    Role {
+        /// The master user: one per corporation, owns user management.
+        Master = "master",
+        /// An admin user.
+        Admin = "admin",
+        /// A general user.
+        General = "general",
+    }
+}
+
+text_enum! {
+    /// Whether a user may use the service (the master user suspends and resumes).
+    UserStatus {
+        /// May log in.
+        Active = "active",
+        /// Suspended by the master user or the bank.
+        Suspended = "suspended",
+    }
+}
+
+text_enum! {
+    /// A permit's stored state. Expiry is not a state: compare [`Permit::expires_at`] with the time.
+    PermitState {
+        /// Not yet used; may be presented until it expires.
+        Active = "active",
+        /// Too many wrong PINs; stays locked until a new permit is issued.
+        Locked = "locked",
+        /// Consumed by an enrollment; see [`Permit::serial`].
+        Used = "used",
+        /// Replaced by a newer permit for the same holder.
+        Superseded = "superseded",
+    }
+}
+
+text_enum! {
+    /// A certificate's stored state. Expiry is not a state: compare `not_after` with the time.
+    CertStatus {
+        /// Not revoked.
+        Active = "active",
+        /// Revoked; see [`CertificateRecord::revocation`].
+        Revoked = "revoked",
+    }
+}
+
+text_enum! {
+    /// RFC 5280 CRLReason, stored by its ASN.1 name.
+    RevocationReason {
+        /// unspecified (0).
+        Unspecified = "unspecified",
+        /// keyCompromise (1).
+        KeyCompromise = "keyCompromise",
+        /// cACompromise (2).
+        CaCompromise = "cACompromise",
+        /// affiliationChanged (3).
+        AffiliationChanged = "affiliationChanged",
+        /// superseded (4): replaced by a newer certificate for the same holder.
+        Superseded = "superseded",
+        /// cessationOfOperation (5).
+        CessationOfOperation = "cessationOfOperation",
+        /// certificateHold (6). The registry treats every revocation as final.
+        CertificateHold = "certificateHold",
+        /// removeFromCRL (8): only meaningful in delta CRLs.
+        RemoveFromCrl = "removeFromCRL",
+        /// privilegeWithdrawn (9).
+        PrivilegeWithdrawn = "privilegeWithdrawn",
+        /// aACompromise (10).
+        AaCompromise = "aACompromise",
+    }
+}
+
+impl RevocationReason {
+    /// The CRLReason code of RFC 5280, section 5.3.1 (7 is unused).
+    pub fn code(self) -> u8 {
+        match self {
+            Self::Unspecified => 0,
+            Self::KeyCompromise => 1,
+            Self::CaCompromise => 2,
+            Self::AffiliationChanged => 3,
+            Self::Superseded => 4,
+            Self::CessationOfOperation => 5,
+            Self::CertificateHold => 6,
+            Self::RemoveFromCrl => 8,
+            Self::PrivilegeWithdrawn => 9,
+            Self::AaCompromise => 10,
+        }
+    }
+
+    /// The reason with this CRLReason code, if RFC 5280 defines one.
+    pub fn from_code(code: u8) -> Option<Self> {
+        Some(match code {
+            0 => Self::Unspecified,
+            1 => Self::KeyCompromise,
+            2 => Self::CaCompromise,
+            3 => Self::AffiliationChanged,
+            4 => Self::Superseded,
+            5 => Self::CessationOfOperation,
+            6 => Self::CertificateHold,
+            8 => Self::RemoveFromCrl,
+            9 => Self::PrivilegeWithdrawn,
+            10 => Self::AaCompromise,
+            _ => return None,
+        })
+    }
+}
+
+/// A corporation to register.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCorporation {
+    /// Contract corporation ID (1–30 ASCII alphanumerics; 14 digits in practice).
+    pub corp_id: String,
+    /// Display name.
+    pub name: String,
+    /// Where expiry notices go.
+    pub admin_email: String,
+    /// Whether every user of the corporation must log in with a certificate.
+    pub cert_required: bool,
+}
+
+/// A registered corporation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Corporation {
+    /// Contract corporation ID.
+    pub corp_id: String,
+    /// Display name.
+    pub name: String,
+    /// Where expiry notices go.
+    pub admin_email: String,
+    /// Whether every user of the corporation must log in with a certificate.
+    pub cert_required: bool,
+    /// In service, suspended or closed.
+    pub status: CorporationStatus,
+    /// When it was registered.
+    pub created_at: OffsetDateTime,
+}
+
+/// A user to register (status starts active).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewUser {
+    /// The corporation, which must exist.
+    pub corp_id: String,
+    /// User ID (1–30 ASCII alphanumerics).
+    pub user_id: String,
+    /// Master, admin or general; a corporation has at most one master.
+    pub role: Role,
+    /// Optional e-mail address.
+    pub email: Option<String>,
+}
+
+/// A registered user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The corporation.
+    pub corp_id: String,
+    /// User ID.
+    pub user_id: String,
+    /// Master, admin or general.
+    pub role: Role,
+    /// Optional e-mail address.
+    pub email: Option<String>,
+    /// Active or suspended.
+    pub status: UserStatus,
+    /// When the user was registered.
+    pub created_at: OffsetDateTime,
+}
+
+impl User {
+    /// The user as a certificate holder.
+    pub fn holder(&self) -> Holder {
+        Holder::user(self.corp_id.clone(), self.user_id.clone())
+    }
+}
+
+/// A permit to issue. Its creation time is the audit entry's time.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewPermit {
+    /// Who may enroll with it.
+    pub holder: Holder,
+    /// PHC string of the temporary PIN (argon2, hashed by lifecycle).
+    pub pin_hash: String,
+    /// End of validity (exclusive).
+    pub expires_at: OffsetDateTime,
+    /// Re-issue: revoke the holder's unexpired certificates with this reason, in the same
+    /// transaction as the new permit.
+    pub revoke_active: Option<RevocationReason>,
+}
+
+impl fmt::Debug for NewPermit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewPermit")
+            .field("holder", &self.holder)
+            .field("pin_hash", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("revoke_active", &self.revoke_active)
+            .finish()
+    }
+}
+
+/// An enrollment permit: a one-time temporary PIN for one holder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Permit {
+    /// Registry-assigned ID.
+    pub permit_id: i64,
+    /// Who may enroll with it.
+    pub holder: Holder,
+    /// PHC string of the temporary PIN. Never log it (`Debug` redacts it).
+    pub pin_hash: String,
+    /// When it was issued.
+    pub created_at: OffsetDateTime,
+    /// End of validity (exclusive).
+    pub expires_at: OffsetDateTime,
+    /// Wrong PINs so far.
+    pub failures: u32,
+    /// Stored state.
+    pub state: PermitState,
+    /// When it was used, if it was.
+    pub used_at: Option<OffsetDateTime>,
+    /// SHA-256 (lowercase hex) of the SubjectPublicKeyInfo it was used with.
+    pub spki_sha256: Option<String>,
+    /// Serial of the certificate it produced.
+    pub serial: Option<String>,
+}
+
+impl Permit {
+    /// Whether a PIN may still be checked against it at `now`.
+    pub fn is_presentable(&self, now: OffsetDateTime) -> bool {
+        self.state == PermitState::Active && now < self.expires_at
+    }
+}
+
+impl fmt::Debug for Permit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Permit")
+            .field("permit_id", &self.permit_id)
+            .field("holder", &self.holder)
+            .field("pin_hash", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("expires_at", &self.expires_at)
+            .field("failures", &self.failures)
+            .field("state", &self.state)
+            .field("used_at", &self.used_at)
+            .field("spki_sha256", &self.spki_sha256)
+            .field("serial", &self.serial)
+            .finish()
+    }
+}
+
+/// What [`Registry::issue_permit`](super::Registry::issue_permit) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PermitIssued {
+    /// The new permit.
+    pub permit: Permit,
+    /// IDs of the older active or locked permits it superseded.
+    pub superseded: Vec<i64>,
+    /// Certificates revoked because [`NewPermit::revoke_active`] was set.
+    pub revoked: Vec<RevokedCert>,
+}
+
+/// A wrong PIN counted against a permit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PermitFailure {
+    /// Wrong PINs so far, this one included.
+    pub failures: u32,
+    /// Whether this failure locked the permit.
+    pub locked: bool,
+}
+
+/// How an earlier use of a permit ended, for a retried enrollment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetryInfo {
+    /// The permit.
+    pub permit_id: i64,
+    /// When it was used.
+    pub used_at: OffsetDateTime,
+    /// SHA-256 (lowercase hex) of the SubjectPublicKeyInfo it was used with.
+    pub spki_sha256: String,
+    /// The certificate it produced (check its status before handing it out again).
+    pub certificate: CertificateRecord,
+}
+
+/// A certificate to enter into the ledger.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NewCertificate {
+    /// Serial as lowercase hex without leading zero bytes ([`crate::identity::serial_hex`]);
+    /// upper case is accepted and lowered.
+    pub serial: String,
+    /// The issuing CA generation, as the pki room names it.
+    pub issuer_generation: String,
+    /// Whose certificate.
+    pub holder: Holder,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of the certificate's DER, hex.
+    pub sha256: String,
+    /// SHA-256 of its SubjectPublicKeyInfo, hex.
+    pub spki_sha256: String,
+    /// The certificate's DER, kept so that a retried enrollment returns the same bytes.
+    pub der: Vec<u8>,
+    /// Renewal: the serial of the certificate it renews (same holder).
+    pub renewed_from: Option<String>,
+}
+
+impl fmt::Debug for NewCertificate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewCertificate")
+            .field("serial", &self.serial)
+            .field("issuer_generation", &self.issuer_generation)
+            .field("holder", &self.holder)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("sha256", &self.sha256)
+            .field("spki_sha256", &self.spki_sha256)
+            .field("der", &format_args!("<{} bytes>", self.der.len()))
+            .field("renewed_from", &self.renewed_from)
+            .finish()
+    }
+}
+
+/// When and why a certificate was revoked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revocation {
+    /// Revocation time.
+    pub at: OffsetDateTime,
+    /// RFC 5280 reason.
+    pub reason: RevocationReason,
+}
+
+/// A certificate in the ledger.
+#[derive(Clone, PartialEq, Eq)]
+pub struct CertificateRecord {
+    /// Serial (lowercase hex).
+    pub serial: String,
+    /// The issuing CA generation.
+    pub issuer_generation: String,
+    /// Whose certificate.
+    pub holder: Holder,
+    /// Start of validity.
+    pub not_before: OffsetDateTime,
+    /// End of validity.
+    pub not_after: OffsetDateTime,
+    /// SHA-256 of the DER (lowercase hex).
+    pub sha256: String,
+    /// SHA-256 of the SubjectPublicKeyInfo (lowercase hex).
+    pub spki_sha256: String,
+    /// The certificate's DER.
+    pub der: Vec<u8>,
+    /// Active or revoked.
+    pub status: CertStatus,
+    /// When it entered the ledger.
+    pub issued_at: OffsetDateTime,
+    /// Set when revoked.
+    pub revocation: Option<Revocation>,
+    /// The serial it renews.
+    pub renewed_from: Option<String>,
+    /// The permit it was enrolled with (`None` for renewals).
+    pub permit_id: Option<i64>,
+}
+
+impl CertificateRecord {
+    /// Not revoked and inside its validity period at `now`.
+    pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.status == CertStatus::Active && self.not_before <= now && now < self.not_after
+    }
+}
+
+impl fmt::Debug for CertificateRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CertificateRecord")
+            .field("serial", &self.serial)
+            .field("issuer_generation", &self.issuer_generation)
+            .field("holder", &self.holder)
+            .field("not_before", &self.not_before)
+            .field("not_after", &self.not_after)
+            .field("sha256", &self.sha256)
+            .field("status", &self.status)
+            .field("revocation", &self.revocation)
+            .field("renewed_from", &self.renewed_from)
+            .field("permit_id", &self.permit_id)
+            .field("der", &format_args!("<{} bytes>", self.der.len()))
+            .finish_non_exhaustive()
+    }
+}
+
+/// A revoked certificate as the revocation set and CRLs need it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RevokedCert {
+    /// The issuing CA generation.
+    pub issuer_generation: String,
+    /// Serial (lowercase hex).
+    pub serial: String,
+    /// Whose certificate.
+    pub holder: Holder,
+    /// End of validity: past it the entry may leave the set.
+    pub not_after: OffsetDateTime,
+    /// Revocation time.
+    pub revoked_at: OffsetDateTime,
+    /// RFC 5280 reason.
+    pub reason: RevocationReason,
+}
+
+/// One enrollment, written atomically by [`Registry::record_issuance`](super::Registry::record_issuance).
+#[derive(Debug, Clone)]
+pub struct Issuance {
+    /// The permit consumed by this enrollment (`None` for a renewal over mTLS). It must be
+    /// active, unexpired and for the certificate's holder; it records the certificate's SPKI.
+    pub permit_id: Option<i64>,
+    /// The certificate.
+    pub cert: NewCertificate,
+    /// Revoke the holder's other unexpired certificates with reason `superseded`.
+    pub supersede_active: bool,
+    /// The audit entry; its time is the issuance time.
+    pub audit: NewAudit,
+}
+
+/// What [`Registry::record_issuance`](super::Registry::record_issuance) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Issued {
+    /// The certificate as now in the ledger.
+    pub certificate: CertificateRecord,
+    /// The holder's certificates revoked as superseded.
+    pub superseded: Vec<RevokedCert>,
+}
+
+/// A user's certificate status, as on the second bank's user management screen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IssueStatus {
+    /// 未発行: no certificate yet.
+    Unissued,
+    /// 発行済み: valid, outside the renewal window.
+    Issued,
+    /// 更新可: valid, inside the renewal window before expiry.
+    Renewable,
+    /// 有効期限切れ: expired.
+    Expired,
+    /// 失効済み: revoked.
+    Revoked,
+}
+
+impl IssueStatus {
+    /// The status given the holder's latest certificate.
+    pub fn of(
+        latest: Option<&CertificateRecord>,
+        now: OffsetDateTime,
+        renewal_window: Duration,
+    ) -> Self {
+        match latest {
+            None => Self::Unissued,
+            Some(c) if c.status == CertStatus::Revoked => Self::Revoked,
+            Some(c) if now >= c.not_after => Self::Expired,
+            Some(c) if now >= c.not_after - renewal_window => Self::Renewable,
+            Some(_) => Self::Issued,
+        }
+    }
+
+    /// Lowercase English name, e.g. `renewable`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Unissued => "unissued",
+            Self::Issued => "issued",
+            Self::Renewable => "renewable",
+            Self::Expired => "expired",
+            Self::Revoked => "revoked",
+        }
+    }
+}
+
+/// One line of the user status table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatusRow {
+    /// The user.
+    pub user: User,
+    /// Their latest certificate (highest issue order), if any.
+    pub latest: Option<CertificateRecord>,
+    /// Status computed from it.
+    pub status: IssueStatus,
+}
+
+/// An audit entry to write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewAudit {
+    /// When it happened; for a change, also the time recorded on the changed rows.
+    pub at: OffsetDateTime,
+    /// Who: `operator`, a certificate holder (`12345678901234 alice`), `bank`, ...
+    pub actor: String,
+    /// What, e.g. `permit.issue`, `cert.revoke`, `enroll.refused`.
+    pub action: String,
+    /// The corporation concerned, for listing by corporation.
+    pub corp_id: Option<String>,
+    /// The object acted upon, e.g. a user or a serial.
+    pub target: String,
+    /// `ok`, or the reason of a refusal.
+    pub result: String,
+    /// The client's address, when the operation came over the network.
+    pub client_addr: Option<String>,
+}
+
+/// A stored audit entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEntry {
+    /// Registry-assigned ID (increasing).
+    pub audit_id: i64,
+    /// When it happened.
+    pub at: OffsetDateTime,
+    /// Who.
+    pub actor: String,
+    /// What.
+    pub action: String,
+    /// The corporation concerned.
+    pub corp_id: Option<String>,
+    /// The object acted upon.
+    pub target: String,
+    /// `ok`, or the reason of a refusal.
+    pub result: String,
+    /// The client's address.
+    pub client_addr: Option<String>,
+}
+
+/// Corporation and user IDs: ASCII alphanumerics, as the banks' login forms accept, and never a
+/// space, which separates them in the CN.
+pub(crate) fn validate_id(field: &'static str, value: &str) -> Result<(), StoreError> {
+    if value.is_empty() || value.len() > 30 {
+        return Err(StoreError::invalid(field, "must be 1 to 30 characters"));
+    }
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(StoreError::invalid(
+            field,
+            "must be ASCII letters and digits only",
+        ));
+    }
+    Ok(())
+}
+
+pub(crate) fn validate_email(field: &'static str, value: &str) -> Result<(), StoreError> {
+    match value.split_once('@') {
+        Some((local, domain))
+            if !local.is_empty() && !domain.is_empty() && !value.contains(char::is_whitespace) =>
+        {
+            Ok(())
+        }
+        _ => Err(StoreError::invalid(field, "must be an e-mail address")),
+    }
+}
+
+/// Serial in the canonical form the identity room renders, so ledger and hot path agree.
+pub(crate) fn canonical_serial(value: &str) -> Result<String, StoreError> {
+    let s = value.to_ascii_lowercase();
+    if s.len() < 2 || s.len() > 64 || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit())
+    {
+        return Err(StoreError::invalid(
+            "serial",
+            "must be 1 to 32 bytes of hex, two digits per byte",
+        ));
+    }
+    if s.starts_with("00") && s != "00" {
+        return Err(StoreError::invalid(
+            "serial",
+            "must not have leading zero bytes",
+        ));
+    }
+    Ok(s)
+}
+
+/// A SHA-256 digest as 64 lowercase hex digits.
+pub(crate) fn canonical_sha256(field: &'static str, value: &str) -> Result<String, StoreError> {
+    let s = value.to_ascii_lowercase();
+    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(StoreError::invalid(field, "must be 64 hex digits"));
+    }
+    Ok(s)
+}
+
+pub(crate) fn to_unix(t: OffsetDateTime) -> i64 {
+    t.unix_timestamp()
+}
+
+pub(crate) fn from_unix(what: &str, secs: i64) -> Result<OffsetDateTime, StoreError> {
+    OffsetDateTime::from_unix_timestamp(secs)
+        .map_err(|_| StoreError::corrupt(format!("{what}: timestamp {secs} out of range")))
+}

@@ -1,0 +1,274 @@
+//! The listener's rustls configuration: server certificate, client-certificate verification over
+//! every trusted CA generation, ALPN, session tickets, and hot reload.
+
+mod verifier;
+
+pub use verifier::CachingClientVerifier;
+
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::sign::{CertifiedKey, SingleCertAndKey};
+use rustls::{CertificateError, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::{ClientAuth, Config, ConfigError, TrustCa};
+
+/// The crypto provider used everywhere: aws-lc-rs, passed explicitly so that no process-wide
+/// default (or a second provider pulled in by another crate) decides.
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// Reads a PEM certificate chain; the error names `key`.
+pub fn load_certs(key: &str, path: &Path) -> Result<Vec<CertificateDer<'static>>, ConfigError> {
+    let bytes = read(key, path)?;
+    let certs = CertificateDer::pem_slice_iter(&bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| {
+            ConfigError::new(key, format!("{} is not valid PEM: {err}", path.display()))
+        })?;
+    if certs.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "{} holds no CERTIFICATE block; give a PEM certificate file",
+                path.display()
+            ),
+        ));
+    }
+    Ok(certs)
+}
+
+/// Reads a PEM private key; the error names `key` but never shows the key's bytes.
+pub fn load_key(key: &str, path: &Path) -> Result<PrivateKeyDer<'static>, ConfigError> {
+    let bytes = read(key, path)?;
+    PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| {
+        ConfigError::new(
+            key,
+            format!(
+                "{} holds no usable private key; give a PEM PKCS#8, PKCS#1 or SEC1 key",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn read(key: &str, path: &Path) -> Result<Vec<u8>, ConfigError> {
+    std::fs::read(path).map_err(|err| {
+        ConfigError::new(
+            key,
+            format!(
+                "cannot read {}: {err}; check the path and its permissions",
+                path.display()
+            ),
+        )
+    })
+}
+
+/// Every trust anchor from `[[trust.ca]]`, each file possibly holding several generations.
+pub fn load_roots(trust: &[TrustCa]) -> Result<RootCertStore, ConfigError> {
+    let mut roots = RootCertStore::empty();
+    for (index, ca) in trust.iter().enumerate() {
+        let key = format!("trust.ca[{index}].cert");
+        for cert in load_certs(&key, &ca.cert)? {
+            roots.add(cert).map_err(|err| {
+                ConfigError::new(
+                    &key,
+                    format!(
+                        "{} holds a certificate that is not a usable CA: {err}",
+                        ca.cert.display()
+                    ),
+                )
+            })?;
+        }
+    }
+    Ok(roots)
+}
+
+fn client_verifier(
+    config: &Config,
+    extra_anchors: &[CertificateDer<'static>],
+) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
+    if config.server.client_auth == ClientAuth::None {
+        return Ok(WebPkiClientVerifier::no_client_auth());
+    }
+    let mut roots = load_roots(&config.trust)?;
+    for anchor in extra_anchors {
+        roots.add(anchor.clone()).map_err(|err| {
+            ConfigError::new(
+                "pki.dir",
+                format!("a CA generation is not a usable trust anchor: {err}"),
+            )
+        })?;
+    }
+    if roots.is_empty() {
+        return Err(ConfigError::new(
+            "trust.ca",
+            "no CA is trusted; add a [[trust.ca]] or run `certgate init`",
+        ));
+    }
+    let roots = Arc::new(roots);
+    // The stock webpki verifier checks the chain, the validity period, and that an EKU, when
+    // present, allows clientAuth; certgate only adds a cache of chains it already accepted.
+    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
+    let builder = match config.server.client_auth {
+        ClientAuth::Optional => builder.allow_unauthenticated(),
+        _ => builder,
+    };
+    let webpki = builder.build().map_err(|err| {
+        ConfigError::new(
+            "trust.ca",
+            format!("cannot build the client verifier: {err}"),
+        )
+    })?;
+    Ok(Arc::new(CachingClientVerifier::new(webpki, 100_000)))
+}
+
+/// Builds the listener's rustls config from the files the config names.
+/// `extra_anchors` are certgate's own CA generations, trusted automatically.
+pub fn server_config(
+    config: &Config,
+    extra_anchors: &[CertificateDer<'static>],
+) -> Result<Arc<ServerConfig>, ConfigError> {
+    let chain = load_certs("server.cert", &config.server.cert)?;
+    let key = load_key("server.key", &config.server.key)?;
+    let provider = provider();
+    let certified = CertifiedKey::from_der(chain, key, &provider).map_err(|err| {
+        ConfigError::new("server.key", format!("cannot be used with server.cert: {err}; give the key that belongs to the certificate"))
+    })?;
+    certified.keys_match().map_err(|_| {
+        ConfigError::new(
+            "server.key",
+            format!(
+                "{} does not belong to the certificate in {}; give the matching key",
+                config.server.key.display(),
+                config.server.cert.display()
+            ),
+        )
+    })?;
+    let mut server = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+        .map_err(|err| ConfigError::new("server", format!("TLS versions: {err}")))?
+        .with_client_cert_verifier(client_verifier(config, extra_anchors)?)
+        .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
+    server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    // Stateless TLS 1.3 tickets: resumption without a shared cache. A new ticketer per build means
+    // a reload (say, a CA removed from trust) also ends resumption of sessions made before it.
+    server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|err| {
+        ConfigError::new(
+            "server",
+            format!("cannot create the session ticket key: {err}"),
+        )
+    })?;
+    server.send_tls13_tickets = 1;
+    server.session_storage = rustls::server::ServerSessionMemoryCache::new(10_240);
+    Ok(Arc::new(server))
+}
+
+/// The current listener config; replaced as a whole on reload, read lock-free per connection.
+pub struct ReloadableTls {
+    current: ArcSwap<ServerConfig>,
+}
+
+impl ReloadableTls {
+    /// Holds `initial` as the current config.
+    pub fn new(initial: Arc<ServerConfig>) -> Self {
+        Self {
+            current: ArcSwap::new(initial),
+        }
+    }
+
+    /// The config for the next handshake.
+    pub fn current(&self) -> Arc<ServerConfig> {
+        self.current.load_full()
+    }
+
+    /// Rebuilds from the files and swaps it in; on error the old config stays.
+    pub fn reload(
+        &self,
+        config: &Config,
+        extra_anchors: &[CertificateDer<'static>],
+    ) -> Result<(), ConfigError> {
+        let fresh = server_config(config, extra_anchors)?;
+        self.current.store(fresh);
+        Ok(())
+    }
+}
+
+/// The outcome of one handshake, as counted in `/metrics`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandshakeOutcome {
+    /// A verified client certificate naming a caller.
+    Ok,
+    /// No client certificate.
+    NoCert,
+    /// The chain does not lead to a trusted CA.
+    UnknownCa,
+    /// Outside its validity period.
+    Expired,
+    /// An EKU that does not allow clientAuth.
+    BadEku,
+    /// A CN outside the configured layout.
+    BadCn,
+    /// Anything else (protocol errors, timeouts, resets).
+    Other,
+}
+
+impl HandshakeOutcome {
+    /// Every outcome, for pre-registering metrics.
+    pub const ALL: [Self; 7] = [
+        Self::Ok,
+        Self::NoCert,
+        Self::UnknownCa,
+        Self::Expired,
+        Self::BadEku,
+        Self::BadCn,
+        Self::Other,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ok => "ok",
+            Self::NoCert => "no_cert",
+            Self::UnknownCa => "unknown_ca",
+            Self::Expired => "expired",
+            Self::BadEku => "bad_eku",
+            Self::BadCn => "bad_cn",
+            Self::Other => "other",
+        }
+    }
+
+    /// Classifies a failed handshake from the error tokio-rustls returned.
+    pub fn of_error(err: &io::Error) -> Self {
+        let Some(tls) = err
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        else {
+            return Self::Other;
+        };
+        match tls {
+            rustls::Error::NoCertificatesPresented => Self::NoCert,
+            rustls::Error::InvalidCertificate(cert) => match cert {
+                CertificateError::UnknownIssuer
+                | CertificateError::BadSignature
+                | CertificateError::UnhandledCriticalExtension => Self::UnknownCa,
+                CertificateError::Expired
+                | CertificateError::ExpiredContext { .. }
+                | CertificateError::NotValidYet
+                | CertificateError::NotValidYetContext { .. } => Self::Expired,
+                CertificateError::InvalidPurpose
+                | CertificateError::InvalidPurposeContext { .. } => Self::BadEku,
+                _ => Self::Other,
+            },
+            _ => Self::Other,
+        }
+    }
+}

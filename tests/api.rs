@@ -1,0 +1,1086 @@
+//! certgate's own endpoints refuse bad input clearly and change nothing: PINs, permits, CSRs,
+//! PKCS#12 passwords, cross-corporation admin actions, revoked certificates, retries.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use certgate::lifecycle::{Actor, Context, KeySource, Lifecycle};
+use certgate::store::{Holder, PermitState, Role};
+use http_body_util::BodyExt as _;
+use support::*;
+
+const CORP_A: &str = "55555555555555";
+const CORP_B: &str = "66666666666666";
+
+struct Bank {
+    fixture: Fixture,
+    server: Server,
+    lifecycle: Lifecycle,
+    /// PEM chain of the generation + root, for clients' identity.
+    admin_a: Leaf,
+    admin_b: Leaf,
+}
+
+fn csr() -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "99999999999999 mallory");
+    (
+        params.serialize_request(&key).unwrap().pem().unwrap(),
+        key.serialize_pem(),
+    )
+}
+
+async fn enroll_admin(lifecycle: &Lifecycle, corp: &str) -> Leaf {
+    let holder = Holder {
+        corp_id: corp.into(),
+        user_id: None,
+    };
+    let pin = lifecycle
+        .issue_permit(&holder, false, &Context::operator())
+        .await
+        .unwrap()
+        .pin;
+    let (csr, key) = csr();
+    let ctx = Context {
+        actor: Actor::Enrollee(holder.clone()),
+        client_addr: None,
+    };
+    let enrolled = lifecycle
+        .enroll(holder, &pin, KeySource::Csr(csr.into_bytes()), &ctx)
+        .await
+        .unwrap();
+    let cert_pem = pem_of(enrolled.certificate.as_ref());
+    Leaf {
+        cert_pem,
+        key_pem: key,
+        der: enrolled.certificate.to_vec(),
+        serial: vec![],
+    }
+}
+
+fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+impl Bank {
+    async fn open(lifecycle_extra: &str) -> Self {
+        let fixture = Fixture::new();
+        let text = fixture.config("client_auth = \"optional\"", lifecycle_extra);
+        let config = certgate::config::Config::parse(&text).unwrap();
+        certgate::pki::Pki::init(
+            certgate::pki::PkiSettings::from(&config.pki),
+            certgate::lifecycle::now(),
+        )
+        .unwrap();
+        let lifecycle = certgate::serve::open_lifecycle(&config).await.unwrap();
+        let operator = Context::operator();
+        for corp in [CORP_A, CORP_B] {
+            lifecycle
+                .add_corporation(corp, "Corp", "admin@corp.example", &operator)
+                .await
+                .unwrap();
+            lifecycle
+                .add_user(corp, "taro", Role::General, None, &operator)
+                .await
+                .unwrap();
+            lifecycle
+                .add_user(corp, "boss", Role::Master, None, &operator)
+                .await
+                .unwrap();
+        }
+        let admin_a = enroll_admin(&lifecycle, CORP_A).await;
+        let admin_b = enroll_admin(&lifecycle, CORP_B).await;
+        let server = fixture.start("client_auth = \"optional\"", lifecycle_extra);
+        Self {
+            fixture,
+            server,
+            lifecycle,
+            admin_a,
+            admin_b,
+        }
+    }
+
+    async fn permit(&self, corp: &str, user: Option<&str>) -> String {
+        let holder = Holder {
+            corp_id: corp.into(),
+            user_id: user.map(str::to_owned),
+        };
+        self.lifecycle
+            .issue_permit(&holder, false, &Context::operator())
+            .await
+            .unwrap()
+            .pin
+    }
+
+    fn client(&self, leaf: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
+        client_config(&self.fixture.ca, leaf, &[b"http/1.1"])
+    }
+
+    async fn post(
+        &self,
+        leaf: Option<&Leaf>,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (u16, http::HeaderMap, serde_json::Value, Bytes) {
+        let mut conn = Conn::open(self.server.addr, self.client(leaf))
+            .await
+            .unwrap();
+        let mut request = http::Request::post(path).header("host", "localhost");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = conn
+            .send(
+                request
+                    .body(http_body_util::Full::new(body.into()).boxed())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status.as_u16(), parts.headers, json, bytes)
+    }
+
+    async fn enroll_json(
+        &self,
+        corp: &str,
+        user: Option<&str>,
+        pin: &str,
+        csr: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut body = serde_json::json!({"corp_id": corp, "pin": pin, "csr": csr});
+        if let Some(user) = user {
+            body["user_id"] = serde_json::Value::String(user.into());
+        }
+        let (status, _, json, _) = self
+            .post(
+                None,
+                "/certgate/api/enroll",
+                &[("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await;
+        (status, json)
+    }
+
+    async fn permit_state(&self, corp: &str, user: Option<&str>) -> (PermitState, u32) {
+        let holder = Holder {
+            corp_id: corp.into(),
+            user_id: user.map(str::to_owned),
+        };
+        let permit = self
+            .lifecycle
+            .store()
+            .latest_permit(&holder)
+            .await
+            .unwrap()
+            .unwrap();
+        (permit.state, permit.failures)
+    }
+}
+
+fn problem_type(json: &serde_json::Value) -> &str {
+    json["type"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn wrong_pin_five_times_locks_the_permit_and_a_missing_credential_is_not_a_failure() {
+    let bank = Bank::open("").await;
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (csr, _) = csr();
+    // No credentials at all (EST): 401 with a Basic challenge, and no failure counted.
+    let (status, headers, _, _) = bank
+        .post(
+            None,
+            "/.well-known/est/simpleenroll",
+            &[("content-type", "application/pkcs10")],
+            csr.clone(),
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .starts_with("Basic")
+    );
+    assert_eq!(
+        bank.permit_state(CORP_A, Some("taro")).await,
+        (PermitState::Active, 0)
+    );
+    for attempt in 1..=5 {
+        let (status, json) = bank
+            .enroll_json(CORP_A, Some("taro"), "WRONG-PIN-12345", &csr)
+            .await;
+        let expected = if attempt < 5 { 401 } else { 423 };
+        assert_eq!(status, expected, "attempt {attempt}: {json}");
+    }
+    assert_eq!(
+        bank.permit_state(CORP_A, Some("taro")).await.0,
+        PermitState::Locked
+    );
+    // Even the right PIN no longer works.
+    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
+    assert_eq!(status, 423);
+    assert_eq!(problem_type(&json), "urn:certgate:problem:permit-locked");
+}
+
+#[tokio::test]
+async fn expired_permit_is_refused() {
+    let bank = Bank::open("[lifecycle]\npermit_ttl = \"1s\"").await;
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr().0).await;
+    assert_eq!(status, 403, "{json}");
+    assert_eq!(problem_type(&json), "urn:certgate:problem:permit-expired");
+}
+
+#[tokio::test]
+async fn garbage_truncated_and_bad_signature_csrs_are_refused_without_using_the_permit() {
+    let bank = Bank::open("").await;
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (good, _) = csr();
+    let truncated = good[..good.len() / 2].to_owned();
+    // Flip one byte of the signature (the end of the DER) to break it.
+    use rustls_pki_types::pem::PemObject as _;
+    let mut der = rustls_pki_types::CertificateSigningRequestDer::from_pem_slice(good.as_bytes())
+        .unwrap()
+        .as_ref()
+        .to_vec();
+    let last = der.len() - 3;
+    der[last] ^= 0x55;
+    let bad_signature = {
+        use base64::Engine as _;
+        format!(
+            "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&der)
+        )
+    };
+    for (name, csr) in [
+        ("garbage", "not a csr at all".to_owned()),
+        ("truncated", truncated),
+        ("bad signature", bad_signature),
+    ] {
+        let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
+        assert_eq!(status, 400, "{name}: {json}");
+        assert_eq!(
+            problem_type(&json),
+            "urn:certgate:problem:bad-csr",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        bank.permit_state(CORP_A, Some("taro")).await,
+        (PermitState::Active, 0)
+    );
+    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &good).await;
+    assert_eq!(status, 200, "{json}");
+}
+
+#[tokio::test]
+async fn certificate_carries_the_permits_identity_not_the_csrs() {
+    let bank = Bank::open("").await;
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr().0).await;
+    assert_eq!(status, 200);
+    let pem = json["certificate"].as_str().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("c.pem"), pem).unwrap();
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-in", "c.pem"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    let subject = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        subject.contains(&format!("CN = {CORP_A} taro")),
+        "{subject}"
+    );
+    assert!(!subject.contains("mallory"));
+}
+
+#[tokio::test]
+async fn short_p12_password_is_refused_and_the_permit_stays_usable() {
+    let bank = Bank::open("").await;
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let body = |password: &str| {
+        serde_json::json!({"corp_id": CORP_A, "user_id": "taro", "pin": pin, "p12_password": password}).to_string()
+    };
+    let (status, _, json, _) = bank
+        .post(
+            None,
+            "/certgate/api/enroll.p12",
+            &[("content-type", "application/json")],
+            body("short"),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(problem_type(&json), "urn:certgate:problem:bad-p12-password");
+    assert_eq!(
+        bank.permit_state(CORP_A, Some("taro")).await,
+        (PermitState::Active, 0)
+    );
+    let (status, headers, _, p12) = bank
+        .post(
+            None,
+            "/certgate/api/enroll.p12",
+            &[("content-type", "application/json")],
+            body("long enough"),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/x-pkcs12");
+    assert!(
+        headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("certificate.p12")
+    );
+    assert!(p12.len() > 500);
+}
+
+#[tokio::test]
+async fn users_wait_for_their_administrator() {
+    let fixture_bank = Bank::open("").await;
+    let operator = Context::operator();
+    let corp = "77777777777777";
+    fixture_bank
+        .lifecycle
+        .add_corporation(corp, "New Corp", "a@new.example", &operator)
+        .await
+        .unwrap();
+    fixture_bank
+        .lifecycle
+        .add_user(corp, "taro", Role::General, None, &operator)
+        .await
+        .unwrap();
+    let pin = fixture_bank.permit(corp, Some("taro")).await;
+    let (status, json) = fixture_bank
+        .enroll_json(corp, Some("taro"), &pin, &csr().0)
+        .await;
+    assert_eq!(status, 409, "{json}");
+    assert_eq!(
+        problem_type(&json),
+        "urn:certgate:problem:administrator-first"
+    );
+}
+
+#[tokio::test]
+async fn interrupted_enrollment_returns_the_same_certificate_for_the_same_key_only() {
+    let bank = Bank::open("").await;
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (csr_pem, _) = csr();
+    let (status, first) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr_pem).await;
+    assert_eq!(status, 200);
+    let (status, again) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr_pem).await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(first["serial"], again["serial"]);
+    assert_eq!(first["certificate"], again["certificate"]);
+    let (status, other) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr().0).await;
+    assert_eq!(status, 409, "{other}");
+    assert_eq!(
+        problem_type(&other),
+        "urn:certgate:problem:retry-key-mismatch"
+    );
+}
+
+#[tokio::test]
+async fn administrator_of_one_corporation_cannot_act_on_another() {
+    let bank = Bank::open("").await;
+    // B's administrator naming corporation A: refused, and A's user is untouched.
+    for action in ["reissue", "revoke", "suspend", "resume"] {
+        let path = format!("/certgate/api/admin/users/taro/{action}?corp_id={CORP_A}");
+        let (status, _, json, _) = bank.post(Some(&bank.admin_b), &path, &[], "").await;
+        assert_eq!(status, 403, "{action}: {json}");
+    }
+    let mut conn = Conn::open(bank.server.addr, bank.client(Some(&bank.admin_b)))
+        .await
+        .unwrap();
+    for path in [
+        format!("/certgate/api/admin/users?corp_id={CORP_A}"),
+        format!("/certgate/api/admin/audit?corp_id={CORP_A}"),
+    ] {
+        assert_eq!(conn.get(&path, &[]).await.unwrap().0, 403, "{path}");
+    }
+    let taro_a = bank
+        .lifecycle
+        .store()
+        .user(CORP_A, "taro")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(taro_a.status, certgate::store::UserStatus::Active);
+    // A user certificate of corporation A cannot manage anyone.
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (csr_pem, key) = csr();
+    let (_, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr_pem).await;
+    let taro = Leaf {
+        cert_pem: json["certificate"].as_str().unwrap().to_owned(),
+        key_pem: key,
+        der: vec![],
+        serial: vec![],
+    };
+    let (status, _, json, _) = bank
+        .post(
+            Some(&taro),
+            "/certgate/api/admin/users/boss/suspend",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(status, 403, "{json}");
+    // Nobody but the bank touches the master user.
+    let (status, _, json, _) = bank
+        .post(
+            Some(&bank.admin_a),
+            "/certgate/api/admin/users/boss/revoke",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(status, 403, "{json}");
+    // A revocation reason must be an RFC 5280 name.
+    let (status, _, json, _) = bank
+        .post(
+            Some(&bank.admin_a),
+            "/certgate/api/admin/users/taro/revoke",
+            &[("content-type", "application/json")],
+            r#"{"reason":"because"}"#,
+        )
+        .await;
+    assert_eq!(status, 400, "{json}");
+    // The status table shows A's users only.
+    let mut conn = Conn::open(bank.server.addr, bank.client(Some(&bank.admin_a)))
+        .await
+        .unwrap();
+    let (status, _, body) = conn.get("/certgate/api/admin/users", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    let table: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(table["corp_id"], CORP_A);
+    let taro_row = table["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|row| row["user_id"] == "taro")
+        .unwrap();
+    assert_eq!(taro_row["certificate_status"], "issued");
+}
+
+#[tokio::test]
+async fn revoked_certificate_can_neither_renew_nor_re_enroll_over_est() {
+    let bank = Bank::open("[lifecycle]\nrenew_window_days = 400").await;
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (csr_pem, key) = csr();
+    let (_, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr_pem).await;
+    let taro = Leaf {
+        cert_pem: json["certificate"].as_str().unwrap().to_owned(),
+        key_pem: key,
+        der: vec![],
+        serial: vec![],
+    };
+    let (status, _, json, _) = bank
+        .post(
+            Some(&bank.admin_a),
+            "/certgate/api/admin/users/taro/revoke",
+            &[("content-type", "application/json")],
+            r#"{"reason":"keyCompromise"}"#,
+        )
+        .await;
+    assert_eq!(status, 200, "{json}");
+    let renew = serde_json::json!({"csr": csr().0}).to_string();
+    let (status, _, json, _) = bank
+        .post(
+            Some(&taro),
+            "/certgate/api/renew",
+            &[("content-type", "application/json")],
+            renew,
+        )
+        .await;
+    assert_eq!(status, 403, "{json}");
+    assert_eq!(
+        problem_type(&json),
+        "urn:certgate:problem:certificate-revoked"
+    );
+    let (status, _, json, _) = bank
+        .post(
+            Some(&taro),
+            "/.well-known/est/simplereenroll",
+            &[("content-type", "application/pkcs10")],
+            csr().0,
+        )
+        .await;
+    assert_eq!(status, 403, "{json}");
+}
+
+#[tokio::test]
+async fn est_cacerts_and_serverkeygen_are_read_by_openssl() {
+    let bank = Bank::open("").await;
+    let mut conn = Conn::open(bank.server.addr, bank.client(None))
+        .await
+        .unwrap();
+    let (status, headers, body) = conn.get("/.well-known/est/cacerts", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(
+        headers["content-type"],
+        "application/pkcs7-mime; smime-type=certs-only"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("ca.b64"), &body).unwrap();
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new("openssl")
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    run(&["base64", "-d", "-in", "ca.b64", "-out", "ca.p7"]);
+    let certs = run(&["pkcs7", "-inform", "DER", "-in", "ca.p7", "-print_certs"]);
+    assert_eq!(
+        certs.matches("BEGIN CERTIFICATE").count(),
+        2,
+        "root + g1: {certs}"
+    );
+
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CORP_A}.taro:{pin}"))
+    );
+    let (status, headers, _, body) = bank
+        .post(
+            None,
+            "/.well-known/est/serverkeygen",
+            &[("authorization", &basic)],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("multipart/mixed; boundary=")
+    );
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    assert!(
+        text.contains("Content-Type: application/pkcs8") && text.contains("smime-type=certs-only"),
+        "{text}"
+    );
+}
+
+async fn enroll_taro(bank: &Bank) -> Leaf {
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (csr_pem, key) = csr();
+    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr_pem).await;
+    assert_eq!(status, 200, "{json}");
+    Leaf {
+        cert_pem: json["certificate"].as_str().unwrap().to_owned(),
+        key_pem: key,
+        der: vec![],
+        serial: vec![],
+    }
+}
+
+async fn app_status(bank: &Bank, leaf: &Leaf) -> u16 {
+    get_once(bank.server.addr, bank.client(Some(leaf)), "/app", &[])
+        .await
+        .unwrap()
+        .0
+        .as_u16()
+}
+
+#[tokio::test]
+async fn suspend_and_resume_through_the_admin_api_take_effect_at_once() {
+    let bank = Bank::open("").await;
+    let taro = enroll_taro(&bank).await;
+    assert_eq!(app_status(&bank, &taro).await, 200);
+    let (status, _, json, _) = bank
+        .post(
+            Some(&bank.admin_a),
+            "/certgate/api/admin/users/taro/suspend",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!((status, json["status"].as_str()), (200, Some("suspended")));
+    assert_eq!(app_status(&bank, &taro).await, 403);
+    let (status, _, _, _) = bank
+        .post(
+            Some(&bank.admin_a),
+            "/certgate/api/admin/users/taro/resume",
+            &[],
+            "",
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(app_status(&bank, &taro).await, 200);
+    // Both actions are in the corporation's audit trail.
+    let mut conn = Conn::open(bank.server.addr, bank.client(Some(&bank.admin_a)))
+        .await
+        .unwrap();
+    let (status, _, body) = conn.get("/certgate/api/admin/audit", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    let audit = String::from_utf8_lossy(&body);
+    assert!(
+        audit.contains("\"suspend\"") && audit.contains("\"resume\""),
+        "{audit}"
+    );
+}
+
+#[tokio::test]
+async fn renewal_keeps_the_old_certificate_unless_configured_to_revoke_it() {
+    for (revoke_old, old_status) in [(false, 200), (true, 403)] {
+        let bank = Bank::open(&format!(
+            "[lifecycle]\nrenew_window_days = 400\nrevoke_old_on_renew = {revoke_old}"
+        ))
+        .await;
+        let taro = enroll_taro(&bank).await;
+        let (status, _, json, _) = bank
+            .post(
+                Some(&taro),
+                "/certgate/api/renew",
+                &[("content-type", "application/json")],
+                serde_json::json!({"csr": csr().0}).to_string(),
+            )
+            .await;
+        assert_eq!(status, 200, "{json}");
+        assert_eq!(
+            app_status(&bank, &taro).await,
+            old_status,
+            "revoke_old_on_renew = {revoke_old}"
+        );
+    }
+}
+
+fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The parts of a multipart body: (headers, body) each, split at the boundary of `content_type`.
+fn multipart_parts(content_type: &str, body: &str) -> Vec<(String, String)> {
+    let boundary = content_type
+        .split(';')
+        .find_map(|param| param.trim().strip_prefix("boundary="))
+        .unwrap()
+        .trim_matches('"');
+    let delimiter = format!("--{boundary}");
+    let (_, rest) = body.split_once(&delimiter).unwrap();
+    let (rest, after) = rest.split_once(&format!("\r\n{delimiter}--")).unwrap();
+    assert!(after.trim().is_empty(), "{after:?}");
+    rest.split(&format!("\r\n{delimiter}"))
+        .map(|part| {
+            let part = part.strip_prefix("\r\n").unwrap();
+            let (headers, body) = part.split_once("\r\n\r\n").unwrap();
+            (headers.to_owned(), body.to_owned())
+        })
+        .collect()
+}
+
+fn unbase64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(compact)
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serverkeygen_parts_are_a_pkcs8_key_and_its_certificate() {
+    let bank = Bank::open("").await;
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    use base64::Engine as _;
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{CORP_A}.taro:{pin}"))
+    );
+    let (status, headers, _, body) = bank
+        .post(
+            None,
+            "/.well-known/est/serverkeygen",
+            &[
+                ("authorization", &basic),
+                ("content-type", "application/pkcs10"),
+            ],
+            csr().0,
+        )
+        .await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(headers["cache-control"], "no-store");
+    let parts = multipart_parts(
+        headers["content-type"].to_str().unwrap(),
+        std::str::from_utf8(&body).unwrap(),
+    );
+    assert_eq!(parts.len(), 2);
+    assert!(parts[0].0.contains("Content-Type: application/pkcs8"));
+    assert!(parts[0].0.contains("Content-Transfer-Encoding: base64"));
+    assert!(
+        parts[1]
+            .0
+            .contains("Content-Type: application/pkcs7-mime; smime-type=certs-only")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("key.der"), unbase64(&parts[0].1)).unwrap();
+    std::fs::write(dir.path().join("cert.p7"), unbase64(&parts[1].1)).unwrap();
+    let key_public = run_in(
+        dir.path(),
+        "openssl",
+        &["pkey", "-inform", "DER", "-in", "key.der", "-pubout"],
+    );
+    let certs = run_in(
+        dir.path(),
+        "openssl",
+        &["pkcs7", "-inform", "DER", "-in", "cert.p7", "-print_certs"],
+    );
+    assert_eq!(certs.matches("BEGIN CERTIFICATE").count(), 1, "{certs}");
+    assert!(certs.contains(&format!("CN = {CORP_A} taro")), "{certs}");
+    std::fs::write(dir.path().join("cert.pem"), &certs).unwrap();
+    let cert_public = run_in(
+        dir.path(),
+        "openssl",
+        &["x509", "-in", "cert.pem", "-noout", "-pubkey"],
+    );
+    assert_eq!(key_public, cert_public);
+    // The permit is used: the same credentials cannot make a second key (outside a retry, the
+    // server-made key would be a new one, which supersedes the first).
+    assert_eq!(
+        bank.permit_state(CORP_A, Some("taro")).await.0,
+        PermitState::Used
+    );
+}
+
+#[tokio::test]
+async fn simplereenroll_with_curl_over_the_current_certificate() {
+    let bank = Bank::open("[lifecycle]\nrenew_window_days = 400").await;
+    let taro = enroll_taro(&bank).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("taro.pem"), &taro.cert_pem).unwrap();
+    std::fs::write(dir.path().join("taro.key"), &taro.key_pem).unwrap();
+    run_in(
+        dir.path(),
+        "openssl",
+        &[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "new.key",
+            "-subj",
+            "/CN=renewal",
+            "-outform",
+            "DER",
+            "-out",
+            "req.der",
+        ],
+    );
+    run_in(
+        dir.path(),
+        "openssl",
+        &["base64", "-in", "req.der", "-out", "req.b64"],
+    );
+    let port = bank.server.addr.port();
+    let out = std::process::Command::new("curl")
+        .args(["--silent", "--show-error", "--max-time", "20", "--cacert"])
+        .arg(&bank.fixture.ca_path)
+        .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+        .args(["--cert", "taro.pem", "--key", "taro.key"])
+        .args([
+            "--data-binary",
+            "@req.b64",
+            "-H",
+            "Content-Type: application/pkcs10",
+        ])
+        .args(["--dump-header", "headers.txt"])
+        .arg(format!(
+            "https://localhost:{port}/.well-known/est/simplereenroll"
+        ))
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let headers = std::fs::read_to_string(dir.path().join("headers.txt")).unwrap();
+    assert!(
+        headers.starts_with("HTTP/1.1 200") || headers.starts_with("HTTP/2 200"),
+        "{headers}\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        headers
+            .to_ascii_lowercase()
+            .contains("content-type: application/pkcs7-mime; smime-type=certs-only"),
+        "{headers}"
+    );
+    std::fs::write(dir.path().join("new.p7.b64"), &out.stdout).unwrap();
+    run_in(
+        dir.path(),
+        "openssl",
+        &["base64", "-d", "-in", "new.p7.b64", "-out", "new.p7"],
+    );
+    let renewed = run_in(
+        dir.path(),
+        "openssl",
+        &["pkcs7", "-inform", "DER", "-in", "new.p7", "-print_certs"],
+    );
+    assert!(
+        renewed.contains(&format!("CN = {CORP_A} taro")),
+        "{renewed}"
+    );
+    assert!(!renewed.contains("renewal"));
+    std::fs::write(dir.path().join("new.pem"), &renewed).unwrap();
+    // The new certificate is for the new key.
+    assert_eq!(
+        run_in(
+            dir.path(),
+            "openssl",
+            &["x509", "-in", "new.pem", "-noout", "-pubkey"]
+        ),
+        run_in(
+            dir.path(),
+            "openssl",
+            &["pkey", "-in", "new.key", "-pubout"]
+        ),
+    );
+    // Without a certificate, re-enrollment is refused.
+    let (status, _, json, _) = bank
+        .post(
+            None,
+            "/.well-known/est/simplereenroll",
+            &[("content-type", "application/pkcs10")],
+            csr().0,
+        )
+        .await;
+    assert_eq!(status, 401, "{json}");
+    assert_eq!(
+        problem_type(&json),
+        "urn:certgate:problem:certificate-required"
+    );
+}
+
+#[tokio::test]
+async fn me_shows_identity_status_and_renewal_window() {
+    let bank = Bank::open("").await;
+    let mut anonymous = Conn::open(bank.server.addr, bank.client(None))
+        .await
+        .unwrap();
+    let (status, _, body) = anonymous.get("/certgate/api/me", &[]).await.unwrap();
+    assert_eq!(status, 401);
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        problem_type(&json),
+        "urn:certgate:problem:certificate-required"
+    );
+
+    let mut conn = Conn::open(bank.server.addr, bank.client(Some(&bank.admin_a)))
+        .await
+        .unwrap();
+    let (status, headers, body) = conn.get("/certgate/api/me", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    let me: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(me["corp_id"], CORP_A);
+    assert!(me.get("user_id").is_none(), "{me}");
+    assert_eq!(me["role"], "admin");
+    assert_eq!(me["status"], "issued");
+    assert_eq!(me["can_renew"], false);
+    let days = me["days_left"].as_i64().unwrap();
+    assert!((363..=365).contains(&days), "{me}");
+    assert!(
+        me["renewal_opens"].is_string() && me["serial"].is_string(),
+        "{me}"
+    );
+
+    let taro = enroll_taro(&bank).await;
+    let mut conn = Conn::open(bank.server.addr, bank.client(Some(&taro)))
+        .await
+        .unwrap();
+    let (_, _, body) = conn.get("/certgate/api/me", &[]).await.unwrap();
+    let me: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (me["user_id"].as_str(), me["role"].as_str()),
+        (Some("taro"), Some("general"))
+    );
+}
+
+#[tokio::test]
+async fn unknown_paths_wrong_methods_big_bodies_and_bad_json_are_problems() {
+    let bank = Bank::open("").await;
+    let mut conn = Conn::open(bank.server.addr, bank.client(Some(&bank.admin_a)))
+        .await
+        .unwrap();
+    for path in [
+        "/certgate/api/nothing",
+        "/certgate/",
+        "/.well-known/est/csrattrs",
+        "/.well-known/est/label/simpleenroll",
+        "/certgate/crl/g9.crl",
+        "/certgate/crl/g1.pem",
+    ] {
+        let (status, headers, body) = conn.get(path, &[]).await.unwrap();
+        assert_eq!(status, 404, "{path}");
+        assert_eq!(
+            headers["content-type"], "application/problem+json",
+            "{path}"
+        );
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(
+            problem_type(&json),
+            "urn:certgate:problem:not-found",
+            "{path}"
+        );
+    }
+    for (path, allow) in [
+        ("/certgate/api/enroll", "POST"),
+        ("/.well-known/est/simpleenroll", "POST"),
+        ("/certgate/api/admin/users/taro/revoke", "POST"),
+    ] {
+        let (status, headers, _) = conn.get(path, &[]).await.unwrap();
+        assert_eq!(status, 405, "{path}");
+        assert_eq!(headers["allow"], allow, "{path}");
+    }
+    let (status, headers, _, _) = bank.post(None, "/.well-known/est/cacerts", &[], "").await;
+    assert_eq!(status, 405);
+    assert_eq!(headers["allow"], "GET, HEAD");
+
+    // HEAD answers like GET, without a body.
+    let response = conn
+        .send(
+            http::Request::head("/.well-known/est/cacerts")
+                .header("host", "localhost")
+                .body(empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(
+        response
+            .into_body()
+            .collect()
+            .await
+            .unwrap()
+            .to_bytes()
+            .is_empty()
+    );
+
+    // The CRL of g1, DER.
+    let (status, headers, crl) = conn.get("/certgate/crl/g1.crl", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/pkix-crl");
+    assert_eq!(crl[0], 0x30, "DER SEQUENCE");
+
+    // More than 64 KiB.
+    let (status, _, json, _) = bank
+        .post(
+            None,
+            "/certgate/api/enroll",
+            &[("content-type", "application/json")],
+            vec![b' '; 100 * 1024],
+        )
+        .await;
+    assert_eq!(status, 413, "{json}");
+
+    // JSON that is not the expected object names the field.
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    for (body, field) in [
+        serde_json::json!({"corp_id": CORP_A, "user_id": "taro", "csr": csr().0}),
+        serde_json::json!({"corp_id": CORP_A, "user_id": "taro", "pin": pin, "csr": csr().0, "subject": "CN=x"}),
+        serde_json::json!({"corp_id": CORP_A, "user_id": 7, "pin": pin, "csr": csr().0}),
+    ]
+    .into_iter()
+    .zip(["pin", "subject", "user_id"])
+    {
+        let (status, _, json, _) = bank
+            .post(
+                None,
+                "/certgate/api/enroll",
+                &[("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(status, 400, "{json}");
+        assert_eq!(json["field"], field, "{json}");
+        assert!(json["detail"].as_str().unwrap().contains(field), "{json}");
+    }
+    let (status, _, json, _) = bank
+        .post(None, "/certgate/api/enroll", &[], "{\"corp_id\": ")
+        .await;
+    assert_eq!(status, 400, "{json}");
+    assert_eq!(problem_type(&json), "urn:certgate:problem:invalid-request");
+
+    // A malformed Basic header is a 401 with a challenge, and costs no PIN attempt.
+    let (status, headers, json, _) = bank
+        .post(
+            None,
+            "/.well-known/est/simpleenroll",
+            &[
+                ("authorization", "Basic %%%"),
+                ("content-type", "application/pkcs10"),
+            ],
+            csr().0,
+        )
+        .await;
+    assert_eq!(status, 401, "{json}");
+    assert!(headers.contains_key("www-authenticate"));
+    // A revocation reason that is not final is refused.
+    let (status, _, json, _) = bank
+        .post(
+            Some(&bank.admin_a),
+            "/certgate/api/admin/users/taro/revoke",
+            &[("content-type", "application/json")],
+            r#"{"reason":"certificateHold"}"#,
+        )
+        .await;
+    assert_eq!(
+        (status, json["field"].as_str()),
+        (400, Some("reason")),
+        "{json}"
+    );
+    assert_eq!(
+        bank.permit_state(CORP_A, Some("taro")).await,
+        (PermitState::Active, 0)
+    );
+}

@@ -1,0 +1,321 @@
+//! Forwarding: HTTP/1.1 and h2 from clients, streaming bodies both ways with flat memory,
+//! hop-by-hop headers, the upstream failing, and protocol upgrades.
+
+#![allow(clippy::unwrap_used, clippy::result_large_err)]
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use http::Request;
+use http_body_util::BodyExt as _;
+use support::*;
+
+fn upstream_config(url: &str, extra: &str) -> String {
+    format!("[upstream]\nurl = \"{url}\"\n{extra}")
+}
+
+#[tokio::test]
+async fn http1_and_h2_clients_both_reach_the_upstream() {
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    for (alpn, version) in [
+        (&b"h2"[..], http::Version::HTTP_2),
+        (&b"http/1.1"[..], http::Version::HTTP_11),
+    ] {
+        let mut conn = Conn::open(
+            server.addr,
+            client_config(&fixture.ca, Some(&leaf), &[alpn]),
+        )
+        .await
+        .unwrap();
+        let response = conn
+            .send(
+                Request::get(if version == http::Version::HTTP_2 {
+                    "https://localhost/v"
+                } else {
+                    "/v"
+                })
+                .header("host", "localhost")
+                .body(empty())
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(response.version(), version);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let echo = echoed(&body);
+        assert_eq!(echo["headers"]["x-client-user-id"], "taro");
+        // The application sees the Host the client asked for, whatever the protocol.
+        assert_eq!(echo["headers"]["host"], "localhost");
+        assert_eq!(echo["headers"]["x-forwarded-host"], "localhost");
+    }
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_not_forwarded() {
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut conn = Conn::open(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let (_, _, body) = conn
+        .get(
+            "/",
+            &[
+                ("connection", "keep-alive, x-private-hop"),
+                ("x-private-hop", "secret"),
+                ("keep-alive", "timeout=5"),
+                ("proxy-authorization", "Basic Zm9vOmJhcg=="),
+                ("te", "trailers"),
+                ("x-end-to-end", "kept"),
+            ],
+        )
+        .await
+        .unwrap();
+    let headers = &echoed(&body)["headers"];
+    for gone in ["x-private-hop", "keep-alive", "proxy-authorization", "te"] {
+        assert!(headers.get(gone).is_none(), "{gone} was forwarded");
+    }
+    assert_eq!(headers["x-end-to-end"], "kept");
+}
+
+#[tokio::test]
+async fn hundred_mib_stream_up_and_down_with_flat_memory() {
+    const SIZE: u64 = 100 << 20;
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut conn = Conn::open(
+            server.addr,
+            client_config(&fixture.ca, Some(&leaf), &[alpn]),
+        )
+        .await
+        .unwrap();
+        let upload = Request::post("https://localhost/upload")
+            .header("host", "localhost")
+            .body(big_body(SIZE))
+            .unwrap();
+        let response = conn.send(upload).await.unwrap();
+        assert_eq!(response.status(), 200);
+        let echo = echoed(&response.into_body().collect().await.unwrap().to_bytes());
+        assert_eq!(echo["body_bytes"], SIZE);
+
+        let download = Request::get(format!("https://localhost/big?bytes={SIZE}"))
+            .header("host", "localhost")
+            .body(empty())
+            .unwrap();
+        let mut body = conn.send(download).await.unwrap().into_body();
+        let mut received = 0u64;
+        while let Some(frame) = body.frame().await {
+            if let Some(data) = frame.unwrap().data_ref() {
+                received += data.len() as u64;
+            }
+        }
+        assert_eq!(received, SIZE);
+    }
+    // Streaming means the proxy never held a body: its peak memory stays far below one body.
+    let peak = server.peak_rss_kib();
+    assert!(peak < 64 * 1024, "peak RSS {peak} KiB");
+}
+
+#[tokio::test]
+async fn upstream_down_is_a_502_page() {
+    let fixture = Fixture::new();
+    let server = fixture.start(
+        "",
+        &upstream_config(
+            &format!("http://{}", closed_port()),
+            "connect_timeout = \"2s\"",
+        ),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let config = client_config(&fixture.ca, Some(&leaf), &[]);
+    let (status, headers, body) =
+        get_once(server.addr, config.clone(), "/", &[("accept", "text/html")])
+            .await
+            .unwrap();
+    assert_eq!(status, 502);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert!(String::from_utf8_lossy(&body).contains("unavailable"));
+    let (status, _, body) = get_once(server.addr, config, "/", &[]).await.unwrap();
+    assert_eq!(status, 502);
+    assert!(String::from_utf8_lossy(&body).contains("urn:certgate:problem:upstream-unavailable"));
+    assert_eq!(
+        server
+            .metric("certgate_http_requests_total{route=\"/\",status=\"5xx\"}")
+            .await,
+        2.0
+    );
+    server.wait_for_log("upstream failed");
+}
+
+#[tokio::test]
+async fn slow_upstream_is_a_504_not_a_hang() {
+    let fixture = Fixture::new();
+    let silent = silent_upstream().await;
+    let server = fixture.start(
+        "",
+        &upstream_config(&format!("http://{silent}"), "request_timeout = \"500ms\""),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let config = client_config(&fixture.ca, Some(&leaf), &[]);
+    let answer = tokio::time::timeout(
+        Duration::from_secs(10),
+        get_once(server.addr, config, "/", &[]),
+    )
+    .await;
+    let (status, _, body) = answer.expect("certgate hung").unwrap();
+    assert_eq!(status, 504);
+    assert!(String::from_utf8_lossy(&body).contains("upstream-timeout"));
+}
+
+#[tokio::test]
+async fn a_fast_enough_upstream_is_not_cut_off() {
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start(
+        "",
+        &upstream_config(&format!("http://{upstream}"), "request_timeout = \"5s\""),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let (status, _, body) = get_once(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[]),
+        "/slow?ms=300",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(&body[..], b"slow answer");
+}
+
+#[tokio::test]
+async fn websocket_echo_through_the_proxy() {
+    let fixture = Fixture::new();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut socket = tokio_tungstenite::accept_hdr_async(
+                    stream,
+                    |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                     response| {
+                        // The identity travels on the upgrade request too.
+                        assert_eq!(request.headers()["x-client-user-id"], "taro");
+                        Ok(response)
+                    },
+                )
+                .await
+                .unwrap();
+                while let Some(Ok(message)) = socket.next().await {
+                    if message.is_text() || message.is_binary() {
+                        socket.send(message).await.unwrap();
+                    }
+                }
+            });
+        }
+    });
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let tls =
+        tokio_rustls::TlsConnector::from(client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]))
+            .connect(
+                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+                tcp,
+            )
+            .await
+            .unwrap();
+    let (mut socket, response) = tokio_tungstenite::client_async("wss://localhost/ws", tls)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    for text in ["hello", "こんにちは"] {
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::text(text))
+            .await
+            .unwrap();
+        let echoed = socket.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+    }
+    socket.close(None).await.unwrap();
+}
+
+/// An https upstream with a certificate from `ca`, echoing what it receives.
+async fn tls_upstream(ca: &Ca) -> std::net::SocketAddr {
+    use rustls_pki_types::pem::PemObject as _;
+    let leaf = ca.server();
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![rustls_pki_types::CertificateDer::from_pem_slice(leaf.cert_pem.as_bytes()).unwrap()],
+        rustls_pki_types::PrivateKeyDer::from_pem_slice(leaf.key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(|request| async {
+                    Ok::<_, std::convert::Infallible>(certgate::proxy::echo_response(request).await)
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn https_upstream_is_verified_against_upstream_ca() {
+    let fixture = Fixture::new();
+    let upstream_ca = Ca::new("upstream");
+    let upstream = tls_upstream(&upstream_ca).await;
+    let upstream_ca_path = fixture.write("upstream-ca.pem", &upstream_ca.cert_pem);
+    let url = format!("https://localhost:{}", upstream.port());
+    let server = fixture.start(
+        "",
+        &upstream_config(&url, &format!("ca = \"{}\"", upstream_ca_path.display())),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let config = client_config(&fixture.ca, Some(&leaf), &[]);
+    let (status, _, body) = get_once(server.addr, config.clone(), "/", &[])
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(echoed(&body)["headers"]["x-client-user-id"], "taro");
+
+    // The same upstream checked against the wrong CA is refused: 502, not a silent downgrade.
+    let wrong = fixture.start_named(
+        "wrong.toml",
+        "",
+        &upstream_config(&url, &format!("ca = \"{}\"", fixture.ca_path.display())),
+    );
+    let (status, _, _) = get_once(wrong.addr, config, "/", &[]).await.unwrap();
+    assert_eq!(status, 502);
+}
