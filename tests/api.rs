@@ -247,8 +247,25 @@ async fn wrong_pin_five_times_locks_the_permit_and_a_missing_credential_is_not_a
 
 #[tokio::test]
 async fn expired_permit_is_refused() {
-    let bank = Bank::open("[lifecycle]\npermit_ttl = \"1s\"").await;
-    let pin = bank.permit(CORP_A, Some("taro")).await;
+    // Only the user's permit is short-lived: a 1 s TTL for the administrators' permits too would
+    // race their own enrollment on a loaded machine. A second lifecycle over the same registry
+    // issues it, as an operator's CLI with that setting would.
+    let bank = Bank::open("").await;
+    let short_ttl = bank.fixture.config(
+        "client_auth = \"optional\"",
+        "[lifecycle]\npermit_ttl = \"1s\"",
+    );
+    let short_ttl = certgate::config::Config::parse(&short_ttl).unwrap();
+    let issuer = certgate::serve::open_lifecycle(&short_ttl).await.unwrap();
+    let holder = Holder {
+        corp_id: CORP_A.into(),
+        user_id: Some("taro".into()),
+    };
+    let pin = issuer
+        .issue_permit(&holder, false, &Context::operator())
+        .await
+        .unwrap()
+        .pin;
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr().0).await;
     assert_eq!(status, 403, "{json}");
