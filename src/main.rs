@@ -6,6 +6,10 @@ use clap::Parser as _;
 
 use certgate::cli::{self, Cli, Command, Operator};
 
+/// See Cargo.toml: cheaper allocation on the request path than glibc's malloc.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Serve { config } => cli::serve(&config),
