@@ -319,3 +319,87 @@ async fn https_upstream_is_verified_against_upstream_ca() {
     let (status, _, _) = get_once(wrong.addr, config, "/", &[]).await.unwrap();
     assert_eq!(status, 502);
 }
+
+/// A raw HTTP/1.1 upstream that answers every GET with `ok` and counts the connections it
+/// accepted; with `close_idle_after`, it closes each connection that long after answering, as an
+/// application with a short keep-alive timeout does (without a `Connection: close` header).
+async fn counting_upstream(
+    close_idle_after: Option<Duration>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    let Ok(read) = stream.read(&mut chunk).await else {
+                        return;
+                    };
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buffer.drain(..end + 4);
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        if let Some(after) = close_idle_after {
+                            tokio::time::sleep(after).await;
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+#[tokio::test]
+async fn upstream_connections_are_reused_and_one_closed_while_idle_is_not_an_error() {
+    use std::sync::atomic::Ordering;
+    let fixture = Fixture::new();
+    let leaf = fixture.ca.client("12345678901234 taro");
+
+    // Keep-alive: sequential requests, even from separate client connections, share one
+    // upstream connection.
+    let (keeps, accepted) = counting_upstream(None).await;
+    let server = fixture.start("", &upstream_config(&format!("http://{keeps}"), ""));
+    let config = client_config(&fixture.ca, Some(&leaf), &[]);
+    for _ in 0..5 {
+        let (status, _, body) = get_once(server.addr, config.clone(), "/", &[])
+            .await
+            .unwrap();
+        assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    drop(server);
+
+    // The application closes each connection shortly after answering: the pooled connection is
+    // dead by the next request, which must still be answered, on a new connection.
+    let (closes, accepted) = counting_upstream(Some(Duration::from_millis(50))).await;
+    let server = fixture.start("", &upstream_config(&format!("http://{closes}"), ""));
+    for _ in 0..3 {
+        let (status, _, body) = get_once(server.addr, config.clone(), "/", &[])
+            .await
+            .unwrap();
+        assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(accepted.load(Ordering::SeqCst), 3);
+}

@@ -1,18 +1,16 @@
 //! The pooled client to the application (or the built-in echo), with its timeouts.
 
-use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version, header};
 use http_body_util::Either;
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::ServerName;
 
 use super::ProxyBody;
 use super::echo::echo_response;
+use super::pool::{Pool, Transport};
 use crate::config::{ConfigError, UpstreamConfig, UpstreamTarget};
 
 /// Why the application gave no response.
@@ -29,7 +27,7 @@ pub enum UpstreamError {
 enum Target {
     Echo,
     Http {
-        client: Box<Client<HttpsConnector<HttpConnector>, ProxyBody>>,
+        pool: Arc<Pool>,
         scheme: Scheme,
         authority: Authority,
     },
@@ -47,52 +45,37 @@ impl Upstream {
         let target = match &config.target {
             UpstreamTarget::Echo => Target::Echo,
             UpstreamTarget::Http(uri) => {
-                let mut http = HttpConnector::new();
-                http.enforce_http(false);
-                http.set_nodelay(true);
-                http.set_connect_timeout(Some(config.connect_timeout));
-                let builder = hyper_rustls::HttpsConnectorBuilder::new();
-                let builder = match &config.ca {
-                    Some(ca_path) => {
-                        let mut roots = rustls::RootCertStore::empty();
-                        for cert in crate::tls::load_certs("upstream.ca", ca_path)? {
-                            roots.add(cert).map_err(|err| {
-                                ConfigError::new(
-                                    "upstream.ca",
-                                    format!("{} holds an unusable CA: {err}", ca_path.display()),
-                                )
-                            })?;
-                        }
-                        let tls =
-                            rustls::ClientConfig::builder_with_provider(crate::tls::provider())
-                                .with_safe_default_protocol_versions()
-                                .map_err(|err| ConfigError::new("upstream.ca", err.to_string()))?
-                                .with_root_certificates(roots)
-                                .with_no_client_auth();
-                        builder.with_tls_config(tls)
-                    }
-                    None => builder
-                        .with_provider_and_native_roots(crate::tls::provider())
-                        .map_err(|err| {
-                            ConfigError::new(
-                                "upstream.ca",
-                                format!("no system CA certificates ({err}); set upstream.ca"),
-                            )
-                        })?,
-                };
-                let https = builder.https_or_http().enable_http1().wrap_connector(http);
-                let client = Client::builder(TokioExecutor::new())
-                    .pool_max_idle_per_host(config.pool_max_idle_per_host)
-                    .pool_idle_timeout(config.pool_idle_timeout)
-                    .pool_timer(TokioTimer::new())
-                    .timer(TokioTimer::new())
-                    .build(https);
                 let scheme = uri.scheme().cloned().unwrap_or(Scheme::HTTP);
                 let authority = uri.authority().cloned().ok_or_else(|| {
                     ConfigError::new("upstream.url", "has no host; give http://host:port")
                 })?;
+                let https = scheme == Scheme::HTTPS;
+                let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+                // IPv6 literals keep their brackets, as `TcpStream::connect` wants them.
+                let address = format!("{}:{port}", authority.host());
+                let transport = if https {
+                    let host = authority
+                        .host()
+                        .trim_start_matches('[')
+                        .trim_end_matches(']');
+                    let server_name = ServerName::try_from(host.to_owned()).map_err(|_| {
+                        ConfigError::new("upstream.url", format!("{host} is not a valid TLS name"))
+                    })?;
+                    Transport::Tls {
+                        connector: tokio_rustls::TlsConnector::from(Arc::new(tls_client(config)?)),
+                        server_name,
+                    }
+                } else {
+                    Transport::Plain
+                };
                 Target::Http {
-                    client: Box::new(client),
+                    pool: Arc::new(Pool::new(
+                        address,
+                        transport,
+                        config.connect_timeout,
+                        config.pool_max_idle_per_host,
+                        config.pool_idle_timeout,
+                    )),
                     scheme,
                     authority,
                 }
@@ -111,7 +94,7 @@ impl Upstream {
         mut request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
         let Target::Http {
-            client,
+            pool,
             scheme,
             authority,
         } = &self.target
@@ -139,21 +122,44 @@ impl Upstream {
         *request.uri_mut() =
             Uri::from_parts(parts).map_err(|err| UpstreamError::Unavailable(err.to_string()))?;
         *request.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.request_timeout, client.request(request)).await {
+        match tokio::time::timeout(self.request_timeout, pool.send(request)).await {
             Err(_) => Err(UpstreamError::Timeout(self.request_timeout)),
-            Ok(Err(err)) => Err(UpstreamError::Unavailable(cause_chain(&err))),
-            Ok(Ok(response)) => Ok(response.map(Either::Left)),
+            Ok(Err(err)) => Err(UpstreamError::Unavailable(err.to_string())),
+            Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
         }
     }
 }
 
-fn cause_chain(err: &hyper_util::client::legacy::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
+/// The TLS client for an `https://` application: `upstream.ca` when set, else the system's CAs.
+fn tls_client(config: &UpstreamConfig) -> Result<rustls::ClientConfig, ConfigError> {
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.ca {
+        Some(ca_path) => {
+            for cert in crate::tls::load_certs("upstream.ca", ca_path)? {
+                roots.add(cert).map_err(|err| {
+                    ConfigError::new(
+                        "upstream.ca",
+                        format!("{} holds an unusable CA: {err}", ca_path.display()),
+                    )
+                })?;
+            }
+        }
+        None => {
+            let native = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(native.certs);
+            if added == 0 {
+                return Err(ConfigError::new(
+                    "upstream.ca",
+                    "no system CA certificates found; set upstream.ca",
+                ));
+            }
+        }
     }
-    text
+    let mut tls = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+        .with_safe_default_protocol_versions()
+        .map_err(|err| ConfigError::new("upstream.ca", err.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
 }

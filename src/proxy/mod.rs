@@ -7,6 +7,7 @@ mod echo;
 mod forward;
 mod headers;
 mod policy;
+mod pool;
 mod rescue;
 mod routes;
 mod service;
@@ -18,10 +19,13 @@ pub use echo::{echo_response, serve_echo};
 pub use forward::{Upstream, UpstreamError};
 pub use service::Proxy;
 
-/// The body of every response certgate sends on the proxy path: the upstream's streamed body, or
-/// a small one certgate made (error page, echo).
-pub type ProxyBody =
-    http_body_util::Either<hyper::body::Incoming, http_body_util::Full<bytes::Bytes>>;
+/// Every body on the proxy path: a client's request streamed on (or the application's response
+/// streamed back, which returns its connection to the pool at its end), or a small one certgate
+/// made (login form read ahead, error page, echo).
+pub type ProxyBody = http_body_util::Either<
+    http_body_util::Either<hyper::body::Incoming, pool::PooledBody>,
+    http_body_util::Full<bytes::Bytes>,
+>;
 
 /// A client certificate as seen by one connection.
 #[derive(Debug, Clone)]

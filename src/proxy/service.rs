@@ -208,7 +208,7 @@ impl Proxy {
                     }
                 }
             }
-            _ => request.map(Either::Left),
+            _ => request.map(|body| Either::Left(Either::Left(body))),
         };
 
         let sent = Instant::now();

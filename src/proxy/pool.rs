@@ -1,0 +1,269 @@
+//! Keep-alive HTTP/1.1 connections to the application, reused request after request.
+//!
+//! certgate has one upstream, so the pool is a stack of idle connections rather than hyper-util's
+//! general client (a map of pools keyed by scheme and authority, a lazily built connect future
+//! and a spawned task per request that waits for the connection to become idle again). A
+//! connection goes back on the stack when its response body has been read to the end; a response
+//! abandoned half-way closes its connection, which could not carry another request anyway.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use http::{Request, Response};
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use rustls_pki_types::ServerName;
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+use super::ProxyBody;
+
+/// How new connections reach the application.
+pub enum Transport {
+    /// `http://`.
+    Plain,
+    /// `https://`, verified for `server_name`.
+    Tls {
+        connector: TlsConnector,
+        server_name: ServerName<'static>,
+    },
+}
+
+/// Why a request could not be sent.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    /// TCP connect (or TLS) did not finish within `upstream.connect_timeout`.
+    #[error("connect to {0} timed out")]
+    ConnectTimeout(String),
+    /// Refused, unresolvable, TLS failure.
+    #[error("connect to {address}: {reason}")]
+    Connect { address: String, reason: String },
+    /// The connection failed while the request was on it.
+    #[error("{0}")]
+    Http(String),
+}
+
+struct Idle {
+    sender: http1::SendRequest<ProxyBody>,
+    since: Instant,
+}
+
+/// The pool of one upstream.
+pub struct Pool {
+    /// `host:port`, for connecting and for messages.
+    address: String,
+    transport: Transport,
+    connect_timeout: Duration,
+    max_idle: usize,
+    idle_timeout: Duration,
+    /// Most recently used at the back: reused first, while the oldest age out at the front.
+    idle: Mutex<VecDeque<Idle>>,
+}
+
+impl Pool {
+    /// A pool of connections to `address` (`host:port`).
+    pub fn new(
+        address: String,
+        transport: Transport,
+        connect_timeout: Duration,
+        max_idle: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        Self {
+            address,
+            transport,
+            connect_timeout,
+            max_idle,
+            idle_timeout,
+            idle: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Sends `request` on an idle connection, or a new one. A request that a reused connection
+    /// turned away before writing any of it (the application closed the connection while it was
+    /// idle) is sent again on the next connection; nothing else is retried.
+    pub async fn send(
+        self: &Arc<Self>,
+        mut request: Request<ProxyBody>,
+    ) -> Result<Response<PooledBody>, SendError> {
+        loop {
+            let (mut sender, reused) = match self.checkout() {
+                Some(sender) => (sender, true),
+                None => (self.connect().await?, false),
+            };
+            // A reused connection may still be finishing the previous exchange, or be closed.
+            if reused && sender.ready().await.is_err() {
+                continue;
+            }
+            match sender.try_send_request(request).await {
+                Ok(response) => {
+                    return Ok(response.map(|body| PooledBody {
+                        body,
+                        home: Some((sender, self.clone())),
+                        ended: false,
+                    }));
+                }
+                Err(mut err) => match err.take_message() {
+                    Some(unsent) if reused => request = unsent,
+                    _ => return Err(SendError::Http(cause_chain(&err.into_error()))),
+                },
+            }
+        }
+    }
+
+    fn checkout(&self) -> Option<http1::SendRequest<ProxyBody>> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.expire(&mut idle);
+        while let Some(entry) = idle.pop_back() {
+            if !entry.sender.is_closed() {
+                return Some(entry.sender);
+            }
+        }
+        None
+    }
+
+    fn checkin(&self, sender: http1::SendRequest<ProxyBody>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.expire(&mut idle);
+        if idle.len() >= self.max_idle {
+            // Dropping the sender ends its connection; the freshest ones are kept.
+            idle.pop_front();
+        }
+        if self.max_idle > 0 {
+            idle.push_back(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    /// Drops connections idle for longer than `upstream.pool_idle_timeout` (checked whenever the
+    /// pool is used; an unused pool's connections are closed by the application's own timeout).
+    fn expire(&self, idle: &mut VecDeque<Idle>) {
+        while idle
+            .front()
+            .is_some_and(|entry| entry.since.elapsed() > self.idle_timeout)
+        {
+            idle.pop_front();
+        }
+    }
+
+    async fn connect(&self) -> Result<http1::SendRequest<ProxyBody>, SendError> {
+        let connecting = async {
+            let tcp = TcpStream::connect(self.address.as_str())
+                .await
+                .map_err(|err| self.connect_error(err.to_string()))?;
+            let _ = tcp.set_nodelay(true);
+            match &self.transport {
+                Transport::Plain => self.handshake(tcp).await,
+                Transport::Tls {
+                    connector,
+                    server_name,
+                } => {
+                    let tls = connector
+                        .connect(server_name.clone(), tcp)
+                        .await
+                        .map_err(|err| self.connect_error(format!("TLS: {err}")))?;
+                    self.handshake(tls).await
+                }
+            }
+        };
+        tokio::time::timeout(self.connect_timeout, connecting)
+            .await
+            .map_err(|_| SendError::ConnectTimeout(self.address.clone()))?
+    }
+
+    async fn handshake<T>(&self, io: T) -> Result<http1::SendRequest<ProxyBody>, SendError>
+    where
+        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let (sender, connection) = http1::Builder::new()
+            .handshake(TokioIo::new(io))
+            .await
+            .map_err(|err| self.connect_error(err.to_string()))?;
+        tokio::spawn(async move {
+            if let Err(err) = connection.with_upgrades().await {
+                tracing::debug!(error = %err, "upstream connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+
+    fn connect_error(&self, reason: String) -> SendError {
+        SendError::Connect {
+            address: self.address.clone(),
+            reason,
+        }
+    }
+}
+
+/// A response body from the application; its connection goes back to the pool once the body has
+/// been read to the end.
+pub struct PooledBody {
+    body: Incoming,
+    home: Option<(http1::SendRequest<ProxyBody>, Arc<Pool>)>,
+    ended: bool,
+}
+
+impl Body for PooledBody {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.body).poll_frame(cx);
+        match &polled {
+            Poll::Ready(None) => self.ended = true,
+            // A broken body leaves its connection unusable.
+            Poll::Ready(Some(Err(_))) => self.home = None,
+            _ => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl Drop for PooledBody {
+    fn drop(&mut self) {
+        if let Some((sender, pool)) = self.home.take() {
+            if self.ended || self.body.is_end_stream() {
+                pool.checkin(sender);
+            }
+        }
+    }
+}
+
+fn cause_chain(err: &hyper::Error) -> String {
+    use std::error::Error as _;
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
