@@ -99,7 +99,7 @@ impl Upstream {
             authority,
         } = &self.target
         else {
-            return Ok(echo_response(request).await.map(Either::Right));
+            return Ok(Box::pin(echo_response(request)).await.map(Either::Right));
         };
         // The application sees the Host the client asked for (h2 carries it as :authority).
         if !request.headers().contains_key(header::HOST) {

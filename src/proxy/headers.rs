@@ -101,6 +101,11 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers and those the `Connection` header lists. For an upgrade, `Upgrade`
 /// and `Connection: upgrade` are kept: they are the point of the message.
 pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+    // Most messages carry none: one pass over the names they have is cheaper than a hashed
+    // removal per hop-by-hop name. (Headers listed in `Connection` only count when it is there.)
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let listed: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();

@@ -94,7 +94,9 @@ impl Pool {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
-                None => (self.connect().await?, false),
+                // Boxed: connecting (resolver, TLS handshake) needs far more room than sending on
+                // a pooled connection, which is the common case and should not carry it.
+                None => (Box::pin(self.connect()).await?, false),
             };
             // A reused connection may still be finishing the previous exchange, or be closed.
             if reused && sender.ready().await.is_err() {

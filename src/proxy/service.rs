@@ -121,7 +121,9 @@ impl Proxy {
                     identity,
                     role: permit.role,
                 };
-                self.api.handle(caller, request).await
+                // Boxed: the API's future is large and would otherwise make every proxied
+                // request's future as large, and copied as often.
+                Box::pin(self.api.handle(caller, request)).await
             }
             Ok(permit) => {
                 self.forward(
@@ -187,6 +189,8 @@ impl Proxy {
                 .authority()
                 .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
         });
+        // Room for the headers added next, at once rather than by repeated growth.
+        request.headers_mut().reserve(16);
         headers::set_forwarded(request.headers_mut(), connection.peer, host);
         headers::inject_identity(request.headers_mut(), &permit, self.identities.names(), now);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
@@ -195,7 +199,7 @@ impl Proxy {
             Some(login)
                 if request.method() == Method::POST && request.uri().path() == login.path =>
             {
-                match guard_login(login, &permit, request, standing).await {
+                match Box::pin(guard_login(login, &permit, request, standing)).await {
                     Ok(buffered) => buffered,
                     Err(refusal) => {
                         tracing::info!(peer = %connection.peer, reason = ?refusal, "login form refused");
