@@ -320,14 +320,15 @@ async fn https_upstream_is_verified_against_upstream_ca() {
     assert_eq!(status, 502);
 }
 
-/// A raw HTTP/1.1 upstream that answers every GET with `ok` and counts the connections it
-/// accepted; with `close_idle_after`, it closes each connection that long after answering, as an
+/// A raw HTTP/1.1 upstream that answers every GET with `ok`, counts the connections it accepted
+/// and keeps each request line; with `close_idle_after`, it closes each connection that long after answering, as an
 /// application with a short keep-alive timeout does (without a `Connection: close` header).
 async fn counting_upstream(
     close_idle_after: Option<Duration>,
 ) -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 ) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -335,9 +336,12 @@ async fn counting_upstream(
     let addr = listener.local_addr().unwrap();
     let accepted = std::sync::Arc::new(AtomicUsize::new(0));
     let counter = accepted.clone();
+    let request_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let lines = request_lines.clone();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
+            let lines = lines.clone();
             tokio::spawn(async move {
                 let mut buffer = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -350,6 +354,9 @@ async fn counting_upstream(
                     }
                     buffer.extend_from_slice(&chunk[..read]);
                     while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                        let line = head.lines().next().unwrap_or_default().to_owned();
+                        lines.lock().unwrap().push(line);
                         buffer.drain(..end + 4);
                         if stream
                             .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
@@ -367,7 +374,7 @@ async fn counting_upstream(
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, request_lines)
 }
 
 #[tokio::test]
@@ -378,7 +385,7 @@ async fn upstream_connections_are_reused_and_one_closed_while_idle_is_not_an_err
 
     // Keep-alive: sequential requests, even from separate client connections, share one
     // upstream connection.
-    let (keeps, accepted) = counting_upstream(None).await;
+    let (keeps, accepted, request_lines) = counting_upstream(None).await;
     let server = fixture.start("", &upstream_config(&format!("http://{keeps}"), ""));
     let config = client_config(&fixture.ca, Some(&leaf), &[]);
     for _ in 0..5 {
@@ -388,11 +395,13 @@ async fn upstream_connections_are_reused_and_one_closed_while_idle_is_not_an_err
         assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    // Origin-form, not the absolute URI of the application.
+    assert_eq!(request_lines.lock().unwrap()[0], "GET / HTTP/1.1");
     drop(server);
 
     // The application closes each connection shortly after answering: the pooled connection is
     // dead by the next request, which must still be answered, on a new connection.
-    let (closes, accepted) = counting_upstream(Some(Duration::from_millis(50))).await;
+    let (closes, accepted, _) = counting_upstream(Some(Duration::from_millis(50))).await;
     let server = fixture.start("", &upstream_config(&format!("http://{closes}"), ""));
     for _ in 0..3 {
         let (status, _, body) = get_once(server.addr, config.clone(), "/", &[])

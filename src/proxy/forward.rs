@@ -28,7 +28,7 @@ enum Target {
     Echo,
     Http {
         pool: Arc<Pool>,
-        scheme: Scheme,
+        /// The application's `host:port`, its `Host` when the client sent none.
         authority: Authority,
     },
 }
@@ -76,7 +76,6 @@ impl Upstream {
                         config.pool_max_idle_per_host,
                         config.pool_idle_timeout,
                     )),
-                    scheme,
                     authority,
                 }
             }
@@ -93,34 +92,29 @@ impl Upstream {
         &self,
         mut request: Request<ProxyBody>,
     ) -> Result<Response<ProxyBody>, UpstreamError> {
-        let Target::Http {
-            pool,
-            scheme,
-            authority,
-        } = &self.target
-        else {
+        let Target::Http { pool, authority } = &self.target else {
             return Ok(Box::pin(echo_response(request)).await.map(Either::Right));
         };
-        // The application sees the Host the client asked for (h2 carries it as :authority).
+        // The application sees the Host the client asked for (h2 carries it as :authority), or
+        // the application's own authority when the client sent none.
         if !request.headers().contains_key(header::HOST) {
-            if let Some(host) = request
+            let host = request
                 .uri()
                 .authority()
                 .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
-            {
+                .or_else(|| header::HeaderValue::from_str(authority.as_str()).ok());
+            if let Some(host) = host {
                 request.headers_mut().insert(header::HOST, host);
             }
         }
-        let mut parts = http::uri::Parts::default();
-        parts.scheme = Some(scheme.clone());
-        parts.authority = Some(authority.clone());
-        parts.path_and_query = request
+        // Origin-form (`GET /path HTTP/1.1`), as an application behind a proxy expects: hyper's
+        // connection writes the request target exactly as the URI holds it.
+        let path = request
             .uri()
             .path_and_query()
             .cloned()
-            .or_else(|| Some(http::uri::PathAndQuery::from_static("/")));
-        *request.uri_mut() =
-            Uri::from_parts(parts).map_err(|err| UpstreamError::Unavailable(err.to_string()))?;
+            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
+        *request.uri_mut() = Uri::from(path);
         *request.version_mut() = Version::HTTP_11;
         match tokio::time::timeout(self.request_timeout, pool.send(request)).await {
             Err(_) => Err(UpstreamError::Timeout(self.request_timeout)),
