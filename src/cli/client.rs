@@ -183,7 +183,7 @@ async fn call(
             refused(format!(
                 "cannot reach {}: {}",
                 server.url,
-                source_chain(&err)
+                crate::error_chain(&err)
             ))
         })?;
         let status = response.status().as_u16();
@@ -206,17 +206,6 @@ async fn call(
         })??;
     let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
     Ok((status, json))
-}
-
-fn source_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// A non-200 answer: the problem's `detail` (RFC 9457), else the status alone.

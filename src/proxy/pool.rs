@@ -112,7 +112,7 @@ impl Pool {
                 }
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError::Http(cause_chain(&err.into_error()))),
+                    _ => return Err(SendError::Http(crate::error_chain(&err.into_error()))),
                 },
             }
         }
@@ -256,16 +256,4 @@ impl Drop for PooledBody {
             }
         }
     }
-}
-
-fn cause_chain(err: &hyper::Error) -> String {
-    use std::error::Error as _;
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
