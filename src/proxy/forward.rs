@@ -1,4 +1,5 @@
-//! The pooled client to the application (or the built-in echo), with its timeouts.
+//! Where requests go: the application (through [`super::pool`], with the request timeout and the
+//! origin-form target) or the built-in echo.
 
 use std::sync::Arc;
 use std::time::Duration;
