@@ -1,0 +1,188 @@
+//! `certgate-load` against a real mTLS server (certgate on its built-in echo): every mode runs and
+//! reports what it did, a refused client certificate shows up as errors and exit 1, and bad
+//! command-line input is refused with exit 2 and a message naming what is wrong.
+
+#![allow(clippy::unwrap_used)]
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use support::*;
+
+struct Target {
+    // Held for the server's lifetime and its files.
+    _fixture: Fixture,
+    _server: Server,
+    addr: String,
+    cert: PathBuf,
+    key: PathBuf,
+    ca: PathBuf,
+}
+
+impl Target {
+    fn start() -> Self {
+        let fixture = Fixture::new();
+        let server = fixture.start("client_auth = \"required\"", "");
+        let leaf = fixture.ca.client("12345678901234 taro");
+        let cert = fixture.write("load-client.pem", &leaf.cert_pem);
+        let key = fixture.write("load-client.key", &leaf.key_pem);
+        let ca = fixture.ca_path.clone();
+        Self {
+            addr: server.addr.to_string(),
+            _fixture: fixture,
+            _server: server,
+            cert,
+            key,
+            ca,
+        }
+    }
+
+    fn load(&self, args: &[&str]) -> Output {
+        self.load_as(&self.cert, &self.key, args)
+    }
+
+    fn load_as(&self, cert: &PathBuf, key: &PathBuf, args: &[&str]) -> Output {
+        Command::new(env!("CARGO_BIN_EXE_certgate-load"))
+            .args(["--target", &self.addr, "--sni", "localhost"])
+            .arg("--cert")
+            .arg(cert)
+            .arg("--key")
+            .arg(key)
+            .arg("--ca")
+            .arg(&self.ca)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+}
+
+fn report(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no JSON report; stdout: {} stderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    })
+}
+
+#[test]
+fn every_mode_runs_against_an_mtls_server_and_reports_it() {
+    let target = Target::start();
+    for mode in [
+        &["--mode", "full"][..],
+        &["--mode", "resume"],
+        &["--mode", "keepalive"],
+        &["--mode", "keepalive", "--http2"],
+    ] {
+        let output =
+            target.load(&[mode, &["--concurrency", "2", "--count", "20", "--json"]].concat());
+        assert_eq!(output.status.code(), Some(0), "{mode:?}: {output:?}");
+        let report = report(&output);
+        assert_eq!(report["ok"], 20, "{mode:?}: {report}");
+        assert_eq!(report["failed"], 0, "{mode:?}: {report}");
+        assert_eq!(
+            report["errors"],
+            serde_json::json!({}),
+            "{mode:?}: {report}"
+        );
+        assert!(report["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+        if mode[1] == "resume" {
+            assert!(report["resumed"].as_u64().unwrap() > 0, "{report}");
+        }
+        if mode[1] == "full" {
+            assert_eq!(report["handshakes"], 20, "{report}");
+            assert_eq!(report["resumed"], 0, "{report}");
+        }
+    }
+    let output = target.load(&[
+        "--mode",
+        "idle",
+        "--concurrency",
+        "3",
+        "--duration",
+        "1s",
+        "--json",
+    ]);
+    assert_eq!(output.status.code(), Some(0), "{output:?}");
+    assert_eq!(report(&output)["held"], 3);
+    assert!(String::from_utf8_lossy(&output.stderr).contains("holding 3 connections"));
+}
+
+#[test]
+fn a_refused_client_certificate_is_counted_as_errors_and_exits_1() {
+    let target = Target::start();
+    let stranger = Ca::new("stranger").client("12345678901234 taro");
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("stranger.pem");
+    let key = dir.path().join("stranger.key");
+    std::fs::write(&cert, &stranger.cert_pem).unwrap();
+    std::fs::write(&key, &stranger.key_pem).unwrap();
+    let output = target.load_as(
+        &cert,
+        &key,
+        &[
+            "--mode",
+            "full",
+            "--concurrency",
+            "1",
+            "--count",
+            "3",
+            "--json",
+        ],
+    );
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let report = report(&output);
+    assert_eq!(report["ok"], 0, "{report}");
+    assert_eq!(report["failed"], 3, "{report}");
+    let kinds: Vec<&String> = report["errors"].as_object().unwrap().keys().collect();
+    assert!(
+        kinds
+            .iter()
+            .all(|kind| kind.starts_with("tls_alert_") || *kind == "reset" || *kind == "closed"),
+        "{report}"
+    );
+}
+
+#[test]
+fn bad_command_lines_are_refused_with_exit_2_naming_the_problem() {
+    let target = Target::start();
+    let missing = PathBuf::from("/nonexistent/client.pem");
+    let cases: [(Output, &str); 4] = [
+        (
+            target.load(&["--mode", "full", "--http2", "--count", "1"]),
+            "--http2",
+        ),
+        (target.load(&["--mode", "idle", "--count", "1"]), "--count"),
+        (
+            target.load(&["--mode", "sideways", "--count", "1"]),
+            "sideways",
+        ),
+        (
+            target.load_as(&missing, &target.key, &["--count", "1"]),
+            "/nonexistent/client.pem",
+        ),
+    ];
+    for (output, named) in cases {
+        assert_eq!(output.status.code(), Some(2), "{named}: {output:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(named), "{named}: {stderr}");
+        assert!(
+            output.stdout.is_empty(),
+            "{named}: no report for a refused command line"
+        );
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_certgate-load"))
+        .args(["--target", "no-port-here", "--cert"])
+        .arg(&target.cert)
+        .arg("--key")
+        .arg(&target.key)
+        .arg("--ca")
+        .arg(&target.ca)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no-port-here"));
+}
