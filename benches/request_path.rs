@@ -30,8 +30,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use certgate::api::Api;
 use certgate::config::Config;
+use certgate::lifecycle::Wiring;
 use certgate::ops::Metrics;
-use certgate::proxy::{ClientCert, Connection, Proxy};
+use certgate::proxy::{ClientCert, Connection, OwnPaths, Proxy};
 use certgate::revocation::Standing;
 use certgate::tls::HandshakeOutcome;
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -66,13 +67,13 @@ fn proxy(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Arc<Proxy>, Ar
     );
     let config = Config::parse(&text).expect("config");
     rt.block_on(async {
-        let lifecycle = certgate::serve::open_lifecycle(&config)
+        let lifecycle = certgate::serve::open_lifecycle(&config, Wiring::default())
             .await
             .expect("registry");
-        let standing = Standing::load(lifecycle.store().clone())
+        let standing = Standing::load(lifecycle.store().clone(), lifecycle.clock().clone())
             .await
             .expect("standing");
-        let api = Api::new(lifecycle, standing.clone());
+        let api: Arc<dyn OwnPaths> = Arc::new(Api::new(lifecycle));
         let metrics = Arc::new(Metrics::new(
             &HandshakeOutcome::ALL.map(HandshakeOutcome::label),
         ));
@@ -84,6 +85,7 @@ fn proxy(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Arc<Proxy>, Ar
             cert: ClientCert::Verified {
                 resolved,
                 chain_header: None,
+                lifecycle_ca: true,
             },
         });
         (proxy, connection)

@@ -16,14 +16,14 @@
 use std::collections::HashSet;
 use std::hint::black_box;
 
-use certgate::identity::serial_hex;
+use certgate::model::Serial;
 use certgate::revocation::Snapshot;
 use criterion::{Criterion, criterion_group, criterion_main};
 
 const REVOKED: usize = 1_000_000;
 
 /// Deterministic 16-byte serials (splitmix64), so that runs compare.
-fn serials(count: usize, seed: u64) -> Vec<String> {
+fn serials(count: usize, seed: u64) -> Vec<Serial> {
     let mut state = seed;
     let mut next = || {
         state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -37,28 +37,28 @@ fn serials(count: usize, seed: u64) -> Vec<String> {
             let mut raw = [0u8; 16];
             raw[..8].copy_from_slice(&next().to_be_bytes());
             raw[8..].copy_from_slice(&next().to_be_bytes());
-            serial_hex(&raw)
+            Serial::from_be_bytes(&raw).expect("16 bytes")
         })
         .collect()
 }
 
 fn bench(c: &mut Criterion) {
     let revoked = serials(REVOKED, 1);
-    let revoked_one = revoked[REVOKED / 2].clone();
+    let revoked_one = revoked[REVOKED / 2];
     let not_revoked = serials(1, 2).remove(0);
     let snapshot = Snapshot::with_revoked(revoked.iter().cloned());
     assert_eq!(snapshot.revoked_count(), REVOKED);
-    let bare: HashSet<Box<str>> = revoked.into_iter().map(String::into_boxed_str).collect();
+    let bare: HashSet<Serial> = revoked.into_iter().collect();
 
     let mut group = c.benchmark_group("revocation_1m");
     group.bench_function("snapshot_hit", |b| {
-        b.iter(|| snapshot.is_revoked(black_box(revoked_one.as_str())))
+        b.iter(|| snapshot.is_revoked(black_box(&revoked_one)))
     });
     group.bench_function("snapshot_miss", |b| {
-        b.iter(|| snapshot.is_revoked(black_box(not_revoked.as_str())))
+        b.iter(|| snapshot.is_revoked(black_box(&not_revoked)))
     });
     group.bench_function("std_hashset_miss", |b| {
-        b.iter(|| bare.contains(black_box(not_revoked.as_str())))
+        b.iter(|| bare.contains(black_box(&not_revoked)))
     });
     group.finish();
 }

@@ -6,10 +6,16 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
+use http::Request;
+use hyper::body::Incoming;
+
 use crate::api::Api;
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
+use crate::identity::Caller;
+use crate::lifecycle::{Announced, ChangeListener, CrlWriter, Lifecycle, Wiring};
+use crate::model::{Clock, SystemClock};
 use crate::ops::{Metrics, Readiness, Signal, Signals};
-use crate::proxy::{ConnectionLimits, Proxy, serve_tls};
+use crate::proxy::{Answer, ConnectionLimits, OwnPaths, Proxy, serve_tls};
 use crate::revocation::Standing;
 use crate::tls::{HandshakeOutcome, ReloadableTls};
 
@@ -53,7 +59,7 @@ pub fn prepare(config_path: &Path) -> Result<Config, ServeError> {
 pub fn check_config(config_path: &Path) -> Result<(), ServeError> {
     let config = prepare(config_path)?;
     let anchors = match crate::pki::Pki::open(crate::pki::PkiSettings::from(&config.pki)) {
-        Ok(pki) => pki.trust_anchors(crate::lifecycle::now()),
+        Ok(pki) => pki.trust_anchors(crate::model::now()),
         Err(_) => Vec::new(),
     };
     crate::tls::server_config(&config, &anchors)?;
@@ -61,20 +67,33 @@ pub fn check_config(config_path: &Path) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Opens the registry and, when `certgate init` has made it, the CA; with `server.dev_ca` set
-/// (development), a missing CA is made here too, with a warning.
-pub async fn open_lifecycle(config: &Config) -> Result<crate::lifecycle::Lifecycle, ServeError> {
-    let store = crate::store::open(&config.store.url).await.map_err(|err| {
+/// Opens the registry named by `store.url`.
+pub async fn open_registry(config: &Config) -> Result<Arc<dyn crate::store::Registry>, ServeError> {
+    Ok(crate::store::open(&config.store.url).await.map_err(|err| {
         ConfigError::new(
             "store.url",
             format!("{err}; check the URL and that its directory is writable"),
         )
-    })?;
+    })?)
+}
+
+/// Opens the registry and, when `certgate init` has made it, the CA; with `server.dev_ca` set
+/// (development), a missing CA is made here too, with a warning.
+pub async fn open_lifecycle(config: &Config, wiring: Wiring) -> Result<Lifecycle, ServeError> {
+    let store = open_registry(config).await?;
+    lifecycle_over(config, store, wiring)
+}
+
+fn lifecycle_over(
+    config: &Config,
+    store: Arc<dyn crate::store::Registry>,
+    wiring: Wiring,
+) -> Result<Lifecycle, ServeError> {
     let settings = crate::pki::PkiSettings::from(&config.pki);
     let pki = match crate::pki::Pki::open(settings.clone()) {
         Ok(pki) => Some(pki),
         Err(crate::pki::PkiError::NotInitialised { .. }) if config.server.dev_ca.is_some() => {
-            let pki = crate::pki::Pki::init(settings, crate::lifecycle::now())
+            let pki = crate::pki::Pki::init(settings, wiring.clock.now())
                 .map_err(|err| ConfigError::new("pki.dir", format!("{err}")))?;
             tracing::warn!(dir = %config.pki.dir.display(), "development issuing CA made in pki.dir — not for production; run `certgate init` on a real deployment");
             Some(pki)
@@ -82,12 +101,40 @@ pub async fn open_lifecycle(config: &Config) -> Result<crate::lifecycle::Lifecyc
         Err(crate::pki::PkiError::NotInitialised { .. }) => None,
         Err(err) => return Err(ConfigError::new("pki.dir", format!("{err}")).into()),
     };
-    Ok(crate::lifecycle::Lifecycle::new(
+    Ok(Lifecycle::new(
         store,
         pki,
         config.lifecycle.clone(),
         config.identity.clone(),
+        wiring,
     ))
+}
+
+/// The revocation snapshot hears of the lifecycle's changes: it re-reads the registry before the
+/// change's caller is answered.
+struct RefreshStanding(Standing);
+
+impl ChangeListener for RefreshStanding {
+    fn standing_changed(&self) -> Announced<'_> {
+        Box::pin(async {
+            if let Err(err) = self.0.refresh().await {
+                tracing::error!(error = %err, "cannot re-read revocations after a change; the periodic refresh will retry");
+            }
+        })
+    }
+}
+
+/// certgate's own paths, as the proxy sees them.
+impl OwnPaths for Api {
+    fn owns(&self, path: &str) -> bool {
+        Api::owns(path)
+    }
+
+    fn answer<'a>(&'a self, caller: Caller<'a>, request: Request<Incoming>) -> Answer<'a> {
+        // Boxed: the API's future is large and would otherwise make every proxied request's
+        // future as large.
+        Box::pin(self.handle(caller, request))
+    }
 }
 
 /// Installs the log subscriber for `[log]`; logs go to stderr so stdout stays for command output.
@@ -113,21 +160,33 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let mut signals = Signals::register()
         .map_err(|err| ServeError::Runtime(format!("cannot install signal handlers: {err}")))?;
     let config = prepare(config_path)?;
-    let lifecycle = open_lifecycle(&config).await?;
-    let tls = Arc::new(ReloadableTls::new(crate::tls::server_config(
-        &config,
-        &lifecycle.trust_anchors(),
-    )?));
-    let standing = Standing::load(lifecycle.store().clone())
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+    let store = open_registry(&config).await?;
+    let standing = Standing::load(store.clone(), clock.clone())
         .await
         .map_err(|err| {
             ServeError::Runtime(format!(
                 "cannot read revocations and users from the registry: {err}"
             ))
         })?;
-    let api = Api::new(lifecycle.clone(), standing.clone());
     let labels = HandshakeOutcome::ALL.map(HandshakeOutcome::label);
     let metrics = Arc::new(Metrics::new(&labels));
+    let crl_writer = CrlWriter::new();
+    let lifecycle = lifecycle_over(
+        &config,
+        store,
+        Wiring {
+            clock,
+            changes: Arc::new(RefreshStanding(standing.clone())),
+            pin_checks: metrics.pin_verifications.clone(),
+            crl_writer: Some(crl_writer.clone()),
+        },
+    )?;
+    let tls = Arc::new(ReloadableTls::new(crate::tls::server_config(
+        &config,
+        &lifecycle.trust_anchors(),
+    )?));
+    let api: Arc<dyn OwnPaths> = Arc::new(Api::new(lifecycle.clone()));
     let proxy = Arc::new(Proxy::new(&config, metrics.clone(), api, standing.clone())?);
     let readiness = Readiness::default();
 
@@ -154,6 +213,9 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         tokio::spawn(crate::ops::serve(ops, metrics.clone(), readiness.clone()));
     }
     let refresher = tokio::spawn(standing.refresh_periodically());
+    let crl_every = config.pki.crl_validity / 2;
+    let crls = tokio::spawn(crl_writer.run(lifecycle.clone(), crl_every));
+    let sweeper = tokio::spawn(forget_expired_files(lifecycle.clone()));
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let limits = ConnectionLimits {
@@ -179,6 +241,8 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         Err(_) => tracing::warn!("shutdown_grace is over; closing the remaining connections"),
     }
     refresher.abort();
+    crls.abort();
+    sweeper.abort();
     lifecycle.store().close().await;
     Ok(())
 }
@@ -197,6 +261,21 @@ fn reload(config_path: &Path, tls: &ReloadableTls, lifecycle: &crate::lifecycle:
         Ok(()) => tracing::info!("reloaded the server certificate, key and trusted CAs"),
         Err(err) => {
             tracing::error!(error = %err, "reload refused; the previous certificates and CAs stay in use")
+        }
+    }
+}
+
+/// Erases the `certificate.p12` files kept for retries once their window has closed.
+async fn forget_expired_files(lifecycle: Lifecycle) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(60));
+    loop {
+        tick.tick().await;
+        if let Err(err) = lifecycle
+            .store()
+            .forget_expired_files(lifecycle.now())
+            .await
+        {
+            tracing::warn!(error = %err, "cannot erase expired certificate.p12 files; will retry");
         }
     }
 }

@@ -9,8 +9,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use certgate::lifecycle::{Actor, Context, KeySource, Lifecycle};
-use certgate::store::{Holder, PermitState, Role};
+use certgate::model::{Holder, Role};
+use certgate::store::PermitState;
 use http_body_util::BodyExt as _;
+use secrecy::ExposeSecret as _;
 use support::*;
 
 const CORP_A: &str = "55555555555555";
@@ -43,7 +45,7 @@ async fn enroll_admin(lifecycle: &Lifecycle, corp: &str) -> Leaf {
         user_id: None,
     };
     let pin = lifecycle
-        .issue_permit(&holder, false, &Context::operator())
+        .issue_permit(&holder, &Context::operator())
         .await
         .unwrap()
         .pin;
@@ -86,10 +88,12 @@ impl Bank {
         let config = certgate::config::Config::parse(&text).unwrap();
         certgate::pki::Pki::init(
             certgate::pki::PkiSettings::from(&config.pki),
-            certgate::lifecycle::now(),
+            certgate::model::now(),
         )
         .unwrap();
-        let lifecycle = certgate::serve::open_lifecycle(&config).await.unwrap();
+        let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
+            .await
+            .unwrap();
         let operator = Context::operator();
         for corp in [CORP_A, CORP_B] {
             lifecycle
@@ -123,10 +127,12 @@ impl Bank {
             user_id: user.map(str::to_owned),
         };
         self.lifecycle
-            .issue_permit(&holder, false, &Context::operator())
+            .issue_permit(&holder, &Context::operator())
             .await
             .unwrap()
             .pin
+            .expose_secret()
+            .to_owned()
     }
 
     fn client(&self, leaf: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
@@ -256,16 +262,20 @@ async fn expired_permit_is_refused() {
         "[lifecycle]\npermit_ttl = \"1s\"",
     );
     let short_ttl = certgate::config::Config::parse(&short_ttl).unwrap();
-    let issuer = certgate::serve::open_lifecycle(&short_ttl).await.unwrap();
+    let issuer = certgate::serve::open_lifecycle(&short_ttl, Default::default())
+        .await
+        .unwrap();
     let holder = Holder {
         corp_id: CORP_A.into(),
         user_id: Some("taro".into()),
     };
     let pin = issuer
-        .issue_permit(&holder, false, &Context::operator())
+        .issue_permit(&holder, &Context::operator())
         .await
         .unwrap()
-        .pin;
+        .pin
+        .expose_secret()
+        .to_owned();
     tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
     let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr().0).await;
     assert_eq!(status, 403, "{json}");
@@ -576,7 +586,7 @@ async fn est_cacerts_and_serverkeygen_are_read_by_openssl() {
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
-    run(&["base64", "-d", "-in", "ca.b64", "-out", "ca.p7"]);
+    run(&["base64", "-d", "-A", "-in", "ca.b64", "-out", "ca.p7"]);
     let certs = run(&["pkcs7", "-inform", "DER", "-in", "ca.p7", "-print_certs"]);
     assert_eq!(
         certs.matches("BEGIN CERTIFICATE").count(),
@@ -875,7 +885,7 @@ async fn simplereenroll_with_curl_over_the_current_certificate() {
     run_in(
         dir.path(),
         "openssl",
-        &["base64", "-d", "-in", "new.p7.b64", "-out", "new.p7"],
+        &["base64", "-d", "-A", "-in", "new.p7.b64", "-out", "new.p7"],
     );
     let renewed = run_in(
         dir.path(),
@@ -970,7 +980,6 @@ async fn unknown_paths_wrong_methods_big_bodies_and_bad_json_are_problems() {
         .unwrap();
     for path in [
         "/certgate/api/nothing",
-        "/certgate/",
         "/.well-known/est/csrattrs",
         "/.well-known/est/label/simpleenroll",
         "/certgate/crl/g9.crl",

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::Output;
 
 use certgate::lifecycle::{Actor, Context, KeySource, LifecycleError};
-use certgate::store::Holder;
+use certgate::model::Holder;
 use support::*;
 
 const CORP: &str = "88888888888888";
@@ -107,7 +107,9 @@ impl Cli {
     /// Enrolls through the library, as the server would; returns the serial.
     async fn enroll(&self, user: Option<&str>, pin: &str) -> Result<String, LifecycleError> {
         let config = certgate::config::Config::load(&self.config).unwrap();
-        let lifecycle = certgate::serve::open_lifecycle(&config).await.unwrap();
+        let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
+            .await
+            .unwrap();
         let holder = Holder {
             corp_id: CORP.into(),
             user_id: user.map(str::to_owned),
@@ -124,9 +126,14 @@ impl Cli {
             client_addr: None,
         };
         let result = lifecycle
-            .enroll(holder, pin, KeySource::Csr(csr.into_bytes()), &ctx)
+            .enroll(
+                holder,
+                &pin.to_owned().into(),
+                KeySource::Csr(csr.into_bytes()),
+                &ctx,
+            )
             .await
-            .map(|enrolled| enrolled.serial);
+            .map(|enrolled| enrolled.serial.to_hex());
         lifecycle.store().close().await;
         result
     }

@@ -8,7 +8,9 @@ mod support;
 use std::sync::Arc;
 
 use certgate::lifecycle::{Context, KeySource};
-use certgate::store::{Holder, PermitState, Role};
+use certgate::model::{Holder, Role};
+use certgate::store::PermitState;
+use secrecy::ExposeSecret as _;
 use support::*;
 
 const CORP: &str = "33333333333333";
@@ -27,12 +29,14 @@ async fn kill_9_during_parallel_enrollments_loses_nothing_a_client_received() {
     let config = certgate::config::Config::parse(&config_text).unwrap();
     certgate::pki::Pki::init(
         certgate::pki::PkiSettings::from(&config.pki),
-        certgate::lifecycle::now(),
+        certgate::model::now(),
     )
     .unwrap();
 
     // The registry: a corporation whose administrator is enrolled, and 50 users with permits.
-    let lifecycle = certgate::serve::open_lifecycle(&config).await.unwrap();
+    let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
+        .await
+        .unwrap();
     let operator = Context::operator();
     lifecycle
         .add_corporation(CORP, "Crash Test Co", "admin@crash.example", &operator)
@@ -42,11 +46,7 @@ async fn kill_9_during_parallel_enrollments_loses_nothing_a_client_received() {
         corp_id: CORP.into(),
         user_id: None,
     };
-    let admin_pin = lifecycle
-        .issue_permit(&admin, false, &operator)
-        .await
-        .unwrap()
-        .pin;
+    let admin_pin = lifecycle.issue_permit(&admin, &operator).await.unwrap().pin;
     let enrollee = Context {
         actor: certgate::lifecycle::Actor::Enrollee(admin.clone()),
         client_addr: None,
@@ -74,10 +74,12 @@ async fn kill_9_during_parallel_enrollments_loses_nothing_a_client_received() {
         pins.push((
             user_id,
             lifecycle
-                .issue_permit(&holder, false, &operator)
+                .issue_permit(&holder, &operator)
                 .await
                 .unwrap()
-                .pin,
+                .pin
+                .expose_secret()
+                .to_owned(),
         ));
     }
     lifecycle.store().close().await;
@@ -125,9 +127,14 @@ async fn kill_9_during_parallel_enrollments_loses_nothing_a_client_received() {
 
     // Restart: the ledger has every certificate a client received, and permits are whole.
     let restarted = fixture.start("client_auth = \"optional\"", "");
-    let lifecycle = certgate::serve::open_lifecycle(&config).await.unwrap();
+    let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
+        .await
+        .unwrap();
     for serial in &received {
-        let record = lifecycle.certificate(serial).await.unwrap();
+        let record = lifecycle
+            .certificate(&serial.parse().unwrap())
+            .await
+            .unwrap();
         assert_eq!(record.holder.corp_id, CORP);
     }
     let mut used = 0;
@@ -155,10 +162,7 @@ async fn kill_9_during_parallel_enrollments_loses_nothing_a_client_received() {
                     1,
                     "a used permit has exactly its certificate"
                 );
-                assert_eq!(
-                    permit.serial.as_deref(),
-                    Some(certificates[0].serial.as_str())
-                );
+                assert_eq!(permit.serial, Some(certificates[0].serial));
             }
             PermitState::Active => assert!(
                 certificates.is_empty(),

@@ -6,7 +6,8 @@
 mod support;
 
 use certgate::lifecycle::Context;
-use certgate::store::{Role, UserStatus};
+use certgate::model::Role;
+use certgate::store::UserStatus;
 use support::*;
 
 const CORP_A: &str = "11111111111111";
@@ -20,7 +21,9 @@ async fn seed(fixture: &Fixture) {
     let config =
         certgate::config::Config::parse(&fixture.config("client_auth = \"optional\"", LOGIN))
             .unwrap();
-    let lifecycle = certgate::serve::open_lifecycle(&config).await.unwrap();
+    let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
+        .await
+        .unwrap();
     let operator = Context::operator();
     lifecycle
         .add_corporation(CORP_A, "A Trading", "admin@a.example", &operator)

@@ -172,7 +172,15 @@ async fn the_whole_story() {
     );
     std::fs::write(story.path("admin.p7.b64"), &out.stdout).unwrap();
     openssl(
-        &["base64", "-d", "-in", "admin.p7.b64", "-out", "admin.p7"],
+        &[
+            "base64",
+            "-d",
+            "-A",
+            "-in",
+            "admin.p7.b64",
+            "-out",
+            "admin.p7",
+        ],
         &dir,
     );
     let admin_pem = openssl(

@@ -4,7 +4,9 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::store::Holder;
+use secrecy::SecretString;
+
+use crate::model::Holder;
 
 /// PEM block of `der` under `label`.
 pub fn pem(label: &str, der: &[u8]) -> String {
@@ -14,8 +16,16 @@ pub fn pem(label: &str, der: &[u8]) -> String {
     )
 }
 
-/// Base64 in 64-character lines, each ending in a newline (what `openssl base64 -d` reads).
-pub fn wrapped_base64(bytes: &[u8]) -> String {
+/// Base64 on one line ending in one newline: what every EST client reads (strongSwan's `pki`
+/// fails on line breaks inside; `openssl base64 -d -A` and libest read it too).
+pub fn one_line_base64(bytes: &[u8]) -> String {
+    let mut out = STANDARD.encode(bytes);
+    out.push('\n');
+    out
+}
+
+/// Base64 in 64-character lines, each ending in a newline (the body of a PEM block).
+fn wrapped_base64(bytes: &[u8]) -> String {
     let encoded = STANDARD.encode(bytes);
     let mut out = String::with_capacity(encoded.len() + encoded.len() / 64 + 1);
     for line in encoded.as_bytes().chunks(64) {
@@ -28,12 +38,12 @@ pub fn wrapped_base64(bytes: &[u8]) -> String {
 /// The boundary of `serverkeygen` answers; it cannot occur in base64 text.
 pub const BOUNDARY: &str = "certgate-est-boundary";
 
-/// RFC 7030 §4.4.2: the private key part, then the certificate part.
+/// RFC 7030 §4.4.2: the private key part, then the certificate part, each one line of base64.
 pub fn serverkeygen_multipart(pkcs8: &[u8], certs_only: &[u8]) -> String {
     format!(
         "--{BOUNDARY}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n{key}\r\n--{BOUNDARY}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\nContent-Transfer-Encoding: base64\r\n\r\n{certs}\r\n--{BOUNDARY}--\r\n",
-        key = wrapped_base64(pkcs8),
-        certs = wrapped_base64(certs_only),
+        key = STANDARD.encode(pkcs8),
+        certs = STANDARD.encode(certs_only),
     )
 }
 
@@ -50,7 +60,7 @@ pub enum BasicError {
 /// (user U of corporation C); the password is the temporary PIN.
 pub fn basic_credentials(
     header: Option<&http::HeaderValue>,
-) -> Result<(Holder, String), BasicError> {
+) -> Result<(Holder, SecretString), BasicError> {
     let header = header
         .ok_or(BasicError::Missing)?
         .to_str()
@@ -75,7 +85,7 @@ pub fn basic_credentials(
         },
         _ => return Err(BasicError::Malformed),
     };
-    Ok((holder, password.to_owned()))
+    Ok((holder, SecretString::from(password.to_owned())))
 }
 
 #[cfg(test)]
@@ -96,7 +106,7 @@ mod tests {
                 user_id: None
             }
         );
-        assert_eq!(pin, "PIN");
+        assert_eq!(secrecy::ExposeSecret::expose_secret(&pin), "PIN");
         let (holder, _) =
             basic_credentials(Some(&header("12345678901234.taro:PIN:with:colons"))).unwrap();
         assert_eq!(holder.user_id.as_deref(), Some("taro"));
@@ -104,22 +114,29 @@ mod tests {
 
     #[test]
     fn malformed_basic_credentials_are_refused() {
-        assert_eq!(basic_credentials(None), Err(BasicError::Missing));
+        assert_eq!(basic_credentials(None).err(), Some(BasicError::Missing));
         for bad in ["Bearer x", "Basic !!!", "Basic"] {
             assert_eq!(
-                basic_credentials(Some(&http::HeaderValue::from_static(bad))),
-                Err(BasicError::Malformed),
+                basic_credentials(Some(&http::HeaderValue::from_static(bad))).err(),
+                Some(BasicError::Malformed),
                 "{bad}"
             );
         }
         assert_eq!(
-            basic_credentials(Some(&header(".taro:PIN"))),
-            Err(BasicError::Malformed)
+            basic_credentials(Some(&header(".taro:PIN"))).err(),
+            Some(BasicError::Malformed)
         );
         assert_eq!(
-            basic_credentials(Some(&header("nocolon"))),
-            Err(BasicError::Malformed)
+            basic_credentials(Some(&header("nocolon"))).err(),
+            Some(BasicError::Malformed)
         );
+    }
+
+    #[test]
+    fn est_base64_is_one_line_with_one_newline() {
+        let text = one_line_base64(&[0u8; 100]);
+        assert_eq!(text.matches('\n').count(), 1);
+        assert!(text.ends_with('\n'));
     }
 
     #[test]

@@ -1,37 +1,35 @@
 //! EST (RFC 7030): `cacerts`, `simpleenroll`, `simplereenroll`, `serverkeygen`. Bodies are
 //! base64 DER; certificates go back as a certs-only PKCS#7.
+//!
+//! Every answer is written the way the strictest clients in use read it: the base64 on one line
+//! with one trailing newline (strongSwan's `pki` decodes without skipping line breaks), the exact
+//! media type `application/pkcs7-mime; smime-type=certs-only`, a `Content-Length`, few headers;
+//! HTTP/1.1 header names are title-cased by the listener (libest compares them so).
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
 
 use super::encode::{
-    BOUNDARY, BasicError, basic_credentials, serverkeygen_multipart, wrapped_base64,
+    BOUNDARY, BasicError, basic_credentials, one_line_base64, serverkeygen_multipart,
 };
-use super::{Api, Caller, problem, read_body};
+use super::{Api, Call, certificate_required, problem};
+use crate::http::{Body, bytes_response};
 use crate::lifecycle::{Enrolled, KeySource, LifecycleError};
-use crate::proxy::ProxyBody;
 
 const CERTS_ONLY: &str = "application/pkcs7-mime; smime-type=certs-only";
 
 impl Api {
     /// `GET cacerts`: the root and every valid CA generation.
-    pub(super) fn est_cacerts(&self) -> Response<ProxyBody> {
-        let certs = match self.lifecycle.ca_certs() {
-            Ok(certs) => certs,
-            Err(err) => return problem::lifecycle(&err),
-        };
-        certs_only_response(&certs)
+    pub(super) fn est_cacerts(&self) -> Response<Body> {
+        match self.lifecycle.ca_certs() {
+            Ok(certs) => certs_only_response(&certs),
+            Err(err) => problem::lifecycle(&err),
+        }
     }
 
     /// `POST simpleenroll`: HTTP Basic with the enrollment credentials, a base64 PKCS#10 body.
-    pub(super) async fn est_simpleenroll(
-        &self,
-        caller: Caller<'_>,
-        request: Request<Incoming>,
-    ) -> Response<ProxyBody> {
-        let credentials = basic_credentials(request.headers().get(header::AUTHORIZATION));
-        let (holder, pin) = match credentials {
+    pub(super) async fn est_simpleenroll(&self, call: &Call<'_>) -> Response<Body> {
+        let (holder, pin) = match basic_credentials(call.parts.headers.get(header::AUTHORIZATION)) {
             Ok(credentials) => credentials,
             Err(BasicError::Missing) => {
                 return problem::lifecycle(&LifecycleError::CredentialsRequired);
@@ -40,52 +38,36 @@ impl Api {
                 return problem::lifecycle(&LifecycleError::BadCredentials);
             }
         };
-        let (_, body) = match read_body(request).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-        let ctx = caller.context(Some(holder.clone()));
+        let ctx = call.context(Some(holder.clone()));
         match self
             .lifecycle
-            .enroll(holder, &pin, KeySource::Csr(body.to_vec()), &ctx)
+            .enroll(holder, &pin, KeySource::Csr(call.body.to_vec()), &ctx)
             .await
         {
-            Ok(enrolled) => {
-                self.refresh_standing().await;
-                certs_only_response(&[enrolled.certificate])
-            }
+            Ok(enrolled) => certs_only_response(&[enrolled.certificate]),
             Err(err) => problem::lifecycle(&err),
         }
     }
 
     /// `POST simplereenroll`: the current certificate over mTLS, a base64 PKCS#10 body.
-    pub(super) async fn est_simplereenroll(
-        &self,
-        caller: Caller<'_>,
-        request: Request<Incoming>,
-    ) -> Response<ProxyBody> {
-        let (Some(identity), Some(holder)) = (caller.identity, caller.holder()) else {
-            return certificate_required();
+    pub(super) async fn est_simplereenroll(&self, call: &Call<'_>) -> Response<Body> {
+        let Some(identity) = call.caller.identity else {
+            return certificate_required(
+                "re-enrollment runs over the current certificate: present it in the TLS handshake",
+            );
         };
-        let (_, body) = match read_body(request).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-        let ctx = caller.context(None);
+        let ctx = call.context(None);
         match self
             .lifecycle
             .renew(
-                holder,
-                &identity.serial_hex,
-                KeySource::Csr(body.to_vec()),
+                identity.holder(),
+                &identity.serial,
+                KeySource::Csr(call.body.to_vec()),
                 &ctx,
             )
             .await
         {
-            Ok(enrolled) => {
-                self.refresh_standing().await;
-                certs_only_response(&[enrolled.certificate])
-            }
+            Ok(enrolled) => certs_only_response(&[enrolled.certificate]),
             Err(err) => problem::lifecycle(&err),
         }
     }
@@ -93,39 +75,33 @@ impl Api {
     /// `POST serverkeygen`: like `simpleenroll` (or `simplereenroll` when a certificate is
     /// presented and no Basic credentials are), but certgate makes the key; the answer is a
     /// multipart of the PKCS#8 key and the certs-only certificate.
-    pub(super) async fn est_serverkeygen(
-        &self,
-        caller: Caller<'_>,
-        request: Request<Incoming>,
-    ) -> Response<ProxyBody> {
-        let credentials = basic_credentials(request.headers().get(header::AUTHORIZATION));
-        let result: Result<Enrolled, LifecycleError> =
-            match (credentials, caller.identity, caller.holder()) {
-                (Ok((holder, pin)), _, _) => {
-                    let ctx = caller.context(Some(holder.clone()));
-                    self.lifecycle
-                        .enroll(holder, &pin, KeySource::ServerKeyPkcs8, &ctx)
-                        .await
-                }
-                (Err(BasicError::Missing), Some(identity), Some(holder)) => {
-                    let ctx = caller.context(None);
-                    self.lifecycle
-                        .renew(
-                            holder,
-                            &identity.serial_hex,
-                            KeySource::ServerKeyPkcs8,
-                            &ctx,
-                        )
-                        .await
-                }
-                (Err(BasicError::Missing), _, _) => Err(LifecycleError::CredentialsRequired),
-                (Err(BasicError::Malformed), _, _) => Err(LifecycleError::BadCredentials),
-            };
+    pub(super) async fn est_serverkeygen(&self, call: &Call<'_>) -> Response<Body> {
+        let credentials = basic_credentials(call.parts.headers.get(header::AUTHORIZATION));
+        let result: Result<Enrolled, LifecycleError> = match (credentials, call.caller.identity) {
+            (Ok((holder, pin)), _) => {
+                let ctx = call.context(Some(holder.clone()));
+                self.lifecycle
+                    .enroll(holder, &pin, KeySource::ServerKeyPkcs8, &ctx)
+                    .await
+            }
+            (Err(BasicError::Missing), Some(identity)) => {
+                let ctx = call.context(None);
+                self.lifecycle
+                    .renew(
+                        identity.holder(),
+                        &identity.serial,
+                        KeySource::ServerKeyPkcs8,
+                        &ctx,
+                    )
+                    .await
+            }
+            (Err(BasicError::Missing), None) => Err(LifecycleError::CredentialsRequired),
+            (Err(BasicError::Malformed), _) => Err(LifecycleError::BadCredentials),
+        };
         let enrolled = match result {
             Ok(enrolled) => enrolled,
             Err(err) => return problem::lifecycle(&err),
         };
-        self.refresh_standing().await;
         let (Some(key), Ok(certs)) = (
             enrolled.private_key.as_ref(),
             crate::pki::certs_only_pkcs7(std::slice::from_ref(&enrolled.certificate)),
@@ -135,8 +111,7 @@ impl Api {
             ));
         };
         let body = serverkeygen_multipart(key.secret_pkcs8_der(), &certs);
-        let mut response =
-            super::bytes_response(StatusCode::OK, "multipart/mixed", body.into_bytes());
+        let mut response = bytes_response(StatusCode::OK, "multipart/mixed", body);
         if let Ok(content_type) =
             HeaderValue::from_str(&format!("multipart/mixed; boundary={BOUNDARY}"))
         {
@@ -148,23 +123,10 @@ impl Api {
     }
 }
 
-fn certificate_required() -> Response<ProxyBody> {
-    problem::problem(
-        StatusCode::UNAUTHORIZED,
-        "certificate-required",
-        "Client certificate required",
-        "re-enrollment runs over the current certificate: present it in the TLS handshake",
-    )
-}
-
-fn certs_only_response(certs: &[rustls_pki_types::CertificateDer<'static>]) -> Response<ProxyBody> {
+fn certs_only_response(certs: &[rustls_pki_types::CertificateDer<'static>]) -> Response<Body> {
     match crate::pki::certs_only_pkcs7(certs) {
         Ok(der) => {
-            let mut response = super::bytes_response(
-                StatusCode::OK,
-                CERTS_ONLY,
-                wrapped_base64(&der).into_bytes(),
-            );
+            let mut response = bytes_response(StatusCode::OK, CERTS_ONLY, one_line_base64(&der));
             response.headers_mut().insert(
                 "content-transfer-encoding",
                 HeaderValue::from_static("base64"),

@@ -2,31 +2,32 @@
 //! table, re-issue, revoke, suspend, resume, audit).
 
 use http::header::{self, HeaderValue};
-use http::{Request, Response, StatusCode};
-use hyper::body::Incoming;
+use http::{Response, StatusCode};
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 
 use super::encode::pem;
-use super::{Api, Caller, json_response, problem, read_body};
+use super::{Api, Call, certificate_required, problem};
+use crate::http::{Body, bytes_response, json_response};
 use crate::lifecycle::{Enrolled, KeySource, LifecycleError};
-use crate::proxy::ProxyBody;
-use crate::store::{Holder, RevocationReason, UserStatus};
+use crate::model::{Holder, RevocationReason, rfc3339, rfc3339_unix};
+use crate::store::UserStatus;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EnrollRequest {
     corp_id: String,
     user_id: Option<String>,
-    pin: String,
+    pin: SecretString,
     csr: Option<String>,
-    p12_password: Option<String>,
+    p12_password: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RenewRequest {
     csr: Option<String>,
-    p12_password: Option<String>,
+    p12_password: Option<SecretString>,
 }
 
 #[derive(Deserialize)]
@@ -37,7 +38,7 @@ struct RevokeRequest {
 
 /// Reads a JSON body; a refusal names the field at fault (missing, unknown or of the wrong type)
 /// in `detail` and in the `field` member.
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<ProxyBody>> {
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<Body>> {
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let (path, inner) = match serde_path_to_error::deserialize(&mut deserializer) {
         Ok(value) => match deserializer.end() {
@@ -51,7 +52,7 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<Prox
         inner.classify(),
         Category::Syntax | Category::Eof | Category::Io
     ) {
-        return Err(problem::invalid(&format!(
+        return Err(problem::invalid(format!(
             "the body is not valid JSON: {inner}"
         )));
     }
@@ -66,8 +67,8 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, Response<Prox
         _ => format!("the body is not the expected JSON object: {message}"),
     };
     Err(match field {
-        Some(field) => problem::invalid_field(&field, &detail),
-        None => problem::invalid(&detail),
+        Some(field) => problem::invalid_field(&field, detail),
+        None => problem::invalid(detail),
     })
 }
 
@@ -83,8 +84,8 @@ fn named_field(message: &str) -> Option<String> {
 fn key_source(
     p12: bool,
     csr: Option<String>,
-    password: Option<String>,
-) -> Result<KeySource, Response<ProxyBody>> {
+    password: Option<SecretString>,
+) -> Result<KeySource, Response<Body>> {
     match (p12, csr, password) {
         (false, Some(csr), None) => Ok(KeySource::Csr(csr.into_bytes())),
         (true, None, Some(p12_password)) => Ok(KeySource::ServerKey { p12_password }),
@@ -99,9 +100,9 @@ fn key_source(
     }
 }
 
-fn enrolled_response(enrolled: Enrolled) -> Response<ProxyBody> {
+fn enrolled_response(enrolled: Enrolled) -> Response<Body> {
     if let Some(p12) = enrolled.p12 {
-        let mut response = super::bytes_response(StatusCode::OK, "application/x-pkcs12", p12);
+        let mut response = bytes_response(StatusCode::OK, "application/x-pkcs12", p12);
         response.headers_mut().insert(
             header::CONTENT_DISPOSITION,
             HeaderValue::from_static("attachment; filename=\"certificate.p12\""),
@@ -119,24 +120,15 @@ fn enrolled_response(enrolled: Enrolled) -> Response<ProxyBody> {
             "certificate": pem("CERTIFICATE", enrolled.certificate.as_ref()),
             "chain": chain,
             "serial": enrolled.serial,
-            "not_after": crate::identity::rfc3339_of(enrolled.not_after.unix_timestamp()),
+            "not_after": rfc3339(enrolled.not_after),
         }),
     )
 }
 
 impl Api {
     /// `POST /certgate/api/enroll` and `enroll.p12`.
-    pub(super) async fn json_enroll(
-        &self,
-        caller: Caller<'_>,
-        request: Request<Incoming>,
-        p12: bool,
-    ) -> Response<ProxyBody> {
-        let (_, body) = match read_body(request).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-        let request: EnrollRequest = match parse(&body) {
+    pub(super) async fn json_enroll(&self, call: &Call<'_>, p12: bool) -> Response<Body> {
+        let request: EnrollRequest = match parse(&call.body) {
             Ok(request) => request,
             Err(response) => return response,
         };
@@ -148,31 +140,19 @@ impl Api {
             corp_id: request.corp_id,
             user_id: request.user_id,
         };
-        let ctx = caller.context(Some(holder.clone()));
+        let ctx = call.context(Some(holder.clone()));
         match self.lifecycle.enroll(holder, &request.pin, key, &ctx).await {
-            Ok(enrolled) => {
-                self.refresh_standing().await;
-                enrolled_response(enrolled)
-            }
+            Ok(enrolled) => enrolled_response(enrolled),
             Err(err) => problem::lifecycle(&err),
         }
     }
 
     /// `POST /certgate/api/renew` and `renew.p12`, over the current certificate.
-    pub(super) async fn json_renew(
-        &self,
-        caller: Caller<'_>,
-        request: Request<Incoming>,
-        p12: bool,
-    ) -> Response<ProxyBody> {
-        let (Some(identity), Some(holder)) = (caller.identity, caller.holder()) else {
-            return certificate_required();
+    pub(super) async fn json_renew(&self, call: &Call<'_>, p12: bool) -> Response<Body> {
+        let Some(identity) = call.caller.identity else {
+            return certificate_required(CERTIFICATE_NEEDED);
         };
-        let (_, body) = match read_body(request).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
-        let request: RenewRequest = match parse(&body) {
+        let request: RenewRequest = match parse(&call.body) {
             Ok(request) => request,
             Err(response) => return response,
         };
@@ -180,31 +160,28 @@ impl Api {
             Ok(key) => key,
             Err(response) => return response,
         };
-        let ctx = caller.context(None);
+        let ctx = call.context(None);
         match self
             .lifecycle
-            .renew(holder, &identity.serial_hex, key, &ctx)
+            .renew(identity.holder(), &identity.serial, key, &ctx)
             .await
         {
-            Ok(enrolled) => {
-                self.refresh_standing().await;
-                enrolled_response(enrolled)
-            }
+            Ok(enrolled) => enrolled_response(enrolled),
             Err(err) => problem::lifecycle(&err),
         }
     }
 
     /// `GET /certgate/api/me`.
-    pub(super) async fn json_me(&self, caller: Caller<'_>) -> Response<ProxyBody> {
-        let (Some(identity), Some(holder)) = (caller.identity, caller.holder()) else {
-            return certificate_required();
+    pub(super) async fn json_me(&self, call: &Call<'_>) -> Response<Body> {
+        let Some(identity) = call.caller.identity else {
+            return certificate_required(CERTIFICATE_NEEDED);
         };
         match self
             .lifecycle
             .me(
-                &holder,
-                &identity.serial_hex,
-                caller.role.as_str(),
+                &identity.holder(),
+                &identity.serial,
+                call.caller.role,
                 identity.not_after,
             )
             .await
@@ -218,21 +195,15 @@ impl Api {
     }
 
     /// `GET /certgate/api/admin/users`: the status table of the caller's corporation.
-    pub(super) async fn admin_users(
-        &self,
-        caller: Caller<'_>,
-        target_corp: Option<String>,
-    ) -> Response<ProxyBody> {
-        let Some(identity) = caller.identity else {
-            return certificate_required();
+    pub(super) async fn admin_users(&self, call: &Call<'_>) -> Response<Body> {
+        let Some(identity) = call.caller.identity else {
+            return certificate_required(CERTIFICATE_NEEDED);
         };
-        let ctx = caller.context(None);
-        let corp_id = target_corp.unwrap_or_else(|| identity.corp_id.clone());
-        let rows = match self.lifecycle.require_manager(&ctx, &corp_id).await {
-            Ok(()) => self.lifecycle.status_table(&corp_id).await,
-            Err(err) => Err(err),
-        };
-        match rows {
+        let ctx = call.context(None);
+        let corp_id = call
+            .target_corp()
+            .unwrap_or_else(|| identity.corp_id.clone());
+        match self.lifecycle.status_table(&ctx, &corp_id).await {
             Ok(rows) => {
                 let users: Vec<serde_json::Value> = rows
                     .iter()
@@ -243,8 +214,8 @@ impl Api {
                             "email": row.user.email,
                             "status": row.user.status.as_str(),
                             "certificate_status": row.status.as_str(),
-                            "serial": row.latest.as_ref().map(|cert| cert.serial.clone()),
-                            "not_after": row.latest.as_ref().map(|cert| crate::identity::rfc3339_of(cert.not_after.unix_timestamp())),
+                            "serial": row.latest.as_ref().map(|cert| cert.serial),
+                            "not_after": row.latest.as_ref().map(|cert| rfc3339(cert.not_after)),
                         })
                     })
                     .collect();
@@ -258,27 +229,21 @@ impl Api {
     }
 
     /// `GET /certgate/api/admin/audit`: the corporation's audit trail, newest first.
-    pub(super) async fn admin_audit(
-        &self,
-        caller: Caller<'_>,
-        target_corp: Option<String>,
-    ) -> Response<ProxyBody> {
-        let Some(identity) = caller.identity else {
-            return certificate_required();
+    pub(super) async fn admin_audit(&self, call: &Call<'_>) -> Response<Body> {
+        let Some(identity) = call.caller.identity else {
+            return certificate_required(CERTIFICATE_NEEDED);
         };
-        let ctx = caller.context(None);
-        let corp_id = target_corp.unwrap_or_else(|| identity.corp_id.clone());
-        let entries = match self.lifecycle.require_manager(&ctx, &corp_id).await {
-            Ok(()) => self.lifecycle.audit(Some(&corp_id), 500).await,
-            Err(err) => Err(err),
-        };
-        match entries {
+        let ctx = call.context(None);
+        let corp_id = call
+            .target_corp()
+            .unwrap_or_else(|| identity.corp_id.clone());
+        match self.lifecycle.audit_trail(&ctx, Some(&corp_id), 500).await {
             Ok(entries) => {
                 let entries: Vec<serde_json::Value> = entries
                     .iter()
                     .map(|entry| {
                         serde_json::json!({
-                            "at": crate::identity::rfc3339_of(entry.at.unix_timestamp()),
+                            "at": rfc3339_unix(entry.at.unix_timestamp()),
                             "actor": entry.actor,
                             "action": entry.action,
                             "target": entry.target,
@@ -296,101 +261,94 @@ impl Api {
     /// `POST /certgate/api/admin/users/{user_id}/{reissue|revoke|suspend|resume}`.
     pub(super) async fn admin_action(
         &self,
-        caller: Caller<'_>,
-        request: Request<Incoming>,
-        target_corp: Option<String>,
+        call: &Call<'_>,
         user_id: &str,
         action: &str,
-    ) -> Response<ProxyBody> {
-        let Some(identity) = caller.identity else {
-            return certificate_required();
+    ) -> Response<Body> {
+        let Some(identity) = call.caller.identity else {
+            return certificate_required(CERTIFICATE_NEEDED);
         };
-        let corp_id = target_corp.unwrap_or_else(|| identity.corp_id.clone());
-        let ctx = caller.context(None);
-        let (_, body) = match read_body(request).await {
-            Ok(read) => read,
-            Err(response) => return response,
-        };
+        let corp_id = call
+            .target_corp()
+            .unwrap_or_else(|| identity.corp_id.clone());
+        let ctx = call.context(None);
         let result: Result<serde_json::Value, LifecycleError> = match action {
-            "reissue" => self.lifecycle.reissue(&ctx, &corp_id, user_id).await.map(|permit| {
-                serde_json::json!({ "user_id": user_id, "pin": permit.pin, "expires_at": permit.expires_at })
-            }),
+            "reissue" => self
+                .lifecycle
+                .reissue(&ctx, &corp_id, user_id)
+                .await
+                .map(|permit| {
+                    serde_json::json!({
+                        "user_id": user_id,
+                        "pin": permit.pin.expose_secret(),
+                        "expires_at": permit.expires_at,
+                    })
+                }),
             "revoke" => {
-                let reason = if body.iter().all(u8::is_ascii_whitespace) {
+                let reason = if call.body.iter().all(u8::is_ascii_whitespace) {
                     Ok(RevocationReason::Unspecified)
                 } else {
-                    parse::<RevokeRequest>(&body)
+                    parse::<RevokeRequest>(&call.body)
                         .and_then(|request| revocation_reason(request.reason.as_deref()))
                 };
                 let reason = match reason {
                     Ok(reason) => reason,
                     Err(response) => return response,
                 };
-                self.lifecycle.revoke_user(&ctx, &corp_id, user_id, reason).await.map(|revoked| {
-                    serde_json::json!({
-                        "user_id": user_id,
-                        "status": "revoked",
-                        "reason": reason.as_str(),
-                        "revoked": revoked.iter().map(|cert| cert.serial.clone()).collect::<Vec<_>>(),
+                self.lifecycle
+                    .revoke_user(&ctx, &corp_id, user_id, reason)
+                    .await
+                    .map(|revoked| {
+                        serde_json::json!({
+                            "user_id": user_id,
+                            "status": "revoked",
+                            "reason": reason.as_str(),
+                            "revoked": revoked.iter().map(|cert| cert.serial).collect::<Vec<_>>(),
+                        })
                     })
-                })
             }
             "suspend" | "resume" => {
-                let status = if action == "suspend" { UserStatus::Suspended } else { UserStatus::Active };
+                let status = if action == "suspend" {
+                    UserStatus::Suspended
+                } else {
+                    UserStatus::Active
+                };
                 self.lifecycle
                     .set_user_status(&ctx, &corp_id, user_id, status)
                     .await
                     .map(|()| serde_json::json!({ "user_id": user_id, "status": status.as_str() }))
             }
             other => {
-                return problem::problem(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    "Not found",
-                    &format!("{other:?} is not an action; use reissue, revoke, suspend or resume"),
-                );
+                return crate::http::Kind::NOT_FOUND
+                    .detail(format!(
+                        "{other:?} is not an action; use reissue, revoke, suspend or resume"
+                    ))
+                    .json();
             }
         };
         match result {
-            Ok(value) => {
-                self.refresh_standing().await;
-                json_response(StatusCode::OK, &value)
-            }
+            Ok(value) => json_response(StatusCode::OK, &value),
             Err(err) => problem::lifecycle(&err),
         }
     }
 }
 
-/// An RFC 5280 CRLReason name a corporation manager may give. `removeFromCRL` belongs in delta
-/// CRLs only, and `certificateHold` promises a release that certgate's final revocations never
-/// give (suspending the user is the reversible action).
-fn revocation_reason(name: Option<&str>) -> Result<RevocationReason, Response<ProxyBody>> {
-    const HINT: &str = "use an RFC 5280 reason name such as \"keyCompromise\", \"affiliationChanged\", \"superseded\", \"cessationOfOperation\", \"privilegeWithdrawn\" or \"unspecified\"";
-    let name = name.unwrap_or("unspecified");
-    match name.parse::<RevocationReason>() {
-        Ok(RevocationReason::RemoveFromCrl | RevocationReason::CertificateHold) => {
-            Err(problem::invalid_field(
-                "reason",
-                &format!(
-                    "reason: {name:?} is not a final revocation; suspend the user for a temporary stop, or {HINT}"
-                ),
-            ))
-        }
-        Ok(reason) => Ok(reason),
-        Err(_) => Err(problem::invalid_field(
-            "reason",
-            &format!("reason: {name:?} is not an RFC 5280 reason name; {HINT}"),
-        )),
-    }
-}
+const CERTIFICATE_NEEDED: &str =
+    "this endpoint identifies you by your client certificate: present it in the TLS handshake";
 
-fn certificate_required() -> Response<ProxyBody> {
-    problem::problem(
-        StatusCode::UNAUTHORIZED,
-        "certificate-required",
-        "Client certificate required",
-        "this endpoint identifies you by your client certificate: present it in the TLS handshake",
-    )
+/// An RFC 5280 CRLReason name, as the RFC spells it; which reasons a revocation may give is the
+/// lifecycle's rule.
+fn revocation_reason(name: Option<&str>) -> Result<RevocationReason, Response<Body>> {
+    let name = name.unwrap_or("unspecified");
+    name.parse::<RevocationReason>().map_err(|_| {
+        problem::invalid_field(
+            "reason",
+            format!(
+                "reason: {name:?} is not an RFC 5280 reason name; use one of {}",
+                crate::lifecycle::accepted_revocation_reasons().join(", ")
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -398,7 +356,7 @@ mod tests {
     use super::*;
     use http_body_util::{BodyExt as _, Either};
 
-    async fn refusal(response: Response<ProxyBody>) -> serde_json::Value {
+    async fn refusal(response: Response<Body>) -> serde_json::Value {
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let Either::Right(body) = response.into_body() else {
             panic!("expected a made body")
@@ -446,7 +404,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn revocation_reasons_are_final_rfc_5280_names() {
+    async fn revocation_reasons_are_rfc_5280_names() {
         assert_eq!(
             revocation_reason(None).ok(),
             Some(RevocationReason::Unspecified)
@@ -455,12 +413,7 @@ mod tests {
             revocation_reason(Some("keyCompromise")).ok(),
             Some(RevocationReason::KeyCompromise)
         );
-        for bad in [
-            "because",
-            "KeyCompromise",
-            "removeFromCRL",
-            "certificateHold",
-        ] {
+        for bad in ["because", "KeyCompromise"] {
             let Err(response) = revocation_reason(Some(bad)) else {
                 panic!("{bad} was accepted")
             };

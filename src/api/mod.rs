@@ -3,7 +3,9 @@
 //!
 //! The proxy hands every request whose path [`Api::owns`] here, after its policy ran: a presented
 //! certificate that is revoked, expired, suspended or outside the CN layout never reaches this
-//! module, so [`Caller::identity`] is a caller in good standing (or `None`: no certificate).
+//! module, so [`Caller::identity`] is a caller in good standing (or `None`: no certificate). The
+//! rights of that caller are the lifecycle's to check; this module turns HTTP into lifecycle
+//! calls and lifecycle answers into HTTP.
 
 #![expect(
     clippy::result_large_err,
@@ -15,81 +17,67 @@ mod est;
 mod json;
 mod problem;
 
-use std::net::SocketAddr;
-
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt as _, Either, Full, Limited};
 use hyper::body::Incoming;
 
-use crate::identity::{Identity, Role};
+use crate::http::{Body, BodyError, Kind, bytes_response, linger, read_to_limit};
+use crate::identity::Caller;
 use crate::lifecycle::{Actor, Context, Lifecycle};
-use crate::proxy::ProxyBody;
-use crate::revocation::Standing;
-use crate::store::Holder;
+use crate::model::Holder;
 
 /// The most a request body may hold: a CSR or a small JSON object.
 const MAX_BODY: usize = 64 * 1024;
-
-/// Who is calling.
-#[derive(Debug, Clone, Copy)]
-pub struct Caller<'a> {
-    /// The client's address.
-    pub peer: SocketAddr,
-    /// The verified, unrevoked certificate's identity, if one was presented.
-    pub identity: Option<&'a Identity>,
-    /// The effective role: `Admin` for the corporation administrator's certificate, else the
-    /// user's role in the registry (`General` when the registry does not know the user).
-    pub role: Role,
-}
-
-impl Caller<'_> {
-    fn holder(&self) -> Option<Holder> {
-        self.identity.map(|identity| Holder {
-            corp_id: identity.corp_id.clone(),
-            user_id: identity.user_id.clone(),
-        })
-    }
-
-    /// The lifecycle context: the certificate's holder when there is one, else `fallback`.
-    fn context(&self, fallback: Option<Holder>) -> Context {
-        let actor = match (self.identity, fallback) {
-            (Some(identity), _) => Actor::Certificate {
-                holder: Holder {
-                    corp_id: identity.corp_id.clone(),
-                    user_id: identity.user_id.clone(),
-                },
-                serial: identity.serial_hex.clone(),
-            },
-            (None, Some(holder)) => Actor::Enrollee(holder),
-            (None, None) => Actor::Enrollee(Holder {
-                corp_id: String::new(),
-                user_id: None,
-            }),
-        };
-        Context {
-            actor,
-            client_addr: Some(self.peer.ip().to_canonical().to_string()),
-        }
-    }
-}
 
 /// The endpoints' shared state.
 #[derive(Clone)]
 pub struct Api {
     lifecycle: Lifecycle,
-    standing: Standing,
+}
+
+/// One request as the endpoints see it: the head and the whole (small) body.
+struct Call<'a> {
+    caller: Caller<'a>,
+    parts: http::request::Parts,
+    body: Bytes,
+}
+
+impl Call<'_> {
+    /// The lifecycle context: the certificate's holder when there is one, else `enrollee`.
+    fn context(&self, enrollee: Option<Holder>) -> Context {
+        let actor = match (self.caller.identity, enrollee) {
+            (Some(identity), _) => Actor::Certificate {
+                holder: identity.holder(),
+                serial: identity.serial,
+                lifecycle_ca: self.caller.lifecycle_ca,
+            },
+            (None, Some(holder)) => Actor::Enrollee(holder),
+            (None, None) => Actor::Enrollee(Holder::admin("")),
+        };
+        Context {
+            actor,
+            client_addr: Some(self.caller.peer.ip().to_canonical().to_string()),
+        }
+    }
+
+    /// `?corp_id=`: admin endpoints act on the caller's corporation unless this names another
+    /// (which the lifecycle refuses unless the caller manages it).
+    fn target_corp(&self) -> Option<String> {
+        self.parts
+            .uri
+            .query()
+            .and_then(|query| {
+                form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "corp_id")
+            })
+            .map(|(_, value)| value.into_owned())
+    }
 }
 
 impl Api {
-    /// The endpoints over the lifecycle service; `standing` is refreshed after every change of
-    /// revocation or suspension, before the answer is sent.
-    pub fn new(lifecycle: Lifecycle, standing: Standing) -> Self {
-        Self {
-            lifecycle,
-            standing,
-        }
+    /// The endpoints over the lifecycle service.
+    pub fn new(lifecycle: Lifecycle) -> Self {
+        Self { lifecycle }
     }
 
     /// Whether certgate answers `path` itself instead of forwarding it.
@@ -100,24 +88,30 @@ impl Api {
             || path == "/certgate"
     }
 
-    /// Answers one request.
-    pub async fn handle(
-        &self,
-        caller: Caller<'_>,
-        request: Request<Incoming>,
-    ) -> Response<ProxyBody> {
-        let method = request.method().clone();
-        let path = request.uri().path().to_owned();
+    /// Answers one request. The body is read first (at most 64 KiB), whatever the endpoint, so
+    /// that no answer leaves a client still sending.
+    pub async fn handle(&self, caller: Caller<'_>, request: Request<Incoming>) -> Response<Body> {
+        let (parts, body) = request.into_parts();
+        let body = match read_to_limit(body, MAX_BODY).await {
+            Ok(body) => body,
+            Err(BodyError::TooLarge(rest)) => {
+                linger(rest);
+                return Kind::TOO_LARGE
+                    .detail("the request body is larger than 64 KiB")
+                    .json();
+            }
+            Err(BodyError::Broken(_)) => {
+                return problem::invalid("the request body could not be read");
+            }
+        };
+        let call = Call {
+            caller,
+            parts,
+            body,
+        };
+        let method = call.parts.method.clone();
+        let path = call.parts.uri.path().to_owned();
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        // Admin endpoints act on the caller's corporation; `?corp_id=` may name it explicitly,
-        // and naming another one is refused (403) by the lifecycle's manager check.
-        let target_corp = request
-            .uri()
-            .query()
-            .and_then(|query| {
-                form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == "corp_id")
-            })
-            .map(|(_, value)| value.into_owned());
         // HEAD is GET without the body (hyper sends no body for it).
         let routed = if method == Method::HEAD {
             Method::GET
@@ -127,79 +121,68 @@ impl Api {
         match (routed, segments.as_slice()) {
             (Method::GET, [".well-known", "est", "cacerts"]) => self.est_cacerts(),
             (Method::POST, [".well-known", "est", "simpleenroll"]) => {
-                self.est_simpleenroll(caller, request).await
+                self.est_simpleenroll(&call).await
             }
             (Method::POST, [".well-known", "est", "simplereenroll"]) => {
-                self.est_simplereenroll(caller, request).await
+                self.est_simplereenroll(&call).await
             }
             (Method::POST, [".well-known", "est", "serverkeygen"]) => {
-                self.est_serverkeygen(caller, request).await
+                self.est_serverkeygen(&call).await
             }
-            (Method::POST, ["certgate", "api", "enroll"]) => {
-                self.json_enroll(caller, request, false).await
-            }
+            (Method::POST, ["certgate", "api", "enroll"]) => self.json_enroll(&call, false).await,
             (Method::POST, ["certgate", "api", "enroll.p12"]) => {
-                self.json_enroll(caller, request, true).await
+                self.json_enroll(&call, true).await
             }
-            (Method::POST, ["certgate", "api", "renew"]) => {
-                self.json_renew(caller, request, false).await
-            }
-            (Method::POST, ["certgate", "api", "renew.p12"]) => {
-                self.json_renew(caller, request, true).await
-            }
-            (Method::GET, ["certgate", "api", "me"]) => self.json_me(caller).await,
-            (Method::GET, ["certgate", "api", "admin", "users"]) => {
-                self.admin_users(caller, target_corp).await
-            }
-            (Method::GET, ["certgate", "api", "admin", "audit"]) => {
-                self.admin_audit(caller, target_corp).await
-            }
+            (Method::POST, ["certgate", "api", "renew"]) => self.json_renew(&call, false).await,
+            (Method::POST, ["certgate", "api", "renew.p12"]) => self.json_renew(&call, true).await,
+            (Method::GET, ["certgate", "api", "me"]) => self.json_me(&call).await,
+            (Method::GET, ["certgate", "api", "admin", "users"]) => self.admin_users(&call).await,
+            (Method::GET, ["certgate", "api", "admin", "audit"]) => self.admin_audit(&call).await,
             (Method::POST, ["certgate", "api", "admin", "users", user_id, action]) => {
-                let (user_id, action) = ((*user_id).to_owned(), (*action).to_owned());
-                self.admin_action(caller, request, target_corp, &user_id, &action)
-                    .await
+                self.admin_action(&call, user_id, action).await
             }
             (Method::GET, ["certgate", "crl", file]) => self.crl(file),
+            (Method::GET, ["certgate"] | ["certgate", ""]) => self.index(&call),
             (_, route) => match allowed_methods(route) {
                 Some(allow) => {
-                    let mut response = problem::problem(
-                        StatusCode::METHOD_NOT_ALLOWED,
-                        "method-not-allowed",
-                        "Method not allowed",
-                        &format!("{method} is not allowed on {path}; use {allow}"),
-                    );
+                    let mut response = Kind::METHOD_NOT_ALLOWED
+                        .detail(format!("{method} is not allowed on {path}; use {allow}"))
+                        .json();
                     response
                         .headers_mut()
                         .insert(header::ALLOW, HeaderValue::from_static(allow));
                     response
                 }
-                None => problem::problem(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    "Not found",
-                    &format!("{path} is not an endpoint of certgate"),
-                ),
+                None => Kind::NOT_FOUND
+                    .detail(format!("{path} is not an endpoint of certgate"))
+                    .json(),
             },
         }
     }
 
-    /// After a change of revocation or suspension: the proxy must see it on the very next
-    /// request. A failed re-read is logged, not raised: the change is committed, and the
-    /// periodic refresh will pick it up within seconds.
-    async fn refresh_standing(&self) {
-        if let Err(err) = self.standing.refresh().await {
-            tracing::error!(error = %err, "cannot re-read revocations after a change; the periodic refresh will retry");
+    /// `GET /certgate/`: where things are, for a person (HTML) or a program (JSON).
+    fn index(&self, call: &Call<'_>) -> Response<Body> {
+        let endpoints = serde_json::json!({
+            "est": "/.well-known/est/",
+            "enroll": "/certgate/api/enroll",
+            "renew": "/certgate/api/renew",
+            "me": "/certgate/api/me",
+            "admin": "/certgate/api/admin/users",
+            "crl": "/certgate/crl/g1.crl",
+        });
+        if crate::http::wants_html(call.parts.headers.get(header::ACCEPT)) {
+            let html = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>certgate</title></head>\n<body><h1>certgate</h1>\n<p>This is the bank's certificate service. Programs use EST at <code>/.well-known/est/</code> and the JSON API under <code>/certgate/api/</code> (<code>enroll</code>, <code>enroll.p12</code>, <code>renew</code>, <code>me</code>, <code>admin/users</code>); CRLs are under <code>/certgate/crl/</code>.</p>\n</body></html>\n";
+            return bytes_response(StatusCode::OK, "text/html; charset=utf-8", html);
         }
+        crate::http::json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "endpoints": endpoints }),
+        )
     }
 
-    fn crl(&self, file: &str) -> Response<ProxyBody> {
+    fn crl(&self, file: &str) -> Response<Body> {
         let Some(generation) = file.strip_suffix(".crl") else {
-            return problem::problem(
-                StatusCode::NOT_FOUND,
-                "not-found",
-                "Not found",
-                "CRLs are named like g1.crl",
-            );
+            return Kind::NOT_FOUND.detail("CRLs are named like g1.crl").json();
         };
         // An unknown generation is the client's mistake, not a failure of the CA files.
         match self.lifecycle.ca_list() {
@@ -208,15 +191,12 @@ impl Api {
                     .iter()
                     .map(|ca| format!("{}.crl", ca.name))
                     .collect();
-                return problem::problem(
-                    StatusCode::NOT_FOUND,
-                    "not-found",
-                    "Not found",
-                    &format!(
+                return Kind::NOT_FOUND
+                    .detail(format!(
                         "there is no CA generation {generation:?}; CRLs here: {}",
                         known.join(", ")
-                    ),
-                );
+                    ))
+                    .json();
             }
             Ok(_) => {}
             Err(err) => return problem::lifecycle(&err),
@@ -232,7 +212,8 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
     match route {
         [".well-known", "est", "cacerts"]
         | ["certgate", "api", "me"]
-        | ["certgate", "api", "admin", "users" | "audit"] => Some("GET, HEAD"),
+        | ["certgate", "api", "admin", "users" | "audit"]
+        | ["certgate", "crl", _] => Some("GET, HEAD"),
         [
             ".well-known",
             "est",
@@ -244,51 +225,10 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
             "enroll" | "enroll.p12" | "renew" | "renew.p12",
         ]
         | ["certgate", "api", "admin", "users", _, _] => Some("POST"),
-        ["certgate", "crl", _] => Some("GET, HEAD"),
         _ => None,
     }
 }
 
-/// Reads a request body up to [`MAX_BODY`].
-async fn read_body(
-    request: Request<Incoming>,
-) -> Result<(http::request::Parts, Bytes), Response<ProxyBody>> {
-    let (parts, body) = request.into_parts();
-    match Limited::new(body, MAX_BODY).collect().await {
-        Ok(collected) => Ok((parts, collected.to_bytes())),
-        Err(err)
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            Err(problem::problem(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                "Request too large",
-                "the request body is larger than 64 KiB",
-            ))
-        }
-        Err(_) => Err(problem::invalid("the request body could not be read")),
-    }
-}
-
-fn bytes_response(
-    status: StatusCode,
-    content_type: &'static str,
-    body: Vec<u8>,
-) -> Response<ProxyBody> {
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(body))));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
-
-fn json_response(status: StatusCode, value: &serde_json::Value) -> Response<ProxyBody> {
-    bytes_response(
-        status,
-        "application/json",
-        format!("{value}\n").into_bytes(),
-    )
+fn certificate_required(detail: &'static str) -> Response<Body> {
+    Kind::CERTIFICATE_REQUIRED.detail(detail).json()
 }

@@ -1,183 +1,118 @@
-//! The one place where the API's refusals become responses: RFC 9457 problem JSON with a stable
-//! `type` per refusal; causes of internal errors go to the log, never to the client.
+//! The API's refusals: each [`LifecycleError`] becomes one status and one stable problem type,
+//! rendered by the one renderer of [`crate::http`]; causes of internal errors go to the log, never
+//! to the client.
 
-use bytes::Bytes;
-use http::header::{self, HeaderValue};
-use http::{Response, StatusCode};
-use http_body_util::{Either, Full};
+use http::Response;
 
+use crate::http::{Body, Kind, Problem, basic_challenge};
 use crate::lifecycle::LifecycleError;
-use crate::proxy::ProxyBody;
 
-/// A problem response.
-pub fn problem(status: StatusCode, slug: &str, title: &str, detail: &str) -> Response<ProxyBody> {
-    problem_with(status, slug, title, detail, serde_json::Map::new())
-}
-
-/// A problem response with extension members (e.g. `opens_at`).
-pub fn problem_with(
-    status: StatusCode,
-    slug: &str,
-    title: &str,
-    detail: &str,
-    extra: serde_json::Map<String, serde_json::Value>,
-) -> Response<ProxyBody> {
-    let mut body = serde_json::json!({
-        "type": format!("urn:certgate:problem:{slug}"),
-        "title": title,
-        "status": status.as_u16(),
-        "detail": detail,
-    });
-    if let Some(object) = body.as_object_mut() {
-        object.extend(extra);
-    }
-    let mut response = Response::new(Either::Right(Full::new(Bytes::from(format!("{body}\n")))));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/problem+json"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
-}
+const BAD_CSR: Kind = Kind::new(400, "bad-csr", "Unusable certificate request");
+const BAD_P12_PASSWORD: Kind = Kind::new(400, "bad-p12-password", "Unusable PKCS#12 password");
+const CREDENTIALS_REQUIRED: Kind = Kind::new(401, "credentials-required", "Credentials required");
+const BAD_CREDENTIALS: Kind = Kind::new(401, "bad-credentials", "Wrong credentials");
+const PERMIT_LOCKED: Kind = Kind::new(423, "permit-locked", "Permit locked");
+const PERMIT_EXPIRED: Kind = Kind::new(403, "permit-expired", "Permit expired");
+const PERMIT_USED: Kind = Kind::new(409, "permit-used", "Permit already used");
+const PERMIT_SUPERSEDED: Kind =
+    Kind::new(409, "permit-superseded", "Permit replaced by a newer one");
+const RETRY_PASSWORD_MISMATCH: Kind = Kind::new(
+    409,
+    "retry-password-mismatch",
+    "Another password for a repeated enrollment",
+);
+const RETRY_KEY_MISMATCH: Kind = Kind::new(
+    409,
+    "retry-key-mismatch",
+    "Another key for a repeated enrollment",
+);
+const ADMINISTRATOR_FIRST: Kind = Kind::new(
+    409,
+    "administrator-first",
+    "The administrator enrolls first",
+);
+const RENEWAL_NOT_OPEN: Kind = Kind::new(403, "renewal-not-open", "Renewal not open yet");
+const NOT_RENEWABLE: Kind = Kind::new(403, "not-renewable", "Certificate cannot be renewed");
+const FORBIDDEN: Kind = Kind::new(403, "forbidden", "Not allowed");
+const CONFLICT: Kind = Kind::new(409, "conflict", "Conflict");
+const CA_NOT_INITIALISED: Kind =
+    Kind::new(503, "ca-not-initialised", "Certificate issuing not set up");
 
 /// Bad input, naming what is wrong.
-pub fn invalid(detail: &str) -> Response<ProxyBody> {
-    problem(
-        StatusCode::BAD_REQUEST,
-        "invalid-request",
-        "Invalid request",
-        detail,
-    )
+pub fn invalid(detail: impl Into<std::borrow::Cow<'static, str>>) -> Response<Body> {
+    Kind::INVALID_REQUEST.detail(detail).json()
 }
 
 /// Bad input in one field, named in `detail` and in the `field` extension member.
-pub fn invalid_field(field: &str, detail: &str) -> Response<ProxyBody> {
-    let mut extra = serde_json::Map::new();
-    extra.insert(
-        "field".to_owned(),
-        serde_json::Value::String(field.to_owned()),
-    );
-    problem_with(
-        StatusCode::BAD_REQUEST,
-        "invalid-request",
-        "Invalid request",
-        detail,
-        extra,
-    )
+pub fn invalid_field(
+    field: &str,
+    detail: impl Into<std::borrow::Cow<'static, str>>,
+) -> Response<Body> {
+    Kind::INVALID_REQUEST
+        .detail(detail)
+        .with("field", field)
+        .json()
 }
 
-/// The response for a lifecycle refusal or failure.
-pub fn lifecycle(err: &LifecycleError) -> Response<ProxyBody> {
+/// The problem for a lifecycle refusal or failure.
+pub fn lifecycle_problem(err: &LifecycleError) -> Problem {
     use LifecycleError as E;
     let detail = err.to_string();
-    let (status, slug, title) = match err {
-        E::Invalid { field, .. } => return invalid_field(field, &detail),
-        E::BadCsr(_) => (
-            StatusCode::BAD_REQUEST,
-            "bad-csr",
-            "Unusable certificate request",
-        ),
-        E::BadP12Password(_) => (
-            StatusCode::BAD_REQUEST,
-            "bad-p12-password",
-            "Unusable PKCS#12 password",
-        ),
-        E::CredentialsRequired => {
-            return basic_challenge(problem(
-                StatusCode::UNAUTHORIZED,
-                "credentials-required",
-                "Credentials required",
-                &detail,
-            ));
+    let kind = match err {
+        E::Invalid { field, .. } => {
+            return Kind::INVALID_REQUEST.detail(detail).with("field", *field);
         }
-        E::BadCredentials => {
-            return basic_challenge(problem(
-                StatusCode::UNAUTHORIZED,
-                "bad-credentials",
-                "Wrong credentials",
-                &detail,
-            ));
-        }
-        E::PermitLocked => (StatusCode::LOCKED, "permit-locked", "Permit locked"),
+        E::BadCsr(_) => BAD_CSR,
+        E::BadP12Password(_) => BAD_P12_PASSWORD,
+        E::CredentialsRequired => CREDENTIALS_REQUIRED,
+        E::BadCredentials => BAD_CREDENTIALS,
+        E::PermitLocked => PERMIT_LOCKED,
         E::PermitExpired { expired_at } => {
-            let mut extra = serde_json::Map::new();
-            extra.insert(
-                "expired_at".to_owned(),
-                serde_json::Value::String(expired_at.clone()),
-            );
-            return problem_with(
-                StatusCode::FORBIDDEN,
-                "permit-expired",
-                "Permit expired",
-                &detail,
-                extra,
-            );
+            return PERMIT_EXPIRED
+                .detail(detail)
+                .with("expired_at", expired_at.clone());
         }
-        E::PermitUsed => (StatusCode::CONFLICT, "permit-used", "Permit already used"),
-        E::RetryKeyMismatch => (
-            StatusCode::CONFLICT,
-            "retry-key-mismatch",
-            "Another key for a repeated enrollment",
-        ),
-        E::AdministratorFirst { .. } => (
-            StatusCode::CONFLICT,
-            "administrator-first",
-            "The administrator enrolls first",
-        ),
+        E::PermitUsed => PERMIT_USED,
+        E::PermitSuperseded => PERMIT_SUPERSEDED,
+        E::RetryPasswordMismatch => RETRY_PASSWORD_MISMATCH,
+        E::RetryKeyMismatch => RETRY_KEY_MISMATCH,
+        E::AdministratorFirst { .. } => ADMINISTRATOR_FIRST,
         E::RenewalNotOpen { opens_at, .. } => {
-            let mut extra = serde_json::Map::new();
-            extra.insert(
-                "opens_at".to_owned(),
-                serde_json::Value::String(opens_at.clone()),
-            );
-            return problem_with(
-                StatusCode::FORBIDDEN,
-                "renewal-not-open",
-                "Renewal not open yet",
-                &detail,
-                extra,
-            );
+            return RENEWAL_NOT_OPEN
+                .detail(detail)
+                .with("opens_at", opens_at.clone());
         }
-        E::NotRenewable { .. } => (
-            StatusCode::FORBIDDEN,
-            "not-renewable",
-            "Certificate cannot be renewed",
-        ),
-        E::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden", "Not allowed"),
-        E::Suspended { .. } => (StatusCode::FORBIDDEN, "user-suspended", "User suspended"),
-        E::NotFound { .. } => (StatusCode::NOT_FOUND, "not-found", "Not found"),
-        E::Conflict { .. } => (StatusCode::CONFLICT, "conflict", "Conflict"),
-        E::NoCa => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "ca-not-initialised",
-            "Certificate issuing not set up",
-        ),
+        E::NotRenewable { .. } => NOT_RENEWABLE,
+        E::Forbidden { .. } => FORBIDDEN,
+        E::Suspended { .. } => Kind::USER_SUSPENDED,
+        E::NotFound { .. } => Kind::NOT_FOUND,
+        E::Conflict { .. } => CONFLICT,
+        E::NoCa => CA_NOT_INITIALISED,
         E::Internal(cause) => {
             tracing::error!(cause = %cause, "lifecycle operation failed");
-            return problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "Internal error",
+            return Kind::INTERNAL.detail(
                 "certgate could not complete the request; nothing was changed. Please try again later.",
             );
         }
     };
-    problem(status, slug, title, &detail)
+    kind.detail(detail)
 }
 
-fn basic_challenge(mut response: Response<ProxyBody>) -> Response<ProxyBody> {
-    response.headers_mut().insert(
-        header::WWW_AUTHENTICATE,
-        HeaderValue::from_static("Basic realm=\"certgate\", charset=\"UTF-8\""),
-    );
-    response
+/// The problem JSON for a lifecycle refusal; a 401 carries a Basic challenge.
+pub fn lifecycle(err: &LifecycleError) -> Response<Body> {
+    let response = lifecycle_problem(err).json();
+    if response.status() == http::StatusCode::UNAUTHORIZED {
+        basic_challenge(response)
+    } else {
+        response
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use http::StatusCode;
+    use http::header;
 
     #[test]
     fn missing_credentials_get_a_basic_challenge() {
@@ -187,10 +122,8 @@ mod tests {
     }
 
     /// The status, headers and JSON body of a made response.
-    async fn read(
-        response: Response<ProxyBody>,
-    ) -> (StatusCode, http::HeaderMap, serde_json::Value) {
-        use http_body_util::BodyExt as _;
+    async fn read(response: Response<Body>) -> (StatusCode, http::HeaderMap, serde_json::Value) {
+        use http_body_util::{BodyExt as _, Either};
         let (parts, body) = response.into_parts();
         let Either::Right(body) = body else {
             panic!("expected a made body")

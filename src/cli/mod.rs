@@ -124,7 +124,7 @@ pub fn init(common: &Common) -> ExitCode {
         Err(err) => return fail(BAD_INPUT, &err.to_string()),
     };
     let settings = crate::pki::PkiSettings::from(&config.pki);
-    match crate::pki::Pki::init(settings, crate::lifecycle::now()) {
+    match crate::pki::Pki::init(settings, crate::model::now()) {
         Ok(pki) => {
             let generation = pki.current();
             let output = Output::Done {
@@ -158,7 +158,12 @@ pub fn run(common: &Common, command: Operator) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let lifecycle = match crate::serve::open_lifecycle(&config).await {
+        let lifecycle = match crate::serve::open_lifecycle(
+            &config,
+            crate::lifecycle::Wiring::default(),
+        )
+        .await
+        {
             Ok(lifecycle) => lifecycle,
             Err(err) => return serve_failure(&err),
         };

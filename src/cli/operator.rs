@@ -6,9 +6,11 @@ use serde_json::{Value, json};
 use super::args::{CaCommand, CertCommand, CorpCommand, PermitCommand, UserCommand};
 use super::output::Output;
 use crate::config::Config;
-use crate::identity::rfc3339_of;
-use crate::lifecycle::{Context, Lifecycle, LifecycleError, holder_key};
-use crate::store::{CertificateRecord, Corporation, Holder, RevocationReason, Role, UserStatus};
+use secrecy::ExposeSecret as _;
+
+use crate::lifecycle::{Context, Lifecycle, LifecycleError, accepted_revocation_reasons};
+use crate::model::{Holder, RevocationReason, Role, Serial, rfc3339};
+use crate::store::{CertificateRecord, Corporation, UserStatus};
 
 /// Any operator command but `init` (which runs without a registry).
 #[derive(Debug)]
@@ -35,7 +37,7 @@ pub enum Operator {
 }
 
 fn time(at: time::OffsetDateTime) -> Value {
-    Value::String(rfc3339_of(at.unix_timestamp()))
+    Value::String(rfc3339(at))
 }
 
 fn corporation_record(corp: &Corporation) -> Vec<(&'static str, Value)> {
@@ -144,7 +146,7 @@ pub async fn operate(
                 "email",
             ],
             rows: lifecycle
-                .status_table(&corp_id)
+                .status_table(&ctx, &corp_id)
                 .await?
                 .iter()
                 .map(|row| {
@@ -184,7 +186,7 @@ pub async fn operate(
         }
         Operator::Permit(PermitCommand::Issue { corp_id, user_id }) => {
             let permit = lifecycle
-                .issue_permit(&Holder { corp_id, user_id }, false, &ctx)
+                .issue_permit(&Holder { corp_id, user_id }, &ctx)
                 .await?;
             // The PIN alone on stdout, so that a script can capture it; the rest on stderr.
             eprintln!(
@@ -194,10 +196,10 @@ pub async fn operate(
             Output::Done {
                 json: json!({
                     "holder": permit.holder,
-                    "pin": permit.pin,
+                    "pin": permit.pin.expose_secret(),
                     "expires_at": permit.expires_at,
                 }),
-                text: permit.pin,
+                text: permit.pin.expose_secret().to_owned(),
             }
         }
         Operator::Cert(CertCommand::List { corp_id }) => {
@@ -215,10 +217,10 @@ pub async fn operate(
             };
             let mut rows = Vec::new();
             for corp_id in corp_ids {
-                for cert in lifecycle.certificates(&corp_id).await? {
+                for cert in lifecycle.certificates(&ctx, &corp_id).await? {
                     rows.push(vec![
                         json!(cert.serial),
-                        json!(holder_key(&cert.holder)),
+                        json!(cert.holder.key()),
                         json!(cert.issuer_generation),
                         time(cert.not_after),
                         json!(cert_status(&cert)),
@@ -232,12 +234,12 @@ pub async fn operate(
         }
         Operator::Cert(CertCommand::Show { serial }) => {
             let cert = lifecycle.certificate(&parse_serial(&serial)?).await?;
-            let subject = x509_parser::parse_x509_certificate(&cert.der)
+            let subject = x509_parser::parse_x509_certificate(cert.der.as_slice())
                 .map(|(_, parsed)| json!(parsed.subject().to_string()))
                 .unwrap_or(Value::Null);
             Output::Record(vec![
                 ("serial", json!(cert.serial)),
-                ("holder", json!(holder_key(&cert.holder))),
+                ("holder", json!(cert.holder.key())),
                 ("subject", subject),
                 ("ca", json!(cert.issuer_generation)),
                 ("not_before", time(cert.not_before)),
@@ -268,7 +270,7 @@ pub async fn operate(
                         format!(
                             "revoked {} of {} ({})",
                             cert.serial,
-                            holder_key(&cert.holder),
+                            cert.holder.key(),
                             cert.reason.as_str()
                         )
                     })
@@ -280,7 +282,7 @@ pub async fn operate(
                         .map(|cert| {
                             json!({
                                 "serial": cert.serial,
-                                "holder": holder_key(&cert.holder),
+                                "holder": cert.holder.key(),
                                 "reason": cert.reason.as_str(),
                                 "revoked_at": time(cert.revoked_at),
                             })
@@ -300,7 +302,7 @@ pub async fn operate(
                 "client_addr",
             ],
             rows: lifecycle
-                .audit(corp_id.as_deref(), limit)
+                .audit_trail(&ctx, corp_id.as_deref(), limit)
                 .await?
                 .into_iter()
                 .map(|entry| {
@@ -317,7 +319,7 @@ pub async fn operate(
                 .collect(),
         },
         Operator::Ca(CaCommand::Rotate) => {
-            let generation = lifecycle.rotate_ca()?;
+            let generation = lifecycle.rotate_ca(&ctx)?;
             Output::Done {
                 text: format!(
                     "generation {} ({}) signs from now on; send SIGHUP to `certgate serve` so that it trusts and uses it",
@@ -365,48 +367,32 @@ fn parse_role(role: &str) -> Result<Role, LifecycleError> {
     })
 }
 
-/// An RFC 5280 reason name (case-insensitive); `removeFromCRL` only belongs in delta CRLs.
+/// An RFC 5280 reason name, in any case; which reasons a revocation may give is the
+/// lifecycle's rule.
 fn parse_reason(reason: &str) -> Result<RevocationReason, LifecycleError> {
-    let names: Vec<&str> = (0..=10)
-        .filter_map(RevocationReason::from_code)
-        .filter(|r| *r != RevocationReason::RemoveFromCrl)
-        .map(RevocationReason::as_str)
-        .collect();
-    (0..=10)
-        .filter_map(RevocationReason::from_code)
-        .filter(|r| *r != RevocationReason::RemoveFromCrl)
-        .find(|r| r.as_str().eq_ignore_ascii_case(reason))
-        .ok_or_else(|| LifecycleError::Invalid {
-            field: "reason",
-            reason: format!(
-                "{reason:?} is not an RFC 5280 revocation reason; use one of {}",
-                names.join(", ")
-            ),
-        })
+    RevocationReason::from_name_ignoring_case(reason).ok_or_else(|| LifecycleError::Invalid {
+        field: "reason",
+        reason: format!(
+            "{reason:?} is not an RFC 5280 revocation reason; use one of {}",
+            accepted_revocation_reasons().join(", ")
+        ),
+    })
 }
 
-/// A serial as the registry keys it: lowercase hex, from `3A:1F…`, `0x3a1f…` or `3a1f…`.
-fn parse_serial(serial: &str) -> Result<String, LifecycleError> {
-    let trimmed = serial.trim();
-    let digits = trimmed
-        .strip_prefix("0x")
-        .or_else(|| trimmed.strip_prefix("0X"))
-        .unwrap_or(trimmed)
-        .replace(':', "")
-        .to_ascii_lowercase();
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_hexdigit()) || digits.len() > 64 {
-        return Err(LifecycleError::Invalid {
+/// A serial as people type it: `3A:1F…`, `0x3a1f…` or `3a1f…`.
+fn parse_serial(serial: &str) -> Result<Serial, LifecycleError> {
+    serial
+        .parse()
+        .map_err(|err: crate::model::SerialError| LifecycleError::Invalid {
             field: "serial",
-            reason: format!("{serial:?} is not a hexadecimal serial number"),
-        });
-    }
-    Ok(digits)
+            reason: err.to_string(),
+        })
 }
 
 fn cert_status(cert: &CertificateRecord) -> String {
     match &cert.revocation {
         Some(revocation) => format!("revoked ({})", revocation.reason.as_str()),
-        None if cert.not_after <= crate::lifecycle::now() => "expired".to_owned(),
+        None if cert.not_after <= crate::model::now() => "expired".to_owned(),
         None => "active".to_owned(),
     }
 }
@@ -418,7 +404,10 @@ mod tests {
     #[test]
     fn serials_in_any_common_spelling() {
         for spelling in ["3a1f", "3A:1F", "0x3A1F", " 3a1f "] {
-            assert_eq!(parse_serial(spelling).ok().as_deref(), Some("3a1f"));
+            assert_eq!(
+                parse_serial(spelling).ok().map(|s| s.to_hex()).as_deref(),
+                Some("3a1f")
+            );
         }
         for bad in ["", "xyz", "0x", "12 34"] {
             assert!(parse_serial(bad).is_err(), "{bad:?}");
@@ -435,7 +424,6 @@ mod tests {
             parse_reason("keycompromise").ok(),
             Some(RevocationReason::KeyCompromise)
         );
-        assert!(parse_reason("removeFromCRL").is_err());
         assert!(parse_reason("boredom").is_err());
     }
 }

@@ -33,6 +33,8 @@ pub struct FileConfig {
     pub lifecycle: LifecycleFile,
     #[serde(default)]
     pub login: LoginFile,
+    #[serde(default)]
+    pub revocation: RevocationFile,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -44,6 +46,9 @@ pub struct ServerFile {
     pub client_auth: Option<String>,
     pub handshake_timeout: Option<String>,
     pub max_connections: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
+    pub idle_timeout: Option<String>,
+    pub anonymous_idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
     pub dev_ca: Option<String>,
 }
@@ -60,6 +65,7 @@ pub struct TrustFile {
 pub struct TrustCaFile {
     pub name: String,
     pub cert: String,
+    pub lifecycle: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,6 +92,7 @@ pub struct HeadersFile {
     pub issuer_dn: Option<String>,
     pub rfc9440: Option<bool>,
     pub xfcc: Option<bool>,
+    pub allow_underscores: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -134,6 +141,7 @@ pub struct PkiFile {
     pub organization: Option<String>,
     pub unit: Option<String>,
     pub validity_days: Option<i64>,
+    pub crl_validity: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -152,4 +160,11 @@ pub struct LoginFile {
     pub path: Option<String>,
     pub corp_field: Option<String>,
     pub user_field: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevocationFile {
+    pub max_staleness: Option<String>,
+    pub on_stale: Option<String>,
 }

@@ -32,7 +32,10 @@ impl IdentityHeaders {
         if let Some(user_id) = &identity.user_id {
             fixed.push((names.user_id.clone(), header_value(user_id)));
         }
-        fixed.push((names.serial.clone(), header_value(&identity.serial_hex)));
+        fixed.push((
+            names.serial.clone(),
+            header_value(&identity.serial.to_hex()),
+        ));
         fixed.push((
             names.not_after.clone(),
             header_value(&identity.not_after_rfc3339),

@@ -9,13 +9,10 @@ mod cn;
 mod dn;
 mod headers;
 
-use std::fmt;
-
-use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::config::IdentityConfig;
+use crate::model::{Role, Serial, hex, rfc3339_unix, sha256};
 
 pub use cache::{IdentityCache, Resolved};
 pub use dn::rfc4514;
@@ -26,32 +23,21 @@ pub mod headers_consts {
     pub use super::headers::{CLIENT_CERT, CLIENT_CERT_CHAIN, XFCC};
 }
 
-/// What a caller may do, from the CN (administrator) or, once the registry knows it, the user's role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Role {
-    /// The corporation's administrator: a certificate whose CN is the corporation ID alone.
-    Admin,
-    /// The corporation's master user (known from the registry).
-    Master,
-    /// Any other user.
-    General,
-}
-
-impl Role {
-    /// The header value: `admin`, `master` or `general`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Admin => "admin",
-            Self::Master => "master",
-            Self::General => "general",
-        }
-    }
-}
-
-impl fmt::Display for Role {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
+/// Who is calling one request: the client's address, the verified certificate's identity (if a
+/// certificate in good standing was presented) and the effective role (the registry's role of
+/// the user, `admin` for the corporation administrator's certificate).
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    /// The client's address.
+    pub peer: std::net::SocketAddr,
+    /// The certificate's identity; `None` without a certificate.
+    pub identity: Option<&'a Identity>,
+    /// The effective role.
+    pub role: Role,
+    /// Whether the certificate's CA is trusted for certgate's own operations (certgate's CA
+    /// generations, or a `[[trust.ca]]` with `lifecycle = true`), not only for logging in to
+    /// the application.
+    pub lifecycle_ca: bool,
 }
 
 /// Why a verified certificate does not name a caller.
@@ -85,8 +71,8 @@ pub struct Identity {
     pub user_id: Option<String>,
     /// The role the CN implies.
     pub role: Role,
-    /// Serial number, lowercase hex without leading zero bytes.
-    pub serial_hex: String,
+    /// Serial number.
+    pub serial: Serial,
     /// notAfter, seconds since the Unix epoch.
     pub not_after: i64,
     /// notAfter as RFC 3339 UTC.
@@ -142,9 +128,10 @@ impl Identity {
             },
             corp_id: corp_id.to_owned(),
             user_id: user_id.map(str::to_owned),
-            serial_hex: serial_hex(cert.raw_serial()),
+            serial: Serial::from_be_bytes(cert.raw_serial())
+                .map_err(|err| IdentityError::Malformed(err.to_string()))?,
             not_after,
-            not_after_rfc3339: rfc3339_of(not_after),
+            not_after_rfc3339: rfc3339_unix(not_after),
             fingerprint: fingerprint(der),
             subject_dn: dn::rfc4514(cert.subject()),
             issuer_dn: dn::rfc4514(cert.issuer()),
@@ -162,41 +149,19 @@ impl Identity {
     pub fn fingerprint_hex(&self) -> String {
         hex(&self.fingerprint)
     }
+
+    /// Whose certificate this is.
+    pub fn holder(&self) -> crate::model::Holder {
+        crate::model::Holder {
+            corp_id: self.corp_id.clone(),
+            user_id: self.user_id.clone(),
+        }
+    }
 }
 
 /// SHA-256 of a certificate's DER: the key of every per-certificate cache.
 pub fn fingerprint(der: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// The serial as lowercase hex with the DER sign byte and other leading zero bytes removed.
-pub fn serial_hex(raw: &[u8]) -> String {
-    let trimmed = match raw.iter().position(|byte| *byte != 0) {
-        Some(first) => &raw[first..],
-        None => &raw[raw.len().saturating_sub(1)..],
-    };
-    hex(trimmed)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 0x0f)] as char);
-    }
-    out
-}
-
-/// Unix seconds as RFC 3339 UTC (`2027-11-21T16:39:14Z`), the form every header and API uses.
-pub fn rfc3339_of(unix: i64) -> String {
-    OffsetDateTime::from_unix_timestamp(unix)
-        .ok()
-        .and_then(|time| time.format(&Rfc3339).ok())
-        .unwrap_or_else(|| unix.to_string())
+    sha256(der)
 }
 
 #[cfg(test)]
@@ -228,7 +193,7 @@ mod tests {
         assert_eq!(identity.corp_id, "12345678901234");
         assert_eq!(identity.user_id.as_deref(), Some("taro"));
         assert_eq!(identity.role, Role::General);
-        assert_eq!(identity.serial_hex, "8f01");
+        assert_eq!(identity.serial.to_hex(), "8f01");
         assert_eq!(identity.not_after_rfc3339, "2030-01-02T00:00:00Z");
         assert_eq!(identity.uris, ["spiffe://bank/app"]);
         assert_eq!(identity.fingerprint_hex().len(), 64);
@@ -271,11 +236,5 @@ mod tests {
         assert_eq!(identity.days_left(identity.not_after - 86_400 * 3 - 1), 3);
         assert_eq!(identity.days_left(identity.not_after - 86_400 * 3 + 1), 2);
         assert_eq!(identity.days_left(identity.not_after + 1), -1);
-    }
-
-    #[test]
-    fn serial_keeps_a_lone_zero() {
-        assert_eq!(serial_hex(&[0]), "00");
-        assert_eq!(serial_hex(&[0, 0, 0x10]), "10");
     }
 }

@@ -1,8 +1,6 @@
 //! Why a lifecycle operation was refused. `api` maps each variant to one HTTP status and one
 //! stable problem type; the operator CLI prints the message.
 
-use time::OffsetDateTime;
-
 use crate::pki::{CsrError, Pkcs12Error, PkiError};
 use crate::store::StoreError;
 
@@ -37,6 +35,14 @@ pub enum LifecycleError {
     /// The permit was used and the retry window is over.
     #[error("this temporary PIN was already used; ask for a new one to enroll again")]
     PermitUsed,
+    /// A newer permit replaced this one.
+    #[error("this temporary PIN was replaced by a newer one; use the newest PIN you received")]
+    PermitSuperseded,
+    /// The permit was used moments ago for a PKCS#12 file, and this retry gives another password.
+    #[error(
+        "this temporary PIN was just used; retry with the same PKCS#12 password to download the same file again, or ask for a new PIN"
+    )]
+    RetryPasswordMismatch,
     /// The permit was used moments ago, but for another key.
     #[error(
         "this temporary PIN was just used with another key; retry with the same key, or ask for a new PIN"
@@ -142,10 +148,4 @@ impl From<Pkcs12Error> for LifecycleError {
             other => Self::Internal(other.to_string()),
         }
     }
-}
-
-/// RFC 3339 for messages.
-pub(crate) fn rfc3339(time: OffsetDateTime) -> String {
-    time.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| time.to_string())
 }

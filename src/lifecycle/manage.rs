@@ -1,21 +1,23 @@
 //! Managing corporations, users, permits and certificates: the operator's commands and the
 //! corporation managers' admin actions (re-issue, revoke, suspend, resume, status, audit).
 
-use super::error::rfc3339;
-use super::{Actor, Context, Lifecycle, LifecycleError, holder_key, now, pin};
-use crate::pki::{Pki, RevokedEntry};
+use secrecy::SecretString;
+
+use super::{Actor, Context, Lifecycle, LifecycleError, check_revocation_reason, pin};
+use crate::model::{Holder, RevocationReason, Role, Serial, rfc3339};
+use crate::pki::Pki;
 use crate::store::{
-    AuditEntry, CertificateRecord, Corporation, Holder, NewCorporation, NewPermit, NewUser,
-    RevocationReason, RevokedCert, Role, StatusRow, User, UserStatus,
+    AuditEntry, CertificateRecord, Corporation, NewCorporation, NewPermit, NewUser, RevokedCert,
+    StatusRow, User, UserStatus,
 };
 
-/// A permit just issued: the PIN is shown once and never stored in clear.
-#[derive(Debug, Clone, serde::Serialize)]
+/// A permit just issued: the PIN is shown once and never stored in clear (`Debug` hides it).
+#[derive(Debug, Clone)]
 pub struct PermitView {
     /// `corp` or `corp/user`.
     pub holder: String,
     /// The temporary PIN.
-    pub pin: String,
+    pub pin: SecretString,
     /// Until when it can be used (RFC 3339).
     pub expires_at: String,
 }
@@ -46,18 +48,18 @@ impl Lifecycle {
         admin_email: &str,
         ctx: &Context,
     ) -> Result<Corporation, LifecycleError> {
-        self.check_ids(&Holder {
-            corp_id: corp_id.to_owned(),
-            user_id: None,
-        })?;
+        require_operator(ctx)?;
+        self.check_ids(&Holder::admin(corp_id))?;
         let corp = NewCorporation {
             corp_id: corp_id.to_owned(),
             name: name.to_owned(),
             admin_email: admin_email.to_owned(),
             cert_required: false,
         };
-        let audit = ctx.audit("corp.add", Some(corp_id), corp_id, "ok");
-        Ok(self.store().add_corporation(&corp, &audit).await?)
+        let audit = self.audit(ctx, "corp.add", Some(corp_id), corp_id, "ok");
+        let added = self.store().add_corporation(&corp, &audit).await?;
+        self.announce_standing().await;
+        Ok(added)
     }
 
     /// Sets whether every user of the corporation must log in with a certificate.
@@ -67,16 +69,19 @@ impl Lifecycle {
         required: bool,
         ctx: &Context,
     ) -> Result<(), LifecycleError> {
-        let audit = ctx.audit(
+        require_operator(ctx)?;
+        let audit = self.audit(
+            ctx,
             "corp.set",
             Some(corp_id),
             corp_id,
             &format!("ok: cert_required={required}"),
         );
-        Ok(self
-            .store()
+        self.store()
             .set_cert_required(corp_id, required, &audit)
-            .await?)
+            .await?;
+        self.announce_standing().await;
+        Ok(())
     }
 
     /// Every corporation.
@@ -103,10 +108,13 @@ impl Lifecycle {
         email: Option<&str>,
         ctx: &Context,
     ) -> Result<User, LifecycleError> {
-        let holder = Holder {
-            corp_id: corp_id.to_owned(),
-            user_id: Some(user_id.to_owned()),
-        };
+        let holder = Holder::user(corp_id, user_id);
+        self.require_manager(ctx, corp_id).await?;
+        if role == Role::Master && ctx.actor != Actor::Operator {
+            return Err(LifecycleError::Forbidden {
+                why: "the master user is registered by the bank".to_owned(),
+            });
+        }
         self.check_ids(&holder)?;
         let user = NewUser {
             corp_id: corp_id.to_owned(),
@@ -114,27 +122,48 @@ impl Lifecycle {
             role,
             email: email.map(str::to_owned),
         };
-        let audit = ctx.audit(
+        let audit = self.audit(
+            ctx,
             "user.add",
             Some(corp_id),
-            &holder_key(&holder),
+            &holder.key(),
             &format!("ok: role {}", role.as_str()),
         );
-        Ok(self.store().add_user(&user, &audit).await?)
+        let added = self.store().add_user(&user, &audit).await?;
+        self.announce_standing().await;
+        Ok(added)
     }
 
     /// The status table of a corporation's users (seed 004): unissued, issued, renewable,
     /// expired, revoked.
-    pub async fn status_table(&self, corp_id: &str) -> Result<Vec<StatusRow>, LifecycleError> {
+    pub async fn status_table(
+        &self,
+        ctx: &Context,
+        corp_id: &str,
+    ) -> Result<Vec<StatusRow>, LifecycleError> {
+        self.require_manager(ctx, corp_id).await?;
         self.corporation(corp_id).await?;
         let window = time::Duration::days(i64::from(self.rules().renew_window_days));
-        Ok(self.store().user_statuses(corp_id, now(), window).await?)
+        Ok(self
+            .store()
+            .user_statuses(corp_id, self.now(), window)
+            .await?)
     }
 
-    /// Issues a permit: a temporary PIN for the holder's next enrollment. Older unused permits
-    /// of the same holder stop working. `revoke_current` also revokes the holder's certificates
-    /// in the same transaction (re-issue).
+    /// Issues a permit (the bank's operator): a temporary PIN for the holder's next enrollment.
+    /// Older unused permits of the same holder stop working.
     pub async fn issue_permit(
+        &self,
+        holder: &Holder,
+        ctx: &Context,
+    ) -> Result<PermitView, LifecycleError> {
+        require_operator(ctx)?;
+        self.new_permit(holder, false, ctx).await
+    }
+
+    /// A permit for `holder`; `revoke_current` also revokes the holder's certificates in the
+    /// same transaction (re-issue). The caller has checked the rights.
+    async fn new_permit(
         &self,
         holder: &Holder,
         revoke_current: bool,
@@ -147,7 +176,7 @@ impl Lifecycle {
                 .user(&holder.corp_id, user_id)
                 .await?
                 .ok_or_else(|| LifecycleError::NotFound {
-                    what: format!("user {}", holder_key(holder)),
+                    what: format!("user {}", holder.key()),
                 })?;
         }
         let pin = pin::generate()?;
@@ -157,7 +186,7 @@ impl Lifecycle {
             .map_err(|err| LifecycleError::Internal(format!("PIN hashing failed: {err}")))??;
         let ttl =
             time::Duration::try_from(self.rules().permit_ttl).unwrap_or(time::Duration::days(7));
-        let at = now();
+        let at = self.now();
         let permit = NewPermit {
             holder: holder.clone(),
             pin_hash,
@@ -169,27 +198,36 @@ impl Lifecycle {
         } else {
             "permit.issue"
         };
-        let audit = ctx.audit(action, Some(&holder.corp_id), &holder_key(holder), "ok");
+        let audit = self.audit(ctx, action, Some(&holder.corp_id), &holder.key(), "ok");
         let issued = self.store().issue_permit(&permit, &audit).await?;
         if !issued.revoked.is_empty() {
-            self.write_crls().await;
+            self.announce_standing().await;
+            self.revocations_changed().await;
         }
         Ok(PermitView {
-            holder: holder_key(holder),
-            pin,
+            holder: holder.key(),
+            pin: SecretString::from(pin),
             expires_at: rfc3339(issued.permit.expires_at),
         })
     }
 
     // --- corporation managers (admin API) -----------------------------------------------------
 
-    /// Checks that the caller manages `corp_id`: its administrator certificate, or a master or
-    /// admin user of it who is not suspended.
+    /// Checks that the caller manages `corp_id`: the operator, the corporation's administrator
+    /// certificate, or a master or admin user of it who is not suspended, with a certificate of
+    /// a CA trusted for certgate's own operations.
     pub async fn require_manager(
         &self,
         ctx: &Context,
         corp_id: &str,
     ) -> Result<(), LifecycleError> {
+        if let Actor::Certificate {
+            lifecycle_ca: false,
+            ..
+        } = &ctx.actor
+        {
+            return Err(not_a_lifecycle_ca());
+        }
         let Actor::Certificate { holder, .. } = &ctx.actor else {
             return if ctx.actor == Actor::Operator {
                 Ok(())
@@ -211,10 +249,10 @@ impl Lifecycle {
         };
         let user = self.store().user(corp_id, user_id).await?;
         match user {
-            Some(user) if user.status == UserStatus::Suspended => Err(LifecycleError::Suspended {
-                user: holder_key(holder),
-            }),
-            Some(user) if matches!(user.role, Role::Master | Role::Admin) => Ok(()),
+            Some(user) if user.status == UserStatus::Suspended => {
+                Err(LifecycleError::Suspended { user: holder.key() })
+            }
+            Some(user) if user.role.manages_users() => Ok(()),
             _ => Err(refusal(
                 "only the corporation's administrator, master user or admin users manage users"
                     .to_owned(),
@@ -254,13 +292,17 @@ impl Lifecycle {
         corp_id: &str,
         user_id: &str,
     ) -> Result<PermitView, LifecycleError> {
-        let holder = Holder {
-            corp_id: corp_id.to_owned(),
-            user_id: Some(user_id.to_owned()),
-        };
+        let holder = Holder::user(corp_id, user_id);
         let result = async {
             self.managed_user(ctx, corp_id, user_id).await?;
-            self.issue_permit(&holder, true, ctx).await
+            if let Actor::Certificate { holder: caller, .. } = &ctx.actor {
+                if *caller == holder {
+                    return Err(LifecycleError::Forbidden {
+                        why: "a manager cannot re-issue their own certificate; another manager of the corporation (or the bank) must do it".to_owned(),
+                    });
+                }
+            }
+            self.new_permit(&holder, true, ctx).await
         }
         .await;
         if let Err(err) = &result {
@@ -277,25 +319,25 @@ impl Lifecycle {
         user_id: &str,
         reason: RevocationReason,
     ) -> Result<Vec<RevokedCert>, LifecycleError> {
-        let holder = Holder {
-            corp_id: corp_id.to_owned(),
-            user_id: Some(user_id.to_owned()),
-        };
+        let holder = Holder::user(corp_id, user_id);
         let result = async {
+            check_revocation_reason(reason)?;
             self.managed_user(ctx, corp_id, user_id).await?;
-            let audit = ctx.audit(
+            let audit = self.audit(
+                ctx,
                 "revoke",
                 Some(corp_id),
-                &holder_key(&holder),
+                &holder.key(),
                 &format!("ok: {}", reason.as_str()),
             );
             let revoked = self.store().revoke_holder(&holder, reason, &audit).await?;
             if revoked.is_empty() {
                 return Err(LifecycleError::NotFound {
-                    what: format!("an unexpired certificate of user {}", holder_key(&holder)),
+                    what: format!("an unexpired certificate of user {}", holder.key()),
                 });
             }
-            self.write_crls().await;
+            self.announce_standing().await;
+            self.revocations_changed().await;
             Ok(revoked)
         }
         .await;
@@ -313,10 +355,7 @@ impl Lifecycle {
         user_id: &str,
         status: UserStatus,
     ) -> Result<(), LifecycleError> {
-        let holder = Holder {
-            corp_id: corp_id.to_owned(),
-            user_id: Some(user_id.to_owned()),
-        };
+        let holder = Holder::user(corp_id, user_id);
         let action = if status == UserStatus::Suspended {
             "suspend"
         } else {
@@ -324,11 +363,12 @@ impl Lifecycle {
         };
         let result = async {
             self.managed_user(ctx, corp_id, user_id).await?;
-            let audit = ctx.audit(action, Some(corp_id), &holder_key(&holder), "ok");
-            Ok(self
-                .store()
+            let audit = self.audit(ctx, action, Some(corp_id), &holder.key(), "ok");
+            self.store()
                 .set_user_status(corp_id, user_id, status, &audit)
-                .await?)
+                .await?;
+            self.announce_standing().await;
+            Ok(())
         }
         .await;
         if let Err(err) = &result {
@@ -337,12 +377,18 @@ impl Lifecycle {
         result
     }
 
-    /// The audit trail, newest first.
-    pub async fn audit(
+    /// The audit trail, newest first: the operator's of any corporation or of all, a
+    /// manager's of their own corporation.
+    pub async fn audit_trail(
         &self,
+        ctx: &Context,
         corp_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, LifecycleError> {
+        match corp_id {
+            Some(corp_id) => self.require_manager(ctx, corp_id).await?,
+            None => require_operator(ctx)?,
+        }
         Ok(self.store().list_audit(corp_id, limit).await?)
     }
 
@@ -351,13 +397,15 @@ impl Lifecycle {
     /// Certificates of a corporation.
     pub async fn certificates(
         &self,
+        ctx: &Context,
         corp_id: &str,
     ) -> Result<Vec<CertificateRecord>, LifecycleError> {
+        require_operator(ctx)?;
         Ok(self.store().corporation_certificates(corp_id).await?)
     }
 
     /// One certificate by serial.
-    pub async fn certificate(&self, serial: &str) -> Result<CertificateRecord, LifecycleError> {
+    pub async fn certificate(&self, serial: &Serial) -> Result<CertificateRecord, LifecycleError> {
         self.store()
             .certificate(serial)
             .await?
@@ -369,34 +417,39 @@ impl Lifecycle {
     /// Revokes one certificate (and every certificate renewed from it).
     pub async fn revoke_serial(
         &self,
-        serial: &str,
+        serial: &Serial,
         reason: RevocationReason,
         ctx: &Context,
     ) -> Result<Vec<RevokedCert>, LifecycleError> {
+        require_operator(ctx)?;
+        check_revocation_reason(reason)?;
         let certificate = self.certificate(serial).await?;
-        let audit = ctx.audit(
+        let audit = self.audit(
+            ctx,
             "cert.revoke",
             Some(&certificate.holder.corp_id),
-            serial,
+            &serial.to_hex(),
             &format!("ok: {}", reason.as_str()),
         );
         let revoked = self
             .store()
             .revoke_certificate(serial, reason, &audit)
             .await?;
-        self.write_crls().await;
+        self.announce_standing().await;
+        self.revocations_changed().await;
         Ok(revoked)
     }
 
     /// Makes the next CA generation, which signs from now on.
-    pub fn rotate_ca(&self) -> Result<CaView, LifecycleError> {
+    pub fn rotate_ca(&self, ctx: &Context) -> Result<CaView, LifecycleError> {
+        require_operator(ctx)?;
         let mut guard = self
             .inner
             .pki
             .write()
             .map_err(|_| LifecycleError::Internal("the CA lock is poisoned".into()))?;
         let pki = guard.as_mut().ok_or(LifecycleError::NoCa)?;
-        pki.rotate(now())?;
+        pki.rotate(self.now())?;
         ca_views(pki).pop().ok_or(LifecycleError::NoCa)
     }
 
@@ -404,59 +457,6 @@ impl Lifecycle {
     pub fn ca_list(&self) -> Result<Vec<CaView>, LifecycleError> {
         self.with_pki(|pki| Ok(ca_views(pki)))
     }
-
-    /// The DER CRL of a generation, as last written.
-    pub fn crl(&self, generation: &str) -> Result<Vec<u8>, LifecycleError> {
-        let path = self.with_pki(|pki| Ok(pki.crl_path(generation)?))?;
-        std::fs::read(&path).map_err(|_| LifecycleError::NotFound {
-            what: format!("CRL of generation {generation}"),
-        })
-    }
-
-    /// Rewrites every generation's CRL from the registry. A failure is logged and retried with
-    /// the next revocation (the registry stays the truth, and the proxy checks revocation from
-    /// it, not from the CRL files).
-    pub async fn write_crls(&self) {
-        if let Err(err) = self.try_write_crls().await {
-            tracing::error!(error = %err, "cannot rewrite the CRLs");
-        }
-    }
-
-    /// Like [`Self::write_crls`], reporting the error (for `certgate crl`).
-    pub async fn try_write_crls(&self) -> Result<Vec<String>, LifecycleError> {
-        let _serialised = self.inner.crl_lock.lock().await;
-        let at = now();
-        let revoked = self.store().revoked_unexpired(at).await?;
-        self.with_pki(|pki| {
-            let mut written = Vec::new();
-            for generation in pki.generations() {
-                let entries: Vec<RevokedEntry> = revoked
-                    .iter()
-                    .filter(|cert| cert.issuer_generation == generation.name)
-                    .filter_map(revoked_entry)
-                    .collect();
-                pki.write_crl(&generation.name, &entries, at)?;
-                written.push(generation.name.clone());
-            }
-            Ok(written)
-        })
-    }
-}
-
-fn revoked_entry(cert: &RevokedCert) -> Option<RevokedEntry> {
-    let serial = (0..cert.serial.len())
-        .step_by(2)
-        .map(|i| {
-            cert.serial
-                .get(i..i + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
-        .collect::<Option<Vec<u8>>>()?;
-    Some(RevokedEntry {
-        serial,
-        revoked_at: cert.revoked_at,
-        reason: cert.reason.as_str().parse().ok()?,
-    })
 }
 
 fn ca_views(pki: &Pki) -> Vec<CaView> {
@@ -471,4 +471,21 @@ fn ca_views(pki: &Pki) -> Vec<CaView> {
             current: generation.name == current,
         })
         .collect()
+}
+
+/// Only the bank's operator (the CLI on the server's machine).
+fn require_operator(ctx: &Context) -> Result<(), LifecycleError> {
+    if ctx.actor == Actor::Operator {
+        Ok(())
+    } else {
+        Err(LifecycleError::Forbidden {
+            why: "only the bank's operator may do this".to_owned(),
+        })
+    }
+}
+
+pub(super) fn not_a_lifecycle_ca() -> LifecycleError {
+    LifecycleError::Forbidden {
+        why: "this certificate's CA is trusted for logging in to the application only; certgate's own operations need a certificate issued by certgate (or by a [[trust.ca]] entry with lifecycle = true)".to_owned(),
+    }
 }

@@ -3,22 +3,31 @@
 //! revocation, suspension, the status table, and the audit trail.
 //!
 //! Everything here is transport-free: `api` (EST, JSON, HTML) and the operator CLI call these
-//! methods and map [`LifecycleError`] to their own answers. Truth lives in `store`; signing in
-//! `pki`. Every change a caller is told about is committed before the method returns.
+//! methods and map [`LifecycleError`] to their own answers. Each operation checks its caller's
+//! rights itself, from the [`Context`] it is given. Truth lives in `store`; signing in `pki`.
+//! Every change a caller is told about is committed before the method returns, and a change that
+//! decides who is refused is announced to the [`ChangeListener`] (the revocation snapshot) before
+//! the method returns too.
 
+mod crl;
 mod enroll;
 mod error;
 mod manage;
 mod pin;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
+use prometheus_client::metrics::counter::Counter;
 use time::OffsetDateTime;
 
 use crate::config::{IdentityConfig, LifecycleConfig};
+use crate::model::{Clock, Holder, RevocationReason, Serial, SystemClock};
 use crate::pki::Pki;
-use crate::store::{Holder, NewAudit, Registry};
+use crate::store::{NewAudit, Registry};
 
+pub use crl::CrlWriter;
 pub use enroll::{Enrolled, KeySource, MeView};
 pub use error::LifecycleError;
 pub use manage::{CaView, PermitView};
@@ -32,8 +41,12 @@ pub enum Actor {
     Certificate {
         /// Whose certificate.
         holder: Holder,
-        /// Its serial (lowercase hex).
-        serial: String,
+        /// Its serial.
+        serial: Serial,
+        /// Whether it was issued by a CA trusted for certgate's own operations (certgate's CA
+        /// generations, or a `[[trust.ca]]` with `lifecycle = true`); a CA trusted for login
+        /// only cannot manage the registry.
+        lifecycle_ca: bool,
     },
     /// Someone presenting enrollment credentials (corporation, user, PIN).
     Enrollee(Holder),
@@ -43,8 +56,8 @@ impl Actor {
     fn audit_name(&self) -> String {
         match self {
             Self::Operator => "operator".to_owned(),
-            Self::Certificate { holder, .. } => format!("cert:{}", holder_key(holder)),
-            Self::Enrollee(holder) => format!("enrollee:{}", holder_key(holder)),
+            Self::Certificate { holder, .. } => format!("cert:{}", holder.key()),
+            Self::Enrollee(holder) => format!("enrollee:{}", holder.key()),
         }
     }
 }
@@ -66,32 +79,51 @@ impl Context {
             client_addr: None,
         }
     }
+}
 
-    fn audit(&self, action: &str, corp_id: Option<&str>, target: &str, result: &str) -> NewAudit {
-        NewAudit {
-            at: now(),
-            actor: self.actor.audit_name(),
-            action: action.to_owned(),
-            corp_id: corp_id.map(str::to_owned),
-            target: target.to_owned(),
-            result: result.to_owned(),
-            client_addr: self.client_addr.clone(),
+/// A boxed future, for the listener's methods.
+pub type Announced<'a> = Pin<Box<dyn Future<Output = ()> + Send + 'a>>;
+
+/// Who hears about changes the lifecycle committed. `serve` wires this to the revocation
+/// snapshot, so that a change is in force on this process's next request before the caller is
+/// answered; the lifecycle never names that room.
+pub trait ChangeListener: Send + Sync {
+    /// A change that decides who is refused or with what role was committed (revocation,
+    /// renewal, suspension, a user added or changed, a corporation's flags).
+    fn standing_changed(&self) -> Announced<'_>;
+}
+
+/// Hears nothing (the operator CLI, whose process ends right away; tests).
+pub struct NoListener;
+
+impl ChangeListener for NoListener {
+    fn standing_changed(&self) -> Announced<'_> {
+        Box::pin(async {})
+    }
+}
+
+/// What the lifecycle is wired to besides its registry and CA.
+#[derive(Clone)]
+pub struct Wiring {
+    /// Where "now" comes from.
+    pub clock: Arc<dyn Clock>,
+    /// Who hears about changes.
+    pub changes: Arc<dyn ChangeListener>,
+    /// Counts every PIN verification (argon2): the same work whoever asks.
+    pub pin_checks: Counter,
+    /// Asked to re-sign the CRLs after a revocation; `None` signs them before answering (CLI).
+    pub crl_writer: Option<CrlWriter>,
+}
+
+impl Default for Wiring {
+    fn default() -> Self {
+        Self {
+            clock: Arc::new(SystemClock),
+            changes: Arc::new(NoListener),
+            pin_checks: Counter::default(),
+            crl_writer: None,
         }
     }
-}
-
-/// `corp` or `corp/user`.
-pub fn holder_key(holder: &Holder) -> String {
-    match &holder.user_id {
-        Some(user_id) => format!("{}/{}", holder.corp_id, user_id),
-        None => holder.corp_id.clone(),
-    }
-}
-
-/// The current time, to the second (what certificates and the registry store).
-pub fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    now.replace_nanosecond(0).unwrap_or(now)
 }
 
 /// The lifecycle service. Cloning shares it.
@@ -106,6 +138,7 @@ struct Inner {
     pki: RwLock<Option<Pki>>,
     rules: LifecycleConfig,
     identity: IdentityConfig,
+    wiring: Wiring,
     /// CRLs are rewritten from the registry under this lock, so the last writer has the last word.
     crl_lock: tokio::sync::Mutex<()>,
 }
@@ -117,6 +150,7 @@ impl Lifecycle {
         pki: Option<Pki>,
         rules: LifecycleConfig,
         identity: IdentityConfig,
+        wiring: Wiring,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -124,6 +158,7 @@ impl Lifecycle {
                 pki: RwLock::new(pki),
                 rules,
                 identity,
+                wiring,
                 crl_lock: tokio::sync::Mutex::new(()),
             }),
         }
@@ -137,6 +172,16 @@ impl Lifecycle {
     /// The rules in force.
     pub fn rules(&self) -> &LifecycleConfig {
         &self.inner.rules
+    }
+
+    /// The time now, by the lifecycle's clock.
+    pub fn now(&self) -> OffsetDateTime {
+        self.inner.wiring.clock.now()
+    }
+
+    /// The clock.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.inner.wiring.clock
     }
 
     /// Runs `f` with the CA, or refuses when there is none.
@@ -176,35 +221,13 @@ impl Lifecycle {
     pub fn ca_certs(
         &self,
     ) -> Result<Vec<rustls_pki_types::CertificateDer<'static>>, LifecycleError> {
-        self.with_pki(|pki| Ok(pki.ca_certs(now())))
+        self.with_pki(|pki| Ok(pki.ca_certs(self.now())))
     }
 
     /// The DER of every CA certificate certgate's generations need trusted (for the verifier).
     pub fn trust_anchors(&self) -> Vec<rustls_pki_types::CertificateDer<'static>> {
-        self.with_pki(|pki| Ok(pki.trust_anchors(now())))
+        self.with_pki(|pki| Ok(pki.trust_anchors(self.now())))
             .unwrap_or_default()
-    }
-
-    /// The issuer DN (RFC 4514, as the identity room writes it) of each generation, by name.
-    pub fn generation_issuers(&self) -> Vec<(String, String)> {
-        self.with_pki(|pki| {
-            Ok(pki
-                .generations()
-                .iter()
-                .filter_map(|generation| {
-                    use x509_parser::prelude::FromDer as _;
-                    let (_, cert) = x509_parser::prelude::X509Certificate::from_der(
-                        generation.cert_der.as_ref(),
-                    )
-                    .ok()?;
-                    Some((
-                        generation.name.clone(),
-                        crate::identity::rfc4514(cert.subject()),
-                    ))
-                })
-                .collect())
-        })
-        .unwrap_or_default()
     }
 
     /// Checks an ID against the configured field regex.
@@ -238,6 +261,26 @@ impl Lifecycle {
         }
     }
 
+    /// An audit entry of `ctx` at the lifecycle's time.
+    fn audit(
+        &self,
+        ctx: &Context,
+        action: &str,
+        corp_id: Option<&str>,
+        target: &str,
+        result: &str,
+    ) -> NewAudit {
+        NewAudit {
+            at: self.now(),
+            actor: ctx.actor.audit_name(),
+            action: action.to_owned(),
+            corp_id: corp_id.map(str::to_owned),
+            target: target.to_owned(),
+            result: result.to_owned(),
+            client_addr: ctx.client_addr.clone(),
+        }
+    }
+
     /// Records a refusal in the audit trail; a failure to write it is logged, not raised, so
     /// that the caller still gets the refusal.
     async fn audit_refusal(
@@ -247,9 +290,10 @@ impl Lifecycle {
         holder: Option<&Holder>,
         err: &LifecycleError,
     ) {
-        let target = holder.map(holder_key).unwrap_or_default();
+        let target = holder.map(Holder::key).unwrap_or_default();
         let corp = holder.map(|h| h.corp_id.as_str());
-        let audit = ctx.audit(
+        let audit = self.audit(
+            ctx,
             action,
             corp,
             &target,
@@ -259,4 +303,50 @@ impl Lifecycle {
             tracing::error!(error = %store_err, action, "cannot write the audit entry of a refusal");
         }
     }
+
+    /// Tells the listener that who is refused may have changed; returns once it has applied it.
+    async fn announce_standing(&self) {
+        self.inner.wiring.changes.standing_changed().await;
+    }
+
+    /// The CRLs must show a revocation: asks the background writer, or (without one) signs them
+    /// now.
+    async fn revocations_changed(&self) {
+        match &self.inner.wiring.crl_writer {
+            Some(writer) => writer.request(),
+            None => self.write_crls().await,
+        }
+    }
+}
+
+/// The revocation reasons a revocation may give, in the CLI and the API alike: RFC 5280's, except
+/// `removeFromCRL` (delta CRLs only) and `certificateHold` (a hold promises a release that
+/// certgate's final revocations never give; suspending the user is the reversible action).
+pub fn check_revocation_reason(reason: RevocationReason) -> Result<(), LifecycleError> {
+    if is_final(reason) {
+        return Ok(());
+    }
+    Err(LifecycleError::Invalid {
+        field: "reason",
+        reason: format!(
+            "{reason} is not a final revocation; suspend the user for a temporary stop, or use one of {}",
+            accepted_revocation_reasons().join(", ")
+        ),
+    })
+}
+
+fn is_final(reason: RevocationReason) -> bool {
+    !matches!(
+        reason,
+        RevocationReason::RemoveFromCrl | RevocationReason::CertificateHold
+    )
+}
+
+/// Every reason [`check_revocation_reason`] accepts, by name.
+pub fn accepted_revocation_reasons() -> Vec<&'static str> {
+    RevocationReason::ALL
+        .into_iter()
+        .filter(|reason| is_final(*reason))
+        .map(RevocationReason::as_str)
+        .collect()
 }

@@ -40,6 +40,18 @@ pub fn hash(pin: &str) -> Result<String, LifecycleError> {
         .map_err(|err| LifecycleError::Internal(format!("cannot hash the PIN: {err}")))
 }
 
+/// The hash a PIN is checked against when there is no permit (unknown corporation or user): of
+/// a random PIN nobody knows, made once with the same parameters, so that the check costs what
+/// a real one costs.
+pub fn unknown_holder_hash() -> Result<&'static str, LifecycleError> {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(hash) = HASH.get() {
+        return Ok(hash);
+    }
+    let hash = hash(&generate()?)?;
+    Ok(HASH.get_or_init(|| hash))
+}
+
 /// Whether `pin` matches the stored hash. Slow on purpose; run it off the async threads.
 pub fn verify(pin: &str, phc: &str) -> Result<bool, LifecycleError> {
     let parsed = PasswordHash::new(phc)

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     /// TLS connections open now.
     pub open_connections: Gauge,
+    /// PIN verifications (argon2) made: one per enrollment attempt, whoever asks.
+    pub pin_verifications: Counter,
 }
 
 impl Metrics {
@@ -78,6 +80,12 @@ impl Metrics {
             "TLS connections open now",
             open_connections.clone(),
         );
+        let pin_verifications = Counter::default();
+        registry.register(
+            "pin_verifications",
+            "PIN verifications (argon2) made, one per enrollment attempt whoever asks",
+            pin_verifications.clone(),
+        );
         let handshake_counters = handshake_results
             .iter()
             .map(|&result| {
@@ -94,6 +102,7 @@ impl Metrics {
             requests,
             upstream_latency,
             open_connections,
+            pin_verifications,
         }
     }
 

@@ -22,7 +22,7 @@ use x509_parser::prelude::FromDer as _;
 use x509_parser::x509::{AlgorithmIdentifier, SubjectPublicKeyInfo};
 
 use super::error::CsrError;
-use super::sha256;
+use crate::model::sha256;
 
 /// A PEM RSA-8192 request is about 3 KiB; anything far larger is not a request to parse.
 pub const MAX_CSR_BYTES: usize = 64 * 1024;
@@ -85,7 +85,7 @@ impl PublicKey {
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PublicKey")
-            .field("sha256", &super::hex(&self.sha256))
+            .field("sha256", &crate::model::hex(&self.sha256))
             .finish()
     }
 }

@@ -9,7 +9,8 @@ use super::ca::Pki;
 use super::csr::PublicKey;
 use super::error::PkiError;
 use super::settings::MAX_COMMON_NAME;
-use super::{hex, params_with_subject, random_serial, sha256, utc_seconds};
+use super::{params_with_subject, random_serial, utc_seconds};
+use crate::model::{Serial, sha256};
 
 /// What the caller decides about a leaf's subject. O and OU always come from the issuing
 /// generation; nothing comes from a CSR.
@@ -27,10 +28,8 @@ pub struct IssuedCertificate {
     pub der: CertificateDer<'static>,
     /// The certificate, PEM.
     pub pem: String,
-    /// Serial, 16 big-endian bytes, random, positive and without a leading zero byte.
-    pub serial: Vec<u8>,
-    /// Serial as lowercase hex without separators: the same text the identity header shows.
-    pub serial_hex: String,
+    /// Serial: 16 random bytes, positive and without a leading zero byte.
+    pub serial: Serial,
     /// O (from the issuing generation).
     pub organization: String,
     /// OU (from the issuing generation).
@@ -105,8 +104,8 @@ impl Pki {
             sha256: sha256(cert.der()),
             pem: cert.pem(),
             der: cert.der().clone(),
-            serial_hex: hex(&serial),
-            serial,
+            serial: Serial::from_be_bytes(&serial)
+                .map_err(|err| PkiError::InvalidSubject(err.to_string()))?,
             organization: generation.organization.clone(),
             unit: generation.unit.clone(),
             common_name: subject.common_name.clone(),

@@ -39,6 +39,7 @@ mod csr;
 pub mod dev;
 mod error;
 mod files;
+mod generation;
 mod issue;
 mod pkcs12;
 mod pkcs7;
@@ -48,32 +49,16 @@ mod test_support;
 #[cfg(test)]
 mod tests;
 
-pub use ca::{GENERATION_VALIDITY, Generation, Pki, ROOT_VALIDITY, RootCa};
-pub use crl::{CRL_VALIDITY, RevocationReason, RevokedEntry};
+pub use ca::{GENERATION_VALIDITY, Pki, ROOT_VALIDITY, RootCa};
+pub use crl::{RevokedEntry, crl_number_of, sign_crl};
 pub use csr::{MAX_CSR_BYTES, PublicKey, VerifiedCsr, verify_csr};
 pub use error::{CsrError, Pkcs12Error, PkiError};
 pub use files::write_atomically;
+pub use generation::{Generation, Signer};
 pub use issue::{IssuedCertificate, LeafSubject};
 pub use pkcs7::certs_only_pkcs7;
-pub use pkcs12::{PKCS12_MIN_PASSWORD_CHARS, pkcs12};
+pub use pkcs12::{PKCS12_MIN_PASSWORD_CHARS, pkcs12, pkcs12_opens};
 pub use settings::{KeyType, PkiSettings};
-
-/// SHA-256 via aws-lc-rs, already linked for rustls.
-pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, bytes);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}
-
-/// Lowercase hex without separators.
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
-}
 
 /// A certificate serial: 16 bytes from the system CSPRNG (126 of them random), first byte in
 /// 0x40..=0x7f so that the DER INTEGER is positive and always exactly 16 bytes long.

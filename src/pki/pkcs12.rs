@@ -45,7 +45,7 @@ pub fn pkcs12(
         .map_err(Pkcs12Error::Encode)?;
     // The localKeyId pairs the key bag with the leaf's certificate bag; a digest of the leaf is
     // unique and says nothing about the key.
-    let local_key_id = super::sha256(cert)[..20].to_vec();
+    let local_key_id = crate::model::sha256(cert)[..20].to_vec();
     let mut store = KeyStore::new();
     store.add_entry(
         friendly_name,
@@ -59,4 +59,11 @@ pub fn pkcs12(
         .mac_iterations(ITERATIONS)
         .write()
         .map_err(Pkcs12Error::Encode)
+}
+
+/// Whether `password` opens the PKCS#12 file `data` (its MAC verifies and its key decrypts).
+/// Slow on purpose (the file's key derivation); run it off the async threads.
+pub fn pkcs12_opens(data: &[u8], password: &str) -> bool {
+    p12_keystore::KeyStore::from_pkcs12(data, password, p12_keystore::Pkcs12ImportPolicy::Strict)
+        .is_ok_and(|store| store.entries_len() > 0)
 }

@@ -74,6 +74,9 @@ pub struct PkiSettings {
     pub unit: String,
     /// `pki.validity_days` of issued client certificates, default 365.
     pub validity_days: u32,
+    /// `pki.crl_validity`: nextUpdate − thisUpdate of every CRL, default 7 days; each CRL is
+    /// re-signed at half of it.
+    pub crl_validity: time::Duration,
 }
 
 /// X.520 upper bounds (RFC 5280 appendix A.1): longer values make certificates that strict
@@ -91,6 +94,7 @@ impl PkiSettings {
             organization: organization.to_owned(),
             unit: unit.to_owned(),
             validity_days: 365,
+            crl_validity: time::Duration::days(7),
         }
     }
 
@@ -140,6 +144,8 @@ impl From<&crate::config::PkiConfig> for PkiSettings {
             organization: config.organization.clone(),
             unit: config.unit.clone(),
             validity_days: config.validity_days,
+            crl_validity: time::Duration::try_from(config.crl_validity)
+                .unwrap_or(time::Duration::days(7)),
         }
     }
 }

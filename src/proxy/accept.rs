@@ -22,7 +22,7 @@ use tokio_rustls::server::TlsStream;
 
 use super::{ClientCert, Connection, Proxy};
 use crate::identity::client_cert_chain;
-use crate::tls::{HandshakeOutcome, ReloadableTls};
+use crate::tls::{HandshakeOutcome, Listener, ReloadableTls};
 
 /// Per-connection limits from `[server]`.
 #[derive(Debug, Clone, Copy)]
@@ -71,7 +71,8 @@ pub async fn serve_tls(
             },
         };
         let _ = tcp.set_nodelay(true);
-        let acceptor = TlsAcceptor::from(tls.current());
+        let listener_tls = tls.current();
+        let acceptor = TlsAcceptor::from(listener_tls.config.clone());
         let drain = Drain {
             watcher: graceful.watcher(),
             signal: drain_rx.clone(),
@@ -80,6 +81,7 @@ pub async fn serve_tls(
             tcp,
             peer,
             acceptor,
+            listener_tls,
             proxy.clone(),
             http.clone(),
             drain,
@@ -139,6 +141,7 @@ fn connection(
     tcp: TcpStream,
     peer: SocketAddr,
     acceptor: TlsAcceptor,
+    listener_tls: Arc<Listener>,
     proxy: Arc<Proxy>,
     http: Arc<Http>,
     drain: Drain,
@@ -156,7 +159,7 @@ fn connection(
         None => Either::Right(std::future::ready(())),
         Some(stream) => {
             let open = OpenConnection::new(proxy.clone());
-            let served = accepted(stream, peer, &proxy, &http, drain);
+            let served = accepted(stream, peer, &listener_tls, &proxy, &http, drain);
             Either::Left(served.map(move |served| {
                 drop((open, slot));
                 if let Err(err) = served {
@@ -172,6 +175,7 @@ fn connection(
 fn accepted(
     stream: TlsStream<TcpStream>,
     peer: SocketAddr,
+    listener_tls: &Listener,
     proxy: &Arc<Proxy>,
     http: &Http,
     drain: Drain,
@@ -185,6 +189,7 @@ fn accepted(
             } else {
                 None
             },
+            lifecycle_ca: listener_tls.is_lifecycle_chain(leaf, intermediates),
         },
         _ => ClientCert::Absent,
     };

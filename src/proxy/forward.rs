@@ -9,10 +9,10 @@ use http::{Request, Response, Uri, Version, header};
 use http_body_util::Either;
 use rustls_pki_types::ServerName;
 
-use super::ProxyBody;
 use super::echo::echo_response;
 use super::pool::{Pool, Transport};
 use crate::config::{ConfigError, UpstreamConfig, UpstreamTarget};
+use crate::http::Body;
 
 /// Why the application gave no response.
 #[derive(Debug, thiserror::Error)]
@@ -89,10 +89,7 @@ impl Upstream {
 
     /// Sends `request` (headers already prepared) and returns the response head with its body
     /// still streaming.
-    pub async fn send(
-        &self,
-        mut request: Request<ProxyBody>,
-    ) -> Result<Response<ProxyBody>, UpstreamError> {
+    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
         let Target::Http { pool, authority } = &self.target else {
             return Ok(Box::pin(echo_response(request)).await.map(Either::Right));
         };

@@ -6,6 +6,7 @@ pub mod accept;
 mod echo;
 mod forward;
 mod headers;
+mod own;
 mod policy;
 mod pool;
 mod rescue;
@@ -17,15 +18,8 @@ use std::sync::Arc;
 pub use accept::{ConnectionLimits, serve_tls};
 pub use echo::{echo_response, serve_echo};
 pub use forward::{Upstream, UpstreamError};
+pub use own::{Answer, NoOwnPaths, OwnPaths};
 pub use service::Proxy;
-
-/// Every body on the proxy path: a client's request streamed on (or the application's response
-/// streamed back, which returns its connection to the pool at its end), or a small one certgate
-/// made (login form read ahead, error page, echo).
-pub type ProxyBody = http_body_util::Either<
-    http_body_util::Either<hyper::body::Incoming, pool::PooledBody>,
-    http_body_util::Full<bytes::Bytes>,
->;
 
 /// A client certificate as seen by one connection.
 #[derive(Debug, Clone)]
@@ -38,6 +32,8 @@ pub enum ClientCert {
         resolved: Arc<Result<crate::identity::Resolved, crate::identity::IdentityError>>,
         /// RFC 9440 `Client-Cert-Chain`, when that header is on and the client sent intermediates.
         chain_header: Option<http::HeaderValue>,
+        /// Whether its CA is trusted for certgate's own operations, not only for login.
+        lifecycle_ca: bool,
     },
 }
 

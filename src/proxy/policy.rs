@@ -2,7 +2,8 @@
 //! standing (revocations, suspensions, roles) to a permit.
 
 use crate::config::Route;
-use crate::identity::{IdentityError, Resolved, Role};
+use crate::identity::{IdentityError, Resolved};
+use crate::model::{Role, Serial};
 use crate::revocation::Snapshot;
 
 use super::ClientCert;
@@ -17,6 +18,8 @@ pub struct Permit<'a> {
     pub role: Role,
     /// RFC 9440 chain header, passed through from the connection.
     pub chain_header: Option<&'a http::HeaderValue>,
+    /// Whether the certificate may use certgate's own operations.
+    pub lifecycle_ca: bool,
 }
 
 /// Why a request is refused.
@@ -38,7 +41,7 @@ pub enum Denied {
     /// The certificate is revoked (checked per request, so open connections are cut off too).
     Revoked {
         /// Its serial.
-        serial: String,
+        serial: Serial,
     },
     /// The user is suspended by the corporation's master user.
     Suspended {
@@ -71,6 +74,7 @@ pub fn authorize<'a>(
         ClientCert::Verified {
             resolved,
             chain_header,
+            lifecycle_ca,
         } => {
             let resolved = resolved
                 .as_ref()
@@ -82,9 +86,9 @@ pub fn authorize<'a>(
                     not_after: identity.not_after_rfc3339.clone(),
                 });
             }
-            if standing.is_revoked(&identity.serial_hex) {
+            if standing.is_revoked(&identity.serial) {
                 return Err(Denied::Revoked {
-                    serial: identity.serial_hex.clone(),
+                    serial: identity.serial,
                 });
             }
             if standing
@@ -103,7 +107,7 @@ pub fn authorize<'a>(
                             user: format!("{}/{user_id}", identity.corp_id),
                         });
                     }
-                    Some(user) => registry_role(user.role),
+                    Some(user) => user.role,
                     None => Role::General,
                 },
             };
@@ -111,6 +115,7 @@ pub fn authorize<'a>(
                 identity: Some(resolved),
                 role,
                 chain_header: chain_header.as_ref(),
+                lifecycle_ca: *lifecycle_ca,
             })
         }
         ClientCert::Absent if route.require_cert => Err(Denied::NoCertificate {
@@ -120,6 +125,7 @@ pub fn authorize<'a>(
             identity: None,
             role: Role::General,
             chain_header: None,
+            lifecycle_ca: false,
         }),
     }
 }
@@ -158,14 +164,6 @@ pub fn authorize_login(
     }
 }
 
-fn registry_role(role: crate::store::Role) -> Role {
-    match role {
-        crate::store::Role::Master => Role::Master,
-        crate::store::Role::Admin => Role::Admin,
-        crate::store::Role::General => Role::General,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -192,7 +190,7 @@ mod tests {
             } else {
                 Role::Admin
             },
-            serial_hex: "01".into(),
+            serial: Serial::from_canonical_hex("01").unwrap(),
             not_after,
             not_after_rfc3339: "t".into(),
             fingerprint: [0; 32],
@@ -205,6 +203,7 @@ mod tests {
         ClientCert::Verified {
             resolved: Arc::new(Ok(Resolved { identity, headers })),
             chain_header: None,
+            lifecycle_ca: true,
         }
     }
 
@@ -252,14 +251,15 @@ mod tests {
     #[test]
     fn revoked_certificate_is_refused_even_on_an_open_route() {
         let cert = verified(Some("taro"), 100);
-        let standing = Snapshot::with_revoked(["01".to_owned()]);
+        let serial = |hex: &str| Serial::from_canonical_hex(hex).unwrap();
+        let standing = Snapshot::with_revoked([serial("01")]);
         assert_eq!(
             authorize(&cert, &route(false), 1, &standing).unwrap_err(),
             Denied::Revoked {
-                serial: "01".into()
+                serial: serial("01")
             }
         );
-        let other = Snapshot::with_revoked(["02".to_owned()]);
+        let other = Snapshot::with_revoked([serial("02")]);
         assert!(authorize(&cert, &route(true), 1, &other).is_ok());
     }
 
@@ -268,6 +268,7 @@ mod tests {
         let cert = ClientCert::Verified {
             resolved: Arc::new(Err(IdentityError::CommonNameCount { count: 0 })),
             chain_header: None,
+            lifecycle_ca: false,
         };
         assert!(matches!(
             authorize(&cert, &route(false), 0, &nothing()),
@@ -299,7 +300,7 @@ mod tests {
             "12345678901234",
             "taro",
             UserStanding {
-                role: crate::store::Role::General,
+                role: Role::General,
                 suspended: true,
             },
         );
@@ -311,7 +312,7 @@ mod tests {
             "12345678901234",
             "taro",
             UserStanding {
-                role: crate::store::Role::Master,
+                role: Role::Master,
                 suspended: false,
             },
         );

@@ -7,21 +7,18 @@
 //! abandoned half-way closes its connection, which could not carry another request anyway.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use super::ProxyBody;
+use crate::http::{Body, ConnectionHome, UpstreamBody};
 
 /// How new connections reach the application.
 pub enum Transport {
@@ -49,7 +46,7 @@ pub enum SendError {
 }
 
 struct Idle {
-    sender: http1::SendRequest<ProxyBody>,
+    sender: http1::SendRequest<Body>,
     since: Instant,
 }
 
@@ -89,8 +86,8 @@ impl Pool {
     /// idle) is sent again on the next connection; nothing else is retried.
     pub async fn send(
         self: &Arc<Self>,
-        mut request: Request<ProxyBody>,
-    ) -> Result<Response<PooledBody>, SendError> {
+        mut request: Request<Body>,
+    ) -> Result<Response<UpstreamBody>, SendError> {
         loop {
             let (mut sender, reused) = match self.checkout() {
                 Some(sender) => (sender, true),
@@ -104,11 +101,8 @@ impl Pool {
             }
             match sender.try_send_request(request).await {
                 Ok(response) => {
-                    return Ok(response.map(|body| PooledBody {
-                        body,
-                        home: Some((sender, self.clone())),
-                        ended: false,
-                    }));
+                    let home: Arc<dyn ConnectionHome> = self.clone();
+                    return Ok(response.map(|body| UpstreamBody::new(body, sender, home)));
                 }
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if reused => request = unsent,
@@ -118,7 +112,7 @@ impl Pool {
         }
     }
 
-    fn checkout(&self) -> Option<http1::SendRequest<ProxyBody>> {
+    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
         let mut idle = self
             .idle
             .lock()
@@ -132,7 +126,7 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, sender: http1::SendRequest<ProxyBody>) {
+    fn give_back(&self, sender: http1::SendRequest<Body>) {
         if sender.is_closed() {
             return;
         }
@@ -164,7 +158,7 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<http1::SendRequest<ProxyBody>, SendError> {
+    async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
         let connecting = async {
             let tcp = TcpStream::connect(self.address.as_str())
                 .await
@@ -189,7 +183,7 @@ impl Pool {
             .map_err(|_| SendError::ConnectTimeout(self.address.clone()))?
     }
 
-    async fn handshake<T>(&self, io: T) -> Result<http1::SendRequest<ProxyBody>, SendError>
+    async fn handshake<T>(&self, io: T) -> Result<http1::SendRequest<Body>, SendError>
     where
         T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
@@ -213,47 +207,8 @@ impl Pool {
     }
 }
 
-/// A response body from the application; its connection goes back to the pool once the body has
-/// been read to the end.
-pub struct PooledBody {
-    body: Incoming,
-    home: Option<(http1::SendRequest<ProxyBody>, Arc<Pool>)>,
-    ended: bool,
-}
-
-impl Body for PooledBody {
-    type Data = bytes::Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.ended = true,
-            // A broken body leaves its connection unusable.
-            Poll::Ready(Some(Err(_))) => self.home = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for PooledBody {
-    fn drop(&mut self) {
-        if let Some((sender, pool)) = self.home.take() {
-            if self.ended || self.body.is_end_stream() {
-                pool.checkin(sender);
-            }
-        }
+impl ConnectionHome for Pool {
+    fn checkin(&self, sender: http1::SendRequest<Body>) {
+        self.give_back(sender);
     }
 }

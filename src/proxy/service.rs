@@ -11,11 +11,12 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 
 use super::forward::Upstream;
+use super::own::OwnPaths;
 use super::routes::Routes;
-use super::{Connection, ProxyBody, headers, policy, rescue};
-use crate::api::{Api, Caller};
+use super::{Connection, headers, policy, rescue};
 use crate::config::{Config, ConfigError, LoginConfig, Route};
-use crate::identity::IdentityCache;
+use crate::http::Body;
+use crate::identity::{Caller, IdentityCache};
 use crate::ops::{Metrics, RouteCounters};
 use crate::revocation::Standing;
 
@@ -31,7 +32,7 @@ pub struct Proxy {
     identities: IdentityCache,
     upstream: Upstream,
     standing: Standing,
-    api: Api,
+    own: Arc<dyn OwnPaths>,
     login: Option<LoginConfig>,
     metrics: Arc<Metrics>,
     access_log: bool,
@@ -42,7 +43,7 @@ impl Proxy {
     pub fn new(
         config: &Config,
         metrics: Arc<Metrics>,
-        api: Api,
+        own: Arc<dyn OwnPaths>,
         standing: Standing,
     ) -> Result<Self, ConfigError> {
         let routes = Routes::new(config.routes.clone());
@@ -68,7 +69,7 @@ impl Proxy {
             ),
             upstream: Upstream::new(&config.upstream)?,
             standing,
-            api,
+            own,
             login: config.login.clone(),
             metrics,
             access_log: config.log.access,
@@ -90,10 +91,10 @@ impl Proxy {
         self: Arc<Self>,
         connection: Arc<Connection>,
         mut request: Request<Incoming>,
-    ) -> Response<ProxyBody> {
+    ) -> Response<Body> {
         let started = Instant::now();
         let now = unix_now();
-        let own = Api::owns(request.uri().path());
+        let own = self.own.owns(request.uri().path());
         let route_index = self.routes.find(request.uri().path());
         let route = if own {
             &self.api_route
@@ -120,10 +121,11 @@ impl Proxy {
                     peer: connection.peer,
                     identity,
                     role: permit.role,
+                    lifecycle_ca: permit.lifecycle_ca,
                 };
                 // Boxed: the API's future is large and would otherwise make every proxied
                 // request's future as large, and copied as often.
-                Box::pin(self.api.handle(caller, request)).await
+                self.own.answer(caller, request).await
             }
             Ok(permit) => {
                 self.forward(
@@ -179,7 +181,7 @@ impl Proxy {
         accept: Option<&header::HeaderValue>,
         now: i64,
         standing: &crate::revocation::Snapshot,
-    ) -> Response<ProxyBody> {
+    ) -> Response<Body> {
         let upgrade =
             request.version() == Version::HTTP_11 && headers::is_upgrade(request.headers());
         headers::remove_hop_by_hop(request.headers_mut(), upgrade);
@@ -249,7 +251,7 @@ async fn guard_login(
     permit: &policy::Permit<'_>,
     request: Request<Incoming>,
     standing: &crate::revocation::Snapshot,
-) -> Result<Request<ProxyBody>, LoginRefusal> {
+) -> Result<Request<Body>, LoginRefusal> {
     let (parts, body) = request.into_parts();
     let bytes: Bytes = match Limited::new(body, MAX_LOGIN_FORM).collect().await {
         Ok(collected) => collected.to_bytes(),

@@ -17,7 +17,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use crate::store::{CorporationStatus, Registry, Role, StoreError, UserStatus};
+use crate::model::{Clock, Role, Serial};
+use crate::store::{CorporationStatus, Registry, StoreError, UserStatus};
 
 /// How often the snapshot is re-read when nothing in this process changed it.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
@@ -43,15 +44,15 @@ pub struct CorporationStanding {
 /// One consistent view of the registry.
 #[derive(Debug, Default)]
 pub struct Snapshot {
-    revoked: HashSet<Box<str>>,
+    revoked: HashSet<Serial>,
     users: HashMap<Box<str>, HashMap<Box<str>, UserStanding>>,
     corporations: HashMap<Box<str>, CorporationStanding>,
 }
 
 impl Snapshot {
-    /// Whether the certificate with this serial (lowercase hex) is revoked.
-    pub fn is_revoked(&self, serial_hex: &str) -> bool {
-        self.revoked.contains(serial_hex)
+    /// Whether the certificate with this serial is revoked.
+    pub fn is_revoked(&self, serial: &Serial) -> bool {
+        self.revoked.contains(serial)
     }
 
     /// A user's standing, if the registry knows the user.
@@ -73,9 +74,9 @@ impl Snapshot {
     }
 
     /// A snapshot with the given revoked serials only (benchmarks, tests).
-    pub fn with_revoked(serials: impl IntoIterator<Item = String>) -> Self {
+    pub fn with_revoked(serials: impl IntoIterator<Item = Serial>) -> Self {
         Self {
-            revoked: serials.into_iter().map(String::into_boxed_str).collect(),
+            revoked: serials.into_iter().collect(),
             ..Self::default()
         }
     }
@@ -101,15 +102,17 @@ impl Snapshot {
 pub struct Standing {
     current: Arc<ArcSwap<Snapshot>>,
     store: Arc<dyn Registry>,
+    clock: Arc<dyn Clock>,
     refreshing: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Standing {
     /// Loads the first snapshot.
-    pub async fn load(store: Arc<dyn Registry>) -> Result<Self, StoreError> {
+    pub async fn load(store: Arc<dyn Registry>, clock: Arc<dyn Clock>) -> Result<Self, StoreError> {
         let standing = Self {
             current: Arc::new(ArcSwap::from_pointee(Snapshot::default())),
             store,
+            clock,
             refreshing: Arc::new(tokio::sync::Mutex::new(())),
         };
         standing.refresh().await?;
@@ -125,15 +128,12 @@ impl Standing {
     /// that an older read never replaces a newer one.
     pub async fn refresh(&self) -> Result<(), StoreError> {
         let _one_at_a_time = self.refreshing.lock().await;
-        let now = crate::lifecycle::now();
+        let now = self.clock.now();
         let revoked = self.store.revoked_unexpired(now).await?;
         let users = self.store.all_users().await?;
         let corporations = self.store.list_corporations().await?;
         let mut snapshot = Snapshot {
-            revoked: revoked
-                .into_iter()
-                .map(|cert| cert.serial.into_boxed_str())
-                .collect(),
+            revoked: revoked.into_iter().map(|cert| cert.serial).collect(),
             ..Snapshot::default()
         };
         for user in users {
@@ -182,9 +182,10 @@ mod tests {
 
     #[test]
     fn revoked_lookup_is_by_serial() {
-        let snapshot = Snapshot::with_revoked(["8f01".to_owned()]);
-        assert!(snapshot.is_revoked("8f01"));
-        assert!(!snapshot.is_revoked("8f02"));
+        let serial = |hex: &str| Serial::from_canonical_hex(hex).unwrap();
+        let snapshot = Snapshot::with_revoked([serial("8f01")]);
+        assert!(snapshot.is_revoked(&serial("8f01")));
+        assert!(!snapshot.is_revoked(&serial("8f02")));
         assert_eq!(snapshot.revoked_count(), 1);
     }
 }

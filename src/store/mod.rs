@@ -50,13 +50,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use time::{Duration, OffsetDateTime};
 
+use crate::model::{Holder, RevocationReason, Serial};
+
 pub use error::StoreError;
 pub use sqlite::SqliteRegistry;
 pub use types::{
-    AuditEntry, CertStatus, CertificateRecord, Corporation, CorporationStatus, Holder, Issuance,
-    IssueStatus, Issued, NewAudit, NewCertificate, NewCorporation, NewPermit, NewUser, Permit,
-    PermitFailure, PermitIssued, PermitState, RetryInfo, Revocation, RevocationReason, RevokedCert,
-    Role, StatusRow, User, UserStatus,
+    AuditEntry, CertStatus, CertificateRecord, Corporation, CorporationStatus, Issuance,
+    IssueStatus, Issued, KeptP12, NewAudit, NewCertificate, NewCorporation, NewPermit, NewUser,
+    Permit, PermitFailure, PermitIssued, PermitState, RetryInfo, Revocation, RevokedCert,
+    StatusRow, User, UserStatus,
 };
 
 /// The default registry URL: a SQLite file under `data/`, relative to the working directory.
@@ -152,8 +154,9 @@ pub trait Registry: Send + Sync {
     /// only one an enrollment can concern (or retry).
     async fn latest_permit(&self, holder: &Holder) -> Result<Option<Permit>, StoreError>;
 
-    /// Counts a wrong PIN against an active permit; reaching `max_failures` locks it.
-    /// A permit that is not active is [`StoreError::Conflict`].
+    /// Counts a wrong PIN against an active permit; reaching `max_failures` locks it. A permit
+    /// that is not active (locked or used by a parallel attempt) counts nothing and reports
+    /// whether it is locked.
     async fn record_permit_failure(
         &self,
         permit_id: i64,
@@ -161,8 +164,13 @@ pub trait Registry: Send + Sync {
         audit: &NewAudit,
     ) -> Result<PermitFailure, StoreError>;
 
-    /// For a used permit: when, with which key, and the certificate it produced.
-    async fn find_retry(&self, permit_id: i64) -> Result<Option<RetryInfo>, StoreError>;
+    /// For a used permit: when, with which key, the certificate it produced, and the
+    /// `certificate.p12` it sent if that is still kept at `now`.
+    async fn find_retry(
+        &self,
+        permit_id: i64,
+        now: OffsetDateTime,
+    ) -> Result<Option<RetryInfo>, StoreError>;
 
     // --- certificates ---
 
@@ -172,7 +180,7 @@ pub trait Registry: Send + Sync {
     async fn record_issuance(&self, issuance: &Issuance) -> Result<Issued, StoreError>;
 
     /// The certificate with this serial (any case).
-    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError>;
+    async fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRecord>, StoreError>;
 
     /// The holder's certificates that are not revoked and not expired at `now`, newest first.
     async fn active_certificates(
@@ -204,7 +212,7 @@ pub trait Registry: Send + Sync {
     /// [`StoreError::NotFound`]; an already revoked one is [`StoreError::Conflict`].
     async fn revoke_certificate(
         &self,
-        serial: &str,
+        serial: &Serial,
         reason: RevocationReason,
         audit: &NewAudit,
     ) -> Result<Vec<RevokedCert>, StoreError>;
@@ -242,6 +250,10 @@ pub trait Registry: Send + Sync {
         corp_id: Option<&str>,
         limit: u32,
     ) -> Result<Vec<AuditEntry>, StoreError>;
+
+    /// Erases the `certificate.p12` files kept for retries whose window closed before `now`;
+    /// returns how many.
+    async fn forget_expired_files(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
 
     // --- lifetime ---
 

@@ -17,14 +17,15 @@ use sqlx::{Row, Sqlite, Transaction};
 use time::{Duration, OffsetDateTime};
 
 use super::types::{
-    canonical_serial, canonical_sha256, from_unix, to_unix, validate_email, validate_id,
+    canonical_sha256, from_unix, to_unix, validate_email, validate_holder, validate_id,
 };
 use super::{
-    AuditEntry, CertStatus, CertificateRecord, Corporation, CorporationStatus, Holder, Issuance,
+    AuditEntry, CertStatus, CertificateRecord, Corporation, CorporationStatus, Issuance,
     IssueStatus, Issued, NewAudit, NewCorporation, NewPermit, NewUser, Permit, PermitFailure,
-    PermitIssued, PermitState, Registry, RetryInfo, Revocation, RevocationReason, RevokedCert,
-    Role, StatusRow, StoreError, User, UserStatus,
+    PermitIssued, PermitState, Registry, RetryInfo, Revocation, RevokedCert, StatusRow, StoreError,
+    User, UserStatus,
 };
+use crate::model::{Der, Holder, RevocationReason, Role, Serial};
 
 /// How long a writer waits for the write lock before giving up. Enrollments are short
 /// transactions (a few statements and one fsync), so even a burst of 50 queues well inside it.
@@ -40,13 +41,24 @@ struct Embedded;
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
         Box::pin(async {
-            Ok(vec![Migration::new(
-                1,
-                Cow::Borrowed("registry"),
-                MigrationType::Simple,
-                Cow::Borrowed(include_str!("../../migrations/sqlite/0001_registry.sql")),
-                false,
-            )])
+            Ok(vec![
+                Migration::new(
+                    1,
+                    Cow::Borrowed("registry"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!("../../migrations/sqlite/0001_registry.sql")),
+                    false,
+                ),
+                Migration::new(
+                    2,
+                    Cow::Borrowed("enrollment files"),
+                    MigrationType::Simple,
+                    Cow::Borrowed(include_str!(
+                        "../../migrations/sqlite/0002_enrollment_files.sql"
+                    )),
+                    false,
+                ),
+            ])
         })
     }
 }
@@ -155,6 +167,21 @@ fn opt_time_col(row: &SqliteRow, name: &str) -> Result<Option<OffsetDateTime>, S
         .transpose()
 }
 
+fn serial_col(row: &SqliteRow, name: &str) -> Result<Serial, StoreError> {
+    let text: String = col(row, name)?;
+    Serial::from_canonical_hex(&text)
+        .map_err(|e| StoreError::corrupt(format!("column {name}: {e}")))
+}
+
+fn opt_serial_col(row: &SqliteRow, name: &str) -> Result<Option<Serial>, StoreError> {
+    col::<Option<String>>(row, name)?
+        .map(|text| {
+            Serial::from_canonical_hex(&text)
+                .map_err(|e| StoreError::corrupt(format!("column {name}: {e}")))
+        })
+        .transpose()
+}
+
 fn holder_cols(row: &SqliteRow) -> Result<Holder, StoreError> {
     Ok(Holder {
         corp_id: col(row, "corp_id")?,
@@ -207,7 +234,7 @@ fn permit_row(row: &SqliteRow) -> Result<Permit, StoreError> {
         state: parsed(row, "state")?,
         used_at: opt_time_col(row, "used_at")?,
         spki_sha256: col(row, "spki_sha256")?,
-        serial: col(row, "serial")?,
+        serial: opt_serial_col(row, "serial")?,
     })
 }
 
@@ -229,18 +256,18 @@ fn cert_row(row: &SqliteRow) -> Result<CertificateRecord, StoreError> {
         _ => return Err(StoreError::corrupt("revocation time without reason")),
     };
     Ok(CertificateRecord {
-        serial: col(row, "serial")?,
+        serial: serial_col(row, "serial")?,
         issuer_generation: col(row, "issuer_generation")?,
         holder: holder_cols(row)?,
         not_before: time_col(row, "not_before")?,
         not_after: time_col(row, "not_after")?,
         sha256: col(row, "sha256")?,
         spki_sha256: col(row, "spki_sha256")?,
-        der: col(row, "der")?,
+        der: Der(col(row, "der")?),
         status: parsed(row, "status")?,
         issued_at: time_col(row, "issued_at")?,
         revocation,
-        renewed_from: col(row, "renewed_from")?,
+        renewed_from: opt_serial_col(row, "renewed_from")?,
         permit_id: col(row, "permit_id")?,
     })
 }
@@ -250,7 +277,7 @@ const REVOKED_COLS: &str = "cert_id, issuer_generation, serial, corp_id, user_id
 fn revoked_row(row: &SqliteRow) -> Result<RevokedCert, StoreError> {
     Ok(RevokedCert {
         issuer_generation: col(row, "issuer_generation")?,
-        serial: col(row, "serial")?,
+        serial: serial_col(row, "serial")?,
         holder: holder_cols(row)?,
         not_after: time_col(row, "not_after")?,
         revoked_at: time_col(row, "revoked_at")?,
@@ -381,12 +408,12 @@ async fn fetch_permit(
 
 async fn fetch_certificate(
     conn: &mut SqliteConnection,
-    serial: &str,
+    serial: &Serial,
 ) -> Result<Option<CertificateRecord>, StoreError> {
     sqlx::query(&format!(
         "SELECT {CERT_COLS} FROM certificates WHERE serial = ?"
     ))
-    .bind(serial)
+    .bind(serial.to_hex())
     .fetch_optional(conn)
     .await
     .map_err(StoreError::db("read certificate"))?
@@ -433,24 +460,38 @@ async fn revoke_holder_in(
     .bind(&holder.corp_id)
     .bind(holder.user_id.as_deref())
     .bind(to_unix(now))
-    .fetch_all(conn)
+    .fetch_all(&mut *conn)
     .await
     .map_err(StoreError::db("revoke certificates"))?;
-    revoked_rows(rows)
+    let revoked = revoked_rows(rows)?;
+    forget_files_of(conn, &revoked).await?;
+    Ok(revoked)
+}
+
+/// A revoked certificate is never handed out again: its kept `certificate.p12` goes.
+async fn forget_files_of(
+    conn: &mut SqliteConnection,
+    revoked: &[RevokedCert],
+) -> Result<(), StoreError> {
+    for cert in revoked {
+        sqlx::query(
+            "DELETE FROM enrollment_files WHERE permit_id = \
+             (SELECT permit_id FROM certificates WHERE serial = ?)",
+        )
+        .bind(cert.serial.to_hex())
+        .execute(&mut *conn)
+        .await
+        .map_err(StoreError::db("erase a kept certificate.p12"))?;
+    }
+    Ok(())
 }
 
 fn validate_issuance(issuance: &Issuance) -> Result<Issuance, StoreError> {
     let mut out = issuance.clone();
     let cert = &mut out.cert;
-    cert.holder.validate()?;
-    cert.serial = canonical_serial(&cert.serial)?;
+    validate_holder(&cert.holder)?;
     cert.sha256 = canonical_sha256("sha256", &cert.sha256)?;
     cert.spki_sha256 = canonical_sha256("spki_sha256", &cert.spki_sha256)?;
-    cert.renewed_from = cert
-        .renewed_from
-        .as_deref()
-        .map(canonical_serial)
-        .transpose()?;
     if cert.issuer_generation.is_empty() {
         return Err(StoreError::invalid(
             "issuer_generation",
@@ -463,7 +504,7 @@ fn validate_issuance(issuance: &Issuance) -> Result<Issuance, StoreError> {
     if cert.not_after <= cert.not_before {
         return Err(StoreError::invalid("not_after", "must be after not_before"));
     }
-    if cert.renewed_from.as_deref() == Some(cert.serial.as_str()) {
+    if cert.renewed_from == Some(cert.serial) {
         return Err(StoreError::invalid(
             "renewed_from",
             "a certificate cannot renew itself",
@@ -673,7 +714,7 @@ impl Registry for SqliteRegistry {
         permit: &NewPermit,
         audit: &NewAudit,
     ) -> Result<PermitIssued, StoreError> {
-        permit.holder.validate()?;
+        validate_holder(&permit.holder)?;
         // The value itself is never echoed: it is a (weak) secret.
         if !permit.pin_hash.starts_with('$') || permit.pin_hash.len() < 2 {
             return Err(StoreError::invalid("pin_hash", "must be a PHC string"));
@@ -701,6 +742,16 @@ impl Registry for SqliteRegistry {
             Some(reason) => revoke_holder_in(&mut tx, holder, reason, audit.at).await?,
             None => Vec::new(),
         };
+        // A new permit (a re-issue) ends every retry of the holder's earlier enrollments.
+        sqlx::query(
+            "DELETE FROM enrollment_files WHERE permit_id IN \
+             (SELECT permit_id FROM permits WHERE corp_id = ? AND user_id IS ?)",
+        )
+        .bind(&holder.corp_id)
+        .bind(holder.user_id.as_deref())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::db("erase kept certificate.p12 files"))?;
         let permit_id: i64 = sqlx::query_scalar(
             "INSERT INTO permits (corp_id, user_id, pin_hash, created_at, expires_at) \
              VALUES (?, ?, ?, ?, ?) RETURNING permit_id",
@@ -758,12 +809,13 @@ impl Registry for SqliteRegistry {
         let mut tx = self.write().await?;
         let permit = fetch_permit(&mut tx, permit_id)
             .await?
-            .ok_or_else(|| StoreError::not_found(format!("permit {permit_id}")))?;
+            .ok_or_else(|| StoreError::not_found("the permit"))?;
         if permit.state != PermitState::Active {
-            return Err(StoreError::conflict(format!(
-                "permit {permit_id} is {}",
-                permit.state
-            )));
+            // Locked, used or superseded meanwhile (a parallel attempt): nothing to count.
+            return Ok(PermitFailure {
+                failures: permit.failures,
+                locked: permit.state == PermitState::Locked,
+            });
         }
         let row = sqlx::query(
             "UPDATE permits SET failures = failures + 1, \
@@ -786,7 +838,11 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    async fn find_retry(&self, permit_id: i64) -> Result<Option<RetryInfo>, StoreError> {
+    async fn find_retry(
+        &self,
+        permit_id: i64,
+        now: OffsetDateTime,
+    ) -> Result<Option<RetryInfo>, StoreError> {
         let mut tx = self.read().await?;
         let Some(permit) = fetch_permit(&mut tx, permit_id).await? else {
             return Ok(None);
@@ -796,14 +852,23 @@ impl Registry for SqliteRegistry {
         else {
             return Ok(None);
         };
-        let certificate = fetch_certificate(&mut tx, &serial).await?.ok_or_else(|| {
-            StoreError::corrupt(format!("permit {permit_id} names a missing certificate"))
-        })?;
+        let certificate = fetch_certificate(&mut tx, &serial)
+            .await?
+            .ok_or_else(|| StoreError::corrupt("a used permit names a missing certificate"))?;
+        let p12: Option<Vec<u8>> = sqlx::query_scalar(
+            "SELECT p12 FROM enrollment_files WHERE permit_id = ? AND expires_at > ?",
+        )
+        .bind(permit_id)
+        .bind(to_unix(now))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db("read a kept certificate.p12"))?;
         Ok(Some(RetryInfo {
             permit_id,
             used_at,
             spki_sha256,
             certificate,
+            p12: p12.map(Der),
         }))
     }
 
@@ -816,34 +881,28 @@ impl Registry for SqliteRegistry {
         if let Some(permit_id) = issuance.permit_id {
             let permit = fetch_permit(&mut tx, permit_id)
                 .await?
-                .ok_or_else(|| StoreError::not_found(format!("permit {permit_id}")))?;
+                .ok_or_else(|| StoreError::not_found("the permit"))?;
             if permit.holder != cert.holder {
                 return Err(StoreError::conflict(format!(
-                    "permit {permit_id} is for the {}, not the {}",
+                    "the permit is for the {}, not the {}",
                     permit.holder, cert.holder
                 )));
             }
             match permit.state {
                 PermitState::Active if to_unix(now) >= to_unix(permit.expires_at) => {
-                    return Err(StoreError::conflict(format!(
-                        "permit {permit_id} has expired"
-                    )));
+                    return Err(StoreError::conflict("the permit has expired"));
                 }
                 PermitState::Active => {}
                 PermitState::Used => {
-                    return Err(StoreError::conflict(format!(
-                        "permit {permit_id} was already used"
-                    )));
+                    return Err(StoreError::conflict("the permit was already used"));
                 }
                 PermitState::Locked => {
-                    return Err(StoreError::conflict(format!(
-                        "permit {permit_id} is locked"
-                    )));
+                    return Err(StoreError::conflict("the permit is locked"));
                 }
                 PermitState::Superseded => {
-                    return Err(StoreError::conflict(format!(
-                        "permit {permit_id} was superseded by a newer one"
-                    )));
+                    return Err(StoreError::conflict(
+                        "the permit was superseded by a newer one",
+                    ));
                 }
             }
         } else {
@@ -874,7 +933,7 @@ impl Registry for SqliteRegistry {
              not_after, sha256, spki_sha256, der, issued_at, renewed_from, permit_id) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&cert.serial)
+        .bind(cert.serial.to_hex())
         .bind(&cert.issuer_generation)
         .bind(&cert.holder.corp_id)
         .bind(cert.holder.user_id.as_deref())
@@ -882,9 +941,9 @@ impl Registry for SqliteRegistry {
         .bind(to_unix(cert.not_after))
         .bind(&cert.sha256)
         .bind(&cert.spki_sha256)
-        .bind(&cert.der)
+        .bind(cert.der.as_slice())
         .bind(to_unix(now))
-        .bind(cert.renewed_from.as_deref())
+        .bind(cert.renewed_from.map(|serial| serial.to_hex()))
         .bind(issuance.permit_id)
         .execute(&mut *tx)
         .await
@@ -908,9 +967,18 @@ impl Registry for SqliteRegistry {
             .await
             .map_err(StoreError::db("consume permit"))?;
             if used.rows_affected() != 1 {
-                return Err(StoreError::conflict(format!(
-                    "permit {permit_id} was used concurrently"
-                )));
+                return Err(StoreError::conflict("the permit was used concurrently"));
+            }
+            if let Some(kept) = &issuance.kept_p12 {
+                sqlx::query(
+                    "INSERT INTO enrollment_files (permit_id, p12, expires_at) VALUES (?, ?, ?)",
+                )
+                .bind(permit_id)
+                .bind(kept.file.as_slice())
+                .bind(to_unix(kept.until))
+                .execute(&mut *tx)
+                .await
+                .map_err(StoreError::db("keep certificate.p12"))?;
             }
         }
         insert_audit(&mut tx, &issuance.audit).await?;
@@ -924,9 +992,9 @@ impl Registry for SqliteRegistry {
         })
     }
 
-    async fn certificate(&self, serial: &str) -> Result<Option<CertificateRecord>, StoreError> {
+    async fn certificate(&self, serial: &Serial) -> Result<Option<CertificateRecord>, StoreError> {
         let mut conn = self.conn().await?;
-        fetch_certificate(&mut conn, &serial.to_ascii_lowercase()).await
+        fetch_certificate(&mut conn, serial).await
     }
 
     async fn active_certificates(
@@ -988,13 +1056,12 @@ impl Registry for SqliteRegistry {
 
     async fn revoke_certificate(
         &self,
-        serial: &str,
+        serial: &Serial,
         reason: RevocationReason,
         audit: &NewAudit,
     ) -> Result<Vec<RevokedCert>, StoreError> {
-        let serial = canonical_serial(serial)?;
         let mut tx = self.write().await?;
-        let target = fetch_certificate(&mut tx, &serial)
+        let target = fetch_certificate(&mut tx, serial)
             .await?
             .ok_or_else(|| StoreError::not_found(format!("certificate {serial}")))?;
         if target.status == CertStatus::Revoked {
@@ -1014,13 +1081,14 @@ impl Registry for SqliteRegistry {
              WHERE serial IN (SELECT serial FROM chain) AND status = 'active' \
              RETURNING {REVOKED_COLS}"
         ))
-        .bind(&serial)
+        .bind(serial.to_hex())
         .bind(to_unix(audit.at))
         .bind(reason.as_str())
         .fetch_all(&mut *tx)
         .await
         .map_err(StoreError::db("revoke certificate"))?;
         let revoked = revoked_rows(rows)?;
+        forget_files_of(&mut tx, &revoked).await?;
         insert_audit(&mut tx, audit).await?;
         commit(tx).await?;
         Ok(revoked)
@@ -1032,7 +1100,7 @@ impl Registry for SqliteRegistry {
         reason: RevocationReason,
         audit: &NewAudit,
     ) -> Result<Vec<RevokedCert>, StoreError> {
-        holder.validate()?;
+        validate_holder(holder)?;
         let mut tx = self.write().await?;
         require_holder(&mut tx, holder).await?;
         let revoked = revoke_holder_in(&mut tx, holder, reason, audit.at).await?;
@@ -1121,6 +1189,15 @@ impl Registry for SqliteRegistry {
             .iter()
             .map(audit_row)
             .collect()
+    }
+
+    async fn forget_expired_files(&self, now: OffsetDateTime) -> Result<u64, StoreError> {
+        let done = sqlx::query("DELETE FROM enrollment_files WHERE expires_at <= ?")
+            .bind(to_unix(now))
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db("erase expired certificate.p12 files"))?;
+        Ok(done.rows_affected())
     }
 
     async fn close(&self) {

@@ -7,51 +7,15 @@ use time::{Duration, OffsetDateTime};
 
 use super::StoreError;
 
-/// Whose certificate or permit: a corporation's user, or the corporation's administrator.
-///
-/// The administrator's certificate has the corporation ID alone as its CN, so it is modelled as
-/// `user_id: None`; the administrator has no row in the user table.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Holder {
-    /// The contract corporation's ID.
-    pub corp_id: String,
-    /// The user ID, or `None` for the corporation's administrator.
-    pub user_id: Option<String>,
-}
+use crate::model::{Der, Holder, RevocationReason, Role, Serial};
 
-impl Holder {
-    /// The corporation's administrator.
-    pub fn admin(corp_id: impl Into<String>) -> Self {
-        Self {
-            corp_id: corp_id.into(),
-            user_id: None,
-        }
+/// Refuses a holder whose IDs the registry cannot hold.
+pub(crate) fn validate_holder(holder: &Holder) -> Result<(), StoreError> {
+    validate_id("corp_id", &holder.corp_id)?;
+    if let Some(user_id) = &holder.user_id {
+        validate_id("user_id", user_id)?;
     }
-
-    /// A user of the corporation.
-    pub fn user(corp_id: impl Into<String>, user_id: impl Into<String>) -> Self {
-        Self {
-            corp_id: corp_id.into(),
-            user_id: Some(user_id.into()),
-        }
-    }
-
-    pub(crate) fn validate(&self) -> Result<(), StoreError> {
-        validate_id("corp_id", &self.corp_id)?;
-        if let Some(user_id) = &self.user_id {
-            validate_id("user_id", user_id)?;
-        }
-        Ok(())
-    }
-}
-
-impl fmt::Display for Holder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.user_id {
-            Some(user_id) => write!(f, "user {}/{}", self.corp_id, user_id),
-            None => write!(f, "administrator of {}", self.corp_id),
-        }
-    }
+    Ok(())
 }
 
 /// Declares a string-backed enum whose spelling is the one stored in the database (and
@@ -108,19 +72,6 @@ text_enum! {
 }
 
 text_enum! {
-    /// A user's kind in the corporation (the corporation's administrator is not a user; see
-    /// [`Holder`]).
-    Role {
-        /// The master user: one per corporation, owns user management.
-        Master = "master",
-        /// An admin user.
-        Admin = "admin",
-        /// A general user.
-        General = "general",
-    }
-}
-
-text_enum! {
     /// Whether a user may use the service (the master user suspends and resumes).
     UserStatus {
         /// May log in.
@@ -151,67 +102,6 @@ text_enum! {
         Active = "active",
         /// Revoked; see [`CertificateRecord::revocation`].
         Revoked = "revoked",
-    }
-}
-
-text_enum! {
-    /// RFC 5280 CRLReason, stored by its ASN.1 name.
-    RevocationReason {
-        /// unspecified (0).
-        Unspecified = "unspecified",
-        /// keyCompromise (1).
-        KeyCompromise = "keyCompromise",
-        /// cACompromise (2).
-        CaCompromise = "cACompromise",
-        /// affiliationChanged (3).
-        AffiliationChanged = "affiliationChanged",
-        /// superseded (4): replaced by a newer certificate for the same holder.
-        Superseded = "superseded",
-        /// cessationOfOperation (5).
-        CessationOfOperation = "cessationOfOperation",
-        /// certificateHold (6). The registry treats every revocation as final.
-        CertificateHold = "certificateHold",
-        /// removeFromCRL (8): only meaningful in delta CRLs.
-        RemoveFromCrl = "removeFromCRL",
-        /// privilegeWithdrawn (9).
-        PrivilegeWithdrawn = "privilegeWithdrawn",
-        /// aACompromise (10).
-        AaCompromise = "aACompromise",
-    }
-}
-
-impl RevocationReason {
-    /// The CRLReason code of RFC 5280, section 5.3.1 (7 is unused).
-    pub fn code(self) -> u8 {
-        match self {
-            Self::Unspecified => 0,
-            Self::KeyCompromise => 1,
-            Self::CaCompromise => 2,
-            Self::AffiliationChanged => 3,
-            Self::Superseded => 4,
-            Self::CessationOfOperation => 5,
-            Self::CertificateHold => 6,
-            Self::RemoveFromCrl => 8,
-            Self::PrivilegeWithdrawn => 9,
-            Self::AaCompromise => 10,
-        }
-    }
-
-    /// The reason with this CRLReason code, if RFC 5280 defines one.
-    pub fn from_code(code: u8) -> Option<Self> {
-        Some(match code {
-            0 => Self::Unspecified,
-            1 => Self::KeyCompromise,
-            2 => Self::CaCompromise,
-            3 => Self::AffiliationChanged,
-            4 => Self::Superseded,
-            5 => Self::CessationOfOperation,
-            6 => Self::CertificateHold,
-            8 => Self::RemoveFromCrl,
-            9 => Self::PrivilegeWithdrawn,
-            10 => Self::AaCompromise,
-            _ => return None,
-        })
     }
 }
 
@@ -329,7 +219,7 @@ pub struct Permit {
     /// SHA-256 (lowercase hex) of the SubjectPublicKeyInfo it was used with.
     pub spki_sha256: Option<String>,
     /// Serial of the certificate it produced.
-    pub serial: Option<String>,
+    pub serial: Option<Serial>,
 }
 
 impl Permit {
@@ -370,10 +260,19 @@ pub struct PermitIssued {
 /// A wrong PIN counted against a permit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PermitFailure {
-    /// Wrong PINs so far, this one included.
+    /// Wrong PINs so far, this one included (when it was counted).
     pub failures: u32,
-    /// Whether this failure locked the permit.
+    /// Whether the permit is locked now (by this failure, or already before it).
     pub locked: bool,
+}
+
+/// A `certificate.p12` kept for a retried enrollment, until the retry window closes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptP12 {
+    /// The file as it was sent (encrypted under the user's password).
+    pub file: Der,
+    /// When it is erased.
+    pub until: OffsetDateTime,
 }
 
 /// How an earlier use of a permit ended, for a retried enrollment.
@@ -387,14 +286,15 @@ pub struct RetryInfo {
     pub spki_sha256: String,
     /// The certificate it produced (check its status before handing it out again).
     pub certificate: CertificateRecord,
+    /// The `certificate.p12` that was sent, while it is kept.
+    pub p12: Option<Der>,
 }
 
 /// A certificate to enter into the ledger.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCertificate {
-    /// Serial as lowercase hex without leading zero bytes ([`crate::identity::serial_hex`]);
-    /// upper case is accepted and lowered.
-    pub serial: String,
+    /// Serial.
+    pub serial: Serial,
     /// The issuing CA generation, as the pki room names it.
     pub issuer_generation: String,
     /// Whose certificate.
@@ -408,25 +308,9 @@ pub struct NewCertificate {
     /// SHA-256 of its SubjectPublicKeyInfo, hex.
     pub spki_sha256: String,
     /// The certificate's DER, kept so that a retried enrollment returns the same bytes.
-    pub der: Vec<u8>,
+    pub der: Der,
     /// Renewal: the serial of the certificate it renews (same holder).
-    pub renewed_from: Option<String>,
-}
-
-impl fmt::Debug for NewCertificate {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("NewCertificate")
-            .field("serial", &self.serial)
-            .field("issuer_generation", &self.issuer_generation)
-            .field("holder", &self.holder)
-            .field("not_before", &self.not_before)
-            .field("not_after", &self.not_after)
-            .field("sha256", &self.sha256)
-            .field("spki_sha256", &self.spki_sha256)
-            .field("der", &format_args!("<{} bytes>", self.der.len()))
-            .field("renewed_from", &self.renewed_from)
-            .finish()
-    }
+    pub renewed_from: Option<Serial>,
 }
 
 /// When and why a certificate was revoked.
@@ -439,10 +323,10 @@ pub struct Revocation {
 }
 
 /// A certificate in the ledger.
-#[derive(Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateRecord {
-    /// Serial (lowercase hex).
-    pub serial: String,
+    /// Serial.
+    pub serial: Serial,
     /// The issuing CA generation.
     pub issuer_generation: String,
     /// Whose certificate.
@@ -456,7 +340,7 @@ pub struct CertificateRecord {
     /// SHA-256 of the SubjectPublicKeyInfo (lowercase hex).
     pub spki_sha256: String,
     /// The certificate's DER.
-    pub der: Vec<u8>,
+    pub der: Der,
     /// Active or revoked.
     pub status: CertStatus,
     /// When it entered the ledger.
@@ -464,7 +348,7 @@ pub struct CertificateRecord {
     /// Set when revoked.
     pub revocation: Option<Revocation>,
     /// The serial it renews.
-    pub renewed_from: Option<String>,
+    pub renewed_from: Option<Serial>,
     /// The permit it was enrolled with (`None` for renewals).
     pub permit_id: Option<i64>,
 }
@@ -476,31 +360,13 @@ impl CertificateRecord {
     }
 }
 
-impl fmt::Debug for CertificateRecord {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("CertificateRecord")
-            .field("serial", &self.serial)
-            .field("issuer_generation", &self.issuer_generation)
-            .field("holder", &self.holder)
-            .field("not_before", &self.not_before)
-            .field("not_after", &self.not_after)
-            .field("sha256", &self.sha256)
-            .field("status", &self.status)
-            .field("revocation", &self.revocation)
-            .field("renewed_from", &self.renewed_from)
-            .field("permit_id", &self.permit_id)
-            .field("der", &format_args!("<{} bytes>", self.der.len()))
-            .finish_non_exhaustive()
-    }
-}
-
 /// A revoked certificate as the revocation set and CRLs need it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RevokedCert {
     /// The issuing CA generation.
     pub issuer_generation: String,
-    /// Serial (lowercase hex).
-    pub serial: String,
+    /// Serial.
+    pub serial: Serial,
     /// Whose certificate.
     pub holder: Holder,
     /// End of validity: past it the entry may leave the set.
@@ -521,6 +387,8 @@ pub struct Issuance {
     pub cert: NewCertificate,
     /// Revoke the holder's other unexpired certificates with reason `superseded`.
     pub supersede_active: bool,
+    /// The `certificate.p12` sent for a server-made key, kept for a retry.
+    pub kept_p12: Option<KeptP12>,
     /// The audit entry; its time is the issuance time.
     pub audit: NewAudit,
 }
@@ -652,25 +520,6 @@ pub(crate) fn validate_email(field: &'static str, value: &str) -> Result<(), Sto
         }
         _ => Err(StoreError::invalid(field, "must be an e-mail address")),
     }
-}
-
-/// Serial in the canonical form the identity room renders, so ledger and hot path agree.
-pub(crate) fn canonical_serial(value: &str) -> Result<String, StoreError> {
-    let s = value.to_ascii_lowercase();
-    if s.len() < 2 || s.len() > 64 || s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_hexdigit())
-    {
-        return Err(StoreError::invalid(
-            "serial",
-            "must be 1 to 32 bytes of hex, two digits per byte",
-        ));
-    }
-    if s.starts_with("00") && s != "00" {
-        return Err(StoreError::invalid(
-            "serial",
-            "must not have leading zero bytes",
-        ));
-    }
-    Ok(s)
 }
 
 /// A SHA-256 digest as 64 lowercase hex digits.

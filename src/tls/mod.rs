@@ -92,21 +92,32 @@ pub fn load_roots(trust: &[TrustCa]) -> Result<RootCertStore, ConfigError> {
     Ok(roots)
 }
 
+/// The client verifier, or `None` when no certificate is asked for.
 fn client_verifier(
     config: &Config,
     extra_anchors: &[CertificateDer<'static>],
-) -> Result<Arc<dyn ClientCertVerifier>, ConfigError> {
+) -> Result<Option<Arc<CachingClientVerifier>>, ConfigError> {
     if config.server.client_auth == ClientAuth::None {
-        return Ok(WebPkiClientVerifier::no_client_auth());
+        return Ok(None);
     }
     let mut roots = load_roots(&config.trust)?;
+    let mut lifecycle_roots = load_roots(
+        &config
+            .trust
+            .iter()
+            .filter(|ca| ca.lifecycle)
+            .cloned()
+            .collect::<Vec<_>>(),
+    )?;
     for anchor in extra_anchors {
-        roots.add(anchor.clone()).map_err(|err| {
-            ConfigError::new(
-                "pki.dir",
-                format!("a CA generation is not a usable trust anchor: {err}"),
-            )
-        })?;
+        for store in [&mut roots, &mut lifecycle_roots] {
+            store.add(anchor.clone()).map_err(|err| {
+                ConfigError::new(
+                    "pki.dir",
+                    format!("a CA generation is not a usable trust anchor: {err}"),
+                )
+            })?;
+        }
     }
     if roots.is_empty() {
         return Err(ConfigError::new(
@@ -114,29 +125,63 @@ fn client_verifier(
             "no CA is trusted; add a [[trust.ca]] or run `certgate init`",
         ));
     }
-    let roots = Arc::new(roots);
     // The stock webpki verifier checks the chain, the validity period, and that an EKU, when
     // present, allows clientAuth; certgate only adds a cache of chains it already accepted.
-    let builder = WebPkiClientVerifier::builder_with_provider(roots, provider());
-    let builder = match config.server.client_auth {
-        ClientAuth::Optional => builder.allow_unauthenticated(),
-        _ => builder,
+    let build = |roots: RootCertStore| {
+        let builder = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+        let builder = match config.server.client_auth {
+            ClientAuth::Optional => builder.allow_unauthenticated(),
+            _ => builder,
+        };
+        builder.build().map_err(|err| {
+            ConfigError::new(
+                "trust.ca",
+                format!("cannot build the client verifier: {err}"),
+            )
+        })
     };
-    let webpki = builder.build().map_err(|err| {
-        ConfigError::new(
-            "trust.ca",
-            format!("cannot build the client verifier: {err}"),
-        )
-    })?;
-    Ok(Arc::new(CachingClientVerifier::new(webpki, 100_000)))
+    let lifecycle = if lifecycle_roots.is_empty() {
+        None
+    } else {
+        Some(build(lifecycle_roots)?)
+    };
+    Ok(Some(Arc::new(CachingClientVerifier::new(
+        build(roots)?,
+        lifecycle,
+        100_000,
+    ))))
+}
+
+/// The listener's rustls config and its client verifier (to ask which chains may use
+/// certgate's own operations).
+#[derive(Clone)]
+pub struct Listener {
+    /// For the handshake.
+    pub config: Arc<ServerConfig>,
+    /// The verifier inside it; `None` when no client certificate is asked for.
+    pub verifier: Option<Arc<CachingClientVerifier>>,
+}
+
+impl Listener {
+    /// Whether a chain the handshake accepted may use certgate's own operations.
+    pub fn is_lifecycle_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> bool {
+        self.verifier
+            .as_ref()
+            .is_some_and(|verifier| verifier.is_lifecycle_chain(end_entity, intermediates))
+    }
 }
 
 /// Builds the listener's rustls config from the files the config names.
-/// `extra_anchors` are certgate's own CA generations, trusted automatically.
+/// `extra_anchors` are certgate's own CA generations, trusted automatically (for login and for
+/// certgate's own operations).
 pub fn server_config(
     config: &Config,
     extra_anchors: &[CertificateDer<'static>],
-) -> Result<Arc<ServerConfig>, ConfigError> {
+) -> Result<Listener, ConfigError> {
     let chain = load_certs("server.cert", &config.server.cert)?;
     let key = load_key("server.key", &config.server.key)?;
     let provider = provider();
@@ -153,10 +198,15 @@ pub fn server_config(
             ),
         )
     })?;
+    let verifier = client_verifier(config, extra_anchors)?;
+    let as_dyn: Arc<dyn ClientCertVerifier> = match &verifier {
+        Some(verifier) => verifier.clone(),
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
     let mut server = ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
         .map_err(|err| ConfigError::new("server", format!("TLS versions: {err}")))?
-        .with_client_cert_verifier(client_verifier(config, extra_anchors)?)
+        .with_client_cert_verifier(as_dyn)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     // Stateless TLS 1.3 tickets: resumption without a shared cache. A new ticketer per build means
@@ -169,24 +219,27 @@ pub fn server_config(
     })?;
     server.send_tls13_tickets = 1;
     server.session_storage = rustls::server::ServerSessionMemoryCache::new(10_240);
-    Ok(Arc::new(server))
+    Ok(Listener {
+        config: Arc::new(server),
+        verifier,
+    })
 }
 
 /// The current listener config; replaced as a whole on reload, read lock-free per connection.
 pub struct ReloadableTls {
-    current: ArcSwap<ServerConfig>,
+    current: ArcSwap<Listener>,
 }
 
 impl ReloadableTls {
     /// Holds `initial` as the current config.
-    pub fn new(initial: Arc<ServerConfig>) -> Self {
+    pub fn new(initial: Listener) -> Self {
         Self {
-            current: ArcSwap::new(initial),
+            current: ArcSwap::from_pointee(initial),
         }
     }
 
     /// The config for the next handshake.
-    pub fn current(&self) -> Arc<ServerConfig> {
+    pub fn current(&self) -> Arc<Listener> {
         self.current.load_full()
     }
 
@@ -197,7 +250,7 @@ impl ReloadableTls {
         extra_anchors: &[CertificateDer<'static>],
     ) -> Result<(), ConfigError> {
         let fresh = server_config(config, extra_anchors)?;
-        self.current.store(fresh);
+        self.current.store(Arc::new(fresh));
         Ok(())
     }
 }

@@ -1,5 +1,7 @@
 //! The client-certificate verifier: rustls' `WebPkiClientVerifier`, wrapped with a cache of
-//! chains it already accepted.
+//! chains it already accepted, and which tells whether an accepted chain also ends at a CA
+//! trusted for certgate's own operations (its CA generations, `[[trust.ca]]` with
+//! `lifecycle = true`) or only for logging in to the application.
 //!
 //! What differs from the stock verifier: when the exact same leaf and intermediates (by SHA-256)
 //! were verified before by this verifier — so against the same trust anchors, since a reload
@@ -18,30 +20,67 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Error, 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
-/// Seconds since the epoch during which a whole chain is valid.
+/// Seconds since the epoch during which a whole chain is valid, and whether it ends at a CA
+/// trusted for certgate's own operations.
 #[derive(Debug, Clone, Copy)]
 struct ValidWindow {
     not_before: u64,
     not_after: u64,
+    lifecycle: bool,
 }
 
 /// `WebPkiClientVerifier` plus a cache of verified chains.
 #[derive(Debug)]
 pub struct CachingClientVerifier {
     inner: Arc<dyn ClientCertVerifier>,
+    /// The same verifier over the CAs trusted for certgate's own operations only.
+    lifecycle: Option<Arc<dyn ClientCertVerifier>>,
     verified: Cache<[u8; 32], ValidWindow>,
 }
 
 impl CachingClientVerifier {
-    /// Wraps `inner`, remembering up to `capacity` verified chains for at most an hour each.
-    pub fn new(inner: Arc<dyn ClientCertVerifier>, capacity: u64) -> Self {
+    /// Wraps `inner`, remembering up to `capacity` verified chains for at most an hour each;
+    /// `lifecycle` verifies against the CAs whose certificates may use certgate's own
+    /// operations.
+    pub fn new(
+        inner: Arc<dyn ClientCertVerifier>,
+        lifecycle: Option<Arc<dyn ClientCertVerifier>>,
+        capacity: u64,
+    ) -> Self {
         Self {
             inner,
+            lifecycle,
             verified: Cache::builder()
                 .max_capacity(capacity)
                 .time_to_live(Duration::from_secs(3600))
                 .build(),
         }
+    }
+
+    /// Whether a chain this verifier accepted also ends at a CA trusted for certgate's own
+    /// operations (from the cache filled by the handshake; computed again if it aged out).
+    pub fn is_lifecycle_chain(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> bool {
+        if let Some(window) = self.verified.get(&chain_key(end_entity, intermediates)) {
+            return window.lifecycle;
+        }
+        self.verify_lifecycle(end_entity, intermediates, UnixTime::now())
+    }
+
+    fn verify_lifecycle(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> bool {
+        self.lifecycle.as_ref().is_some_and(|lifecycle| {
+            lifecycle
+                .verify_client_cert(end_entity, intermediates, now)
+                .is_ok()
+        })
     }
 }
 
@@ -65,6 +104,7 @@ fn valid_window(
     let mut window = ValidWindow {
         not_before: 0,
         not_after: u64::MAX,
+        lifecycle: false,
     };
     for der in std::iter::once(end_entity).chain(intermediates) {
         let (_, cert) = X509Certificate::from_der(der.as_ref()).ok()?;
@@ -112,7 +152,8 @@ impl ClientCertVerifier for CachingClientVerifier {
         let verified = self
             .inner
             .verify_client_cert(end_entity, intermediates, now)?;
-        if let Some(window) = valid_window(end_entity, intermediates) {
+        if let Some(mut window) = valid_window(end_entity, intermediates) {
+            window.lifecycle = self.verify_lifecycle(end_entity, intermediates, now);
             self.verified.insert(key, window);
         }
         Ok(verified)
@@ -190,7 +231,7 @@ mod tests {
                 .build()
                 .unwrap();
         Setup {
-            verifier: CachingClientVerifier::new(inner, 100),
+            verifier: CachingClientVerifier::new(inner, None, 100),
             leaf: leaf(&issuer, 10),
             other_ca_leaf: leaf(&other, 10),
         }
