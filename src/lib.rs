@@ -30,16 +30,3 @@ pub mod revocation;
 pub mod serve;
 pub mod store;
 pub mod tls;
-
-/// An error with its causes, `outer: inner: root`, for messages that must say why (hyper and
-/// rustls errors keep the useful part in their sources).
-pub(crate) fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
-}

@@ -11,7 +11,6 @@ use super::{Api, Call, certificate_required, problem};
 use crate::http::{Body, bytes_response, json_response};
 use crate::lifecycle::{Enrolled, KeySource, LifecycleError};
 use crate::model::{Holder, RevocationReason, rfc3339, rfc3339_unix};
-use crate::store::UserStatus;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -307,17 +306,11 @@ impl Api {
                         })
                     })
             }
-            "suspend" | "resume" => {
-                let status = if action == "suspend" {
-                    UserStatus::Suspended
-                } else {
-                    UserStatus::Active
-                };
-                self.lifecycle
-                    .set_user_status(&ctx, &corp_id, user_id, status)
-                    .await
-                    .map(|()| serde_json::json!({ "user_id": user_id, "status": status.as_str() }))
-            }
+            "suspend" | "resume" => self
+                .lifecycle
+                .suspend(&ctx, &corp_id, user_id, action == "suspend")
+                .await
+                .map(|status| serde_json::json!({ "user_id": user_id, "status": status })),
             other => {
                 return crate::http::Kind::NOT_FOUND
                     .detail(format!(

@@ -183,7 +183,7 @@ async fn call(
             refused(format!(
                 "cannot reach {}: {}",
                 server.url,
-                crate::error_chain(&err)
+                crate::model::error_chain(&err)
             ))
         })?;
         let status = response.status().as_u16();

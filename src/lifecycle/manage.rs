@@ -377,6 +377,23 @@ impl Lifecycle {
         result
     }
 
+    /// Suspends (`true`) or resumes a user; returns the new status, `suspended` or `active`.
+    pub async fn suspend(
+        &self,
+        ctx: &Context,
+        corp_id: &str,
+        user_id: &str,
+        suspend: bool,
+    ) -> Result<&'static str, LifecycleError> {
+        let status = if suspend {
+            UserStatus::Suspended
+        } else {
+            UserStatus::Active
+        };
+        self.set_user_status(ctx, corp_id, user_id, status).await?;
+        Ok(status.as_str())
+    }
+
     /// The audit trail, newest first: the operator's of any corporation or of all, a
     /// manager's of their own corporation.
     pub async fn audit_trail(

@@ -36,6 +36,19 @@ pub fn rfc3339_unix(unix: i64) -> String {
         .unwrap_or_else(|_| unix.to_string())
 }
 
+/// An error with its causes, `outer: inner: root`, for messages that must say why (hyper and
+/// rustls errors keep the useful part in their sources).
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,7 +106,11 @@ impl Pool {
                 }
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if reused => request = unsent,
-                    _ => return Err(SendError::Http(crate::error_chain(&err.into_error()))),
+                    _ => {
+                        return Err(SendError::Http(crate::model::error_chain(
+                            &err.into_error(),
+                        )));
+                    }
                 },
             }
         }
