@@ -52,8 +52,8 @@ fn named_rooms(text: &str) -> BTreeSet<String> {
 }
 
 fn files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
+    for entry in std::fs::read_dir(dir).expect("src is readable") {
+        let path = entry.expect("src is readable").path();
         if path.is_dir() {
             files(&path, out);
         } else if path.extension().is_some_and(|ext| ext == "rs") {
