@@ -73,11 +73,12 @@ fn proxy(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Arc<Proxy>, Ar
         let standing = Standing::load(lifecycle.store().clone(), lifecycle.clock().clone())
             .await
             .expect("standing");
+        let clock = lifecycle.clock().clone();
         let api: Arc<dyn OwnPaths> = Arc::new(Api::new(lifecycle));
         let metrics = Arc::new(Metrics::new(
             &HandshakeOutcome::ALL.map(HandshakeOutcome::label),
         ));
-        let proxy = Arc::new(Proxy::new(&config, metrics, api, standing).expect("proxy"));
+        let proxy = Arc::new(Proxy::new(&config, metrics, api, standing, clock).expect("proxy"));
         let resolved = proxy.identities().resolve(&leaf_der());
         assert!(resolved.is_ok(), "the bench certificate names a caller");
         let connection = Arc::new(Connection {

@@ -187,7 +187,13 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         &lifecycle.trust_anchors(),
     )?));
     let api: Arc<dyn OwnPaths> = Arc::new(Api::new(lifecycle.clone()));
-    let proxy = Arc::new(Proxy::new(&config, metrics.clone(), api, standing.clone())?);
+    let proxy = Arc::new(Proxy::new(
+        &config,
+        metrics.clone(),
+        api,
+        standing.clone(),
+        lifecycle.clock().clone(),
+    )?);
     let readiness = Readiness::default();
 
     let listener = TcpListener::bind(config.server.listen)
@@ -212,16 +218,20 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         tracing::info!(listener = "ops", %address, "listening");
         tokio::spawn(crate::ops::serve(ops, metrics.clone(), readiness.clone()));
     }
-    let refresher = tokio::spawn(standing.refresh_periodically());
+    let refresher = tokio::spawn(standing.clone().refresh_periodically(config.revocation.poll));
+    let freshness = tokio::spawn(watch_freshness(
+        standing.clone(),
+        lifecycle.clock().clone(),
+        config.revocation.clone(),
+        metrics.clone(),
+        readiness.clone(),
+    ));
     let crl_every = config.pki.crl_validity / 2;
     let crls = tokio::spawn(crl_writer.run(lifecycle.clone(), crl_every));
     let sweeper = tokio::spawn(forget_expired_files(lifecycle.clone()));
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let limits = ConnectionLimits {
-        handshake_timeout: config.server.handshake_timeout,
-        max_connections: config.server.max_connections,
-    };
+    let limits = ConnectionLimits::from_config(&config.server);
     let accepting = tokio::spawn(serve_tls(listener, tls.clone(), proxy, limits, async {
         let _ = stopped.await;
     }));
@@ -241,6 +251,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         Err(_) => tracing::warn!("shutdown_grace is over; closing the remaining connections"),
     }
     refresher.abort();
+    freshness.abort();
     crls.abort();
     sweeper.abort();
     lifecycle.store().close().await;
@@ -276,6 +287,38 @@ async fn forget_expired_files(lifecycle: Lifecycle) {
             .await
         {
             tracing::warn!(error = %err, "cannot erase expired certificate.p12 files; will retry");
+        }
+    }
+}
+
+/// Every second: exports the revocation set's age, and with `on_stale = "reject"` reports the
+/// process not ready while that age is past `max_staleness` (with `serve` it stays ready, or
+/// every replica would leave the balancer at once).
+async fn watch_freshness(
+    standing: Standing,
+    clock: Arc<dyn Clock>,
+    policy: crate::config::RevocationConfig,
+    metrics: Arc<Metrics>,
+    readiness: Readiness,
+) {
+    let max = i64::try_from(policy.max_staleness.as_secs()).unwrap_or(i64::MAX);
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    let mut was_fresh = true;
+    loop {
+        tick.tick().await;
+        let age = standing.age(clock.unix());
+        metrics.revocation_age.set(age);
+        let fresh = age <= max;
+        if fresh != was_fresh {
+            if fresh {
+                tracing::info!(age, "the revocation set is fresh again");
+            } else {
+                tracing::error!(age, max_staleness = max, on_stale = ?policy.on_stale, "the revocation set is stale: the registry cannot be read");
+            }
+            was_fresh = fresh;
+        }
+        if policy.on_stale == crate::config::OnStale::Reject {
+            readiness.set_fresh(fresh);
         }
     }
 }

@@ -165,6 +165,7 @@ pub struct LoginFile {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RevocationFile {
+    pub poll: Option<String>,
     pub max_staleness: Option<String>,
     pub on_stale: Option<String>,
 }

@@ -253,6 +253,9 @@ pub struct RevocationConfig {
     pub max_staleness: Duration,
     /// `on_stale`, default `reject`.
     pub on_stale: OnStale,
+    /// `poll`: how often the registry is read for changes made elsewhere (the operator CLI,
+    /// another replica), default 5 s; shorter than `max_staleness`.
+    pub poll: Duration,
 }
 
 /// `[login]`: the application's ID + PIN login form, which certgate guards once a corporation

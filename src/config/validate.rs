@@ -433,8 +433,19 @@ fn validate_lifecycle(file: file::LifecycleFile) -> Result<LifecycleConfig, Conf
 }
 
 fn validate_revocation(file: file::RevocationFile) -> Result<RevocationConfig, ConfigError> {
+    let poll = duration("revocation.poll", file.poll, "5s")?;
+    let max_staleness = duration("revocation.max_staleness", file.max_staleness, "30s")?;
+    if poll >= max_staleness {
+        return Err(ConfigError::new(
+            "revocation.poll",
+            format!(
+                "{poll:?} is not shorter than revocation.max_staleness ({max_staleness:?}); every read would come too late, poll more often"
+            ),
+        ));
+    }
     Ok(RevocationConfig {
-        max_staleness: duration("revocation.max_staleness", file.max_staleness, "30s")?,
+        poll,
+        max_staleness,
         on_stale: match file.on_stale.as_deref() {
             None | Some("reject") => OnStale::Reject,
             Some("serve") => OnStale::Serve,

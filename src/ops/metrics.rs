@@ -50,6 +50,8 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// PIN verifications (argon2) made: one per enrollment attempt, whoever asks.
     pub pin_verifications: Counter,
+    /// Seconds since the revocation set was last read from the registry.
+    pub revocation_age: Gauge,
 }
 
 impl Metrics {
@@ -86,6 +88,12 @@ impl Metrics {
             "PIN verifications (argon2) made, one per enrollment attempt whoever asks",
             pin_verifications.clone(),
         );
+        let revocation_age = Gauge::default();
+        registry.register(
+            "revocation_age_seconds",
+            "Seconds since the revocation set was last read from the registry",
+            revocation_age.clone(),
+        );
         let handshake_counters = handshake_results
             .iter()
             .map(|&result| {
@@ -103,6 +111,7 @@ impl Metrics {
             upstream_latency,
             open_connections,
             pin_verifications,
+            revocation_age,
         }
     }
 

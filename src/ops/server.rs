@@ -15,19 +15,39 @@ use tokio::net::TcpListener;
 
 use super::Metrics;
 
-/// Whether the TLS listeners are bound and accepting; false again while draining.
-#[derive(Clone, Default)]
-pub struct Readiness(Arc<AtomicBool>);
+/// Whether the process should get traffic: the TLS listeners are bound and accepting (false
+/// again while draining), and what it knows of revocations is fresh enough to act on.
+#[derive(Clone)]
+pub struct Readiness(Arc<Flags>);
+
+struct Flags {
+    accepting: AtomicBool,
+    fresh: AtomicBool,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Self(Arc::new(Flags {
+            accepting: AtomicBool::new(false),
+            fresh: AtomicBool::new(true),
+        }))
+    }
+}
 
 impl Readiness {
-    /// Marks the process ready or not.
-    pub fn set(&self, ready: bool) {
-        self.0.store(ready, Ordering::Release);
+    /// Marks the listeners accepting or not.
+    pub fn set(&self, accepting: bool) {
+        self.0.accepting.store(accepting, Ordering::Release);
+    }
+
+    /// Marks the revocation set fresh enough, or too old to serve from.
+    pub fn set_fresh(&self, fresh: bool) {
+        self.0.fresh.store(fresh, Ordering::Release);
     }
 
     /// Whether it is ready.
     pub fn get(&self) -> bool {
-        self.0.load(Ordering::Acquire)
+        self.0.accepting.load(Ordering::Acquire) && self.0.fresh.load(Ordering::Acquire)
     }
 }
 

@@ -31,6 +31,26 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     /// `max_connections`: beyond it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
+    /// `max_connections_per_ip`: connections from one address without a certificate (those
+    /// still in their handshake count too).
+    pub max_connections_per_ip: usize,
+    /// `idle_timeout`: no request in flight for this long closes the connection.
+    pub idle_timeout: Duration,
+    /// `anonymous_idle_timeout`: the same for a connection without a certificate.
+    pub anonymous_idle_timeout: Duration,
+}
+
+impl ConnectionLimits {
+    /// The limits of `[server]`.
+    pub fn from_config(server: &crate::config::ServerConfig) -> Self {
+        Self {
+            handshake_timeout: server.handshake_timeout,
+            max_connections: server.max_connections,
+            max_connections_per_ip: server.max_connections_per_ip,
+            idle_timeout: server.idle_timeout,
+            anonymous_idle_timeout: server.anonymous_idle_timeout,
+        }
+    }
 }
 
 /// Accepts on `listener` until `shutdown` completes, then returns the tracker of open
@@ -46,7 +66,8 @@ pub async fn serve_tls(
     // HTTP/1.1 connections are drained through this (see `serve_h1`); h2 ones through `graceful`.
     let (drain_tx, drain_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let http = Arc::new(Http::new());
+    let per_ip = Arc::new(PerIp::new(limits.max_connections_per_ip));
+    let http = Arc::new(Http::new(&limits));
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -70,6 +91,13 @@ pub async fn serve_tls(
                 }
             },
         };
+        // Until it presents a certificate, a connection counts against its address's limit, so
+        // that one address cannot fill the server with connections that never authenticate.
+        let Some(anonymous) = per_ip.acquire(peer.ip()) else {
+            tracing::debug!(%peer, "too many connections without a certificate from this address; closed");
+            proxy.metrics().handshake(HandshakeOutcome::Other.label());
+            continue;
+        };
         let _ = tcp.set_nodelay(true);
         let listener_tls = tls.current();
         let acceptor = TlsAcceptor::from(listener_tls.config.clone());
@@ -85,7 +113,7 @@ pub async fn serve_tls(
             proxy.clone(),
             http.clone(),
             drain,
-            slot,
+            (slot, anonymous),
             limits,
         ));
     }
@@ -98,28 +126,103 @@ pub async fn serve_tls(
 /// The HTTP side of a connection, chosen by the protocol ALPN agreed on. HTTP/1.1 and h2 are
 /// served by their own hyper connection types rather than hyper-util's `auto` one, which would
 /// first sniff for the h2 preface and keeps room for both protocols in every connection (about
-/// 900 bytes more per idle HTTP/1.1 connection); `auto` remains for a client that sent no ALPN.
+/// 900 bytes more per idle HTTP/1.1 connection); `auto` remains for a client that sent no ALPN
+/// (strongSwan's EST client).
+///
+/// HTTP/1.1 header names go out title-cased (`Content-Type`): libest's EST client compares them
+/// so. An idle HTTP/1.1 connection is closed by hyper's header read timeout, which runs between
+/// requests too; h2 idleness is watched in [`serve_h2`].
 struct Http {
     h1: http1::Builder,
+    h1_anonymous: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     auto: auto::Builder<TokioExecutor>,
+    idle: Duration,
+    idle_anonymous: Duration,
 }
 
 impl Http {
-    fn new() -> Self {
-        let mut h1 = http1::Builder::new();
-        h1.timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+    fn new(limits: &ConnectionLimits) -> Self {
+        let h1_with = |idle: Duration| {
+            let mut h1 = http1::Builder::new();
+            h1.timer(TokioTimer::new())
+                .header_read_timeout(idle)
+                .title_case_headers(true);
+            h1
+        };
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new()).max_concurrent_streams(256);
         let mut auto = auto::Builder::new(TokioExecutor::new());
         auto.http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+            .header_read_timeout(limits.anonymous_idle_timeout)
+            .title_case_headers(true);
         auto.http2()
             .timer(TokioTimer::new())
             .max_concurrent_streams(256);
-        Self { h1, h2, auto }
+        Self {
+            h1: h1_with(limits.idle_timeout),
+            h1_anonymous: h1_with(limits.anonymous_idle_timeout),
+            h2,
+            auto,
+            idle: limits.idle_timeout,
+            idle_anonymous: limits.anonymous_idle_timeout,
+        }
+    }
+}
+
+/// Connections from each address that have not presented a certificate (yet).
+struct PerIp {
+    limit: usize,
+    counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
+}
+
+impl PerIp {
+    fn new(limit: usize) -> Self {
+        Self {
+            limit,
+            counts: std::sync::Mutex::new(std::collections::HashMap::new()),
+        }
+    }
+
+    /// A slot for one more connection from `ip`, or `None` at the limit.
+    fn acquire(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AnonymousSlot> {
+        let ip = ip.to_canonical();
+        let mut counts = self
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = counts.entry(ip).or_insert(0);
+        if *count >= self.limit {
+            return None;
+        }
+        *count += 1;
+        Some(AnonymousSlot {
+            per_ip: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// Held while a connection has no certificate; dropped once it presents one, or when it ends.
+struct AnonymousSlot {
+    per_ip: Arc<PerIp>,
+    ip: std::net::IpAddr,
+}
+
+impl Drop for AnonymousSlot {
+    fn drop(&mut self) {
+        let mut counts = self
+            .per_ip
+            .counts
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(count) = counts.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -145,7 +248,7 @@ fn connection(
     proxy: Arc<Proxy>,
     http: Arc<Http>,
     drain: Drain,
-    slot: OwnedSemaphorePermit,
+    (slot, anonymous): (OwnedSemaphorePermit, AnonymousSlot),
     limits: ConnectionLimits,
 ) -> impl Future<Output = ()> + Send + 'static {
     let handshake = Box::pin(handshake(
@@ -159,9 +262,11 @@ fn connection(
         None => Either::Right(std::future::ready(())),
         Some(stream) => {
             let open = OpenConnection::new(proxy.clone());
+            let has_certificate = stream.get_ref().1.peer_certificates().is_some();
+            let anonymous = (!has_certificate).then_some(anonymous);
             let served = accepted(stream, peer, &listener_tls, &proxy, &http, drain);
             Either::Left(served.map(move |served| {
-                drop((open, slot));
+                drop((open, slot, anonymous));
                 if let Err(err) = served {
                     tracing::debug!(%peer, error = %err, "connection ended with an error");
                 }
@@ -210,26 +315,42 @@ fn accepted(
         None => Alpn::None,
     };
 
+    let anonymous = matches!(cert, ClientCert::Absent);
     let connection = Arc::new(Connection { peer, cert });
     let proxy = proxy.clone();
+    let in_flight = Arc::new(InFlight::default());
+    let counting = in_flight.clone();
     let service = service_fn(move |request| {
         let proxy = proxy.clone();
         let connection = connection.clone();
+        let started = counting.start();
         // Boxed per request: hyper keeps a slot for the service's future in every connection for
         // its whole life, and certgate's request future is several KiB.
-        Box::pin(async move { Ok::<_, Infallible>(proxy.handle(connection, request).await) })
+        Box::pin(async move {
+            let response = proxy.handle(connection, request).await;
+            drop(started);
+            Ok::<_, Infallible>(response)
+        })
     });
     let io = TokioIo::new(stream);
+    let (h1, idle) = if anonymous {
+        (&http.h1_anonymous, http.idle_anonymous)
+    } else {
+        (&http.h1, http.idle)
+    };
     match alpn {
         Alpn::Http11 => Either::Left(serve_h1(
-            http.h1.serve_connection(io, service).with_upgrades(),
+            h1.serve_connection(io, service).with_upgrades(),
             drain,
         )),
         // h2 and the sniffing `auto` are boxed: an HTTP/1.1 connection does not pay for their size.
         Alpn::H2 => {
-            let served = drain.watcher.watch(http.h2.serve_connection(io, service));
-            let served: BoxedServe =
-                Box::pin(async move { served.await.map_err(|err| Box::new(err) as BoxError) });
+            let served: BoxedServe = Box::pin(serve_h2(
+                http.h2.serve_connection(io, service),
+                drain,
+                in_flight,
+                idle,
+            ));
             Either::Right(served)
         }
         Alpn::None => {
@@ -305,6 +426,99 @@ where
         Pin::new(&mut conn).graceful_shutdown();
         // By reference: awaiting `conn` itself would move it into a second slot of this future.
         (&mut conn).await.map_err(|err| Box::new(err) as BoxError)
+    }
+}
+
+/// Requests of one connection whose answer has not started yet.
+#[derive(Default)]
+struct InFlight {
+    count: std::sync::atomic::AtomicUsize,
+    /// Bumped when a request starts, so that the idle watch can tell a quiet connection from a
+    /// busy one between two checks.
+    started: std::sync::atomic::AtomicU64,
+}
+
+impl InFlight {
+    fn start(self: &Arc<Self>) -> Started {
+        use std::sync::atomic::Ordering;
+        self.count.fetch_add(1, Ordering::AcqRel);
+        self.started.fetch_add(1, Ordering::AcqRel);
+        Started(self.clone())
+    }
+
+    fn idle(&self) -> bool {
+        self.count.load(std::sync::atomic::Ordering::Acquire) == 0
+    }
+
+    fn started(&self) -> u64 {
+        self.started.load(std::sync::atomic::Ordering::Acquire)
+    }
+}
+
+struct Started(Arc<InFlight>);
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        self.0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// Serves an h2 connection until it ends. hyper closes an h2 connection only when the client
+/// does or a PING goes unanswered, and every h2 library answers PINGs: so a connection that has
+/// started no request for `idle` (and has none waiting for its answer) is sent GOAWAY here, as
+/// is every connection when the server starts draining. Streams already open finish.
+fn serve_h2<C>(
+    mut conn: C,
+    drain: Drain,
+    in_flight: Arc<InFlight>,
+    idle: Duration,
+) -> impl Future<Output = Result<(), BoxError>> + Send
+where
+    C: GracefulH2 + Unpin + Send,
+{
+    let Drain { watcher, signal } = drain;
+    let mut signal = signal;
+    async move {
+        let _watcher = watcher;
+        let mut seen = in_flight.started();
+        loop {
+            tokio::select! {
+                biased;
+                served = &mut conn => return served.map_err(|err| Box::new(err) as BoxError),
+                _ = signal.wait_for(|draining| *draining) => break,
+                () = tokio::time::sleep(idle) => {
+                    let now = in_flight.started();
+                    if now == seen && in_flight.idle() {
+                        break;
+                    }
+                    seen = now;
+                }
+            }
+        }
+        Pin::new(&mut conn).graceful_shutdown();
+        (&mut conn).await.map_err(|err| Box::new(err) as BoxError)
+    }
+}
+
+/// hyper's h2 connection, named by what `serve_h2` needs of it.
+trait GracefulH2: Future<Output = Result<(), hyper::Error>> {
+    fn graceful_shutdown(self: Pin<&mut Self>);
+}
+
+impl<I, S, B, E> GracefulH2 for http2::Connection<I, S, E>
+where
+    S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+    E: hyper::rt::bounds::Http2ServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        http2::Connection::graceful_shutdown(self);
     }
 }
 

@@ -10,11 +10,16 @@ use crate::config::HeaderNames;
 use crate::identity::IdentityHeaders;
 
 /// Removed from every request whatever the configuration: the standard ways to pass a client
-/// certificate, which the application might read.
-const ALWAYS_STRIPPED: [HeaderName; 3] = [
+/// certificate, which the application might read, and the headers with which IIS, Symfony and
+/// Zend let a front end override the path the application serves (certgate decided on the path
+/// it forwards, and no header may change it).
+const ALWAYS_STRIPPED: [HeaderName; 6] = [
     crate::identity::headers_consts::CLIENT_CERT,
     crate::identity::headers_consts::CLIENT_CERT_CHAIN,
     crate::identity::headers_consts::XFCC,
+    HeaderName::from_static("x-original-url"),
+    HeaderName::from_static("x-rewrite-url"),
+    HeaderName::from_static("x-original-uri"),
 ];
 
 const HOP_BY_HOP: [HeaderName; 9] = [
@@ -36,14 +41,23 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 
 /// Removes every inbound header that could pose as certgate's identity; returns the names removed
 /// (empty, without allocating, in the normal case).
+///
+/// CGI and WSGI servers turn `X-Client_User-Id` and `X-Client-User-Id` into the same variable
+/// (`HTTP_X_CLIENT_USER_ID`), so a name is compared with `_` read as `-`, and, unless
+/// `headers.allow_underscores`, every name with a `_` is dropped (as nginx does by default).
 pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> Vec<HeaderName> {
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
             let text = name.as_str();
-            (!names.strip_prefix.is_empty() && text.starts_with(names.strip_prefix.as_str()))
-                || names.all().contains(name)
-                || ALWAYS_STRIPPED.contains(name)
+            if text.contains('_') {
+                if !names.allow_underscores {
+                    return true;
+                }
+                let dashed = text.replace('_', "-");
+                return is_protected(&dashed, names);
+            }
+            is_protected(text, names)
         })
         .cloned()
         .collect();
@@ -51,6 +65,54 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> Vec<Heade
         headers.remove(name);
     }
     spoofed
+}
+
+/// Whether a (lowercase) header name is one that only certgate may set.
+fn is_protected(name: &str, names: &HeaderNames) -> bool {
+    (!names.strip_prefix.is_empty() && name.starts_with(names.strip_prefix.as_str()))
+        || names.all().iter().any(|own| own.as_str() == name)
+        || ALWAYS_STRIPPED.iter().any(|always| always.as_str() == name)
+}
+
+/// Headers certgate sets on every forwarded request, which no `Connection` header may name.
+const SET_BY_CERTGATE: [HeaderName; 4] = [
+    X_FORWARDED_FOR,
+    X_FORWARDED_PROTO,
+    X_FORWARDED_HOST,
+    FORWARDED,
+];
+
+/// RFC 9112 §3.2 and RFC 9110 §7.6.1: refuses a request whose framing certgate and the
+/// application could read differently: two `Host` headers, a `Host` that disagrees with the
+/// target's authority (`:authority` in h2), or a `Connection` header naming `Host`,
+/// `Content-Length` or a header certgate sets (its removal as hop-by-hop would change what the
+/// application sees).
+pub fn check_framing<B>(request: &http::Request<B>, names: &HeaderNames) -> Result<(), &'static str> {
+    let headers = request.headers();
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let host = hosts.next();
+    if hosts.next().is_some() {
+        return Err("The request has two Host headers.");
+    }
+    if let (Some(host), Some(authority)) = (host, request.uri().authority()) {
+        if !host
+            .as_bytes()
+            .eq_ignore_ascii_case(authority.as_str().as_bytes())
+        {
+            return Err("The Host header does not match the request's authority.");
+        }
+    }
+    for token in connection_tokens(headers) {
+        let lower = token.to_ascii_lowercase();
+        let protected = lower == "host"
+            || lower == "content-length"
+            || SET_BY_CERTGATE.iter().any(|name| name.as_str() == lower)
+            || is_protected(&lower.replace('_', "-"), names);
+        if protected {
+            return Err("The Connection header names a header that must reach the application as certgate sets it.");
+        }
+    }
+    Ok(())
 }
 
 /// Adds the caller's identity, or `verify: NONE` when there is none.
@@ -173,6 +235,66 @@ mod tests {
         assert_eq!(removed.len(), 5);
         assert_eq!(headers.len(), 1);
         assert!(headers.contains_key("accept"));
+    }
+
+    #[test]
+    fn underscore_spellings_never_pass() {
+        let mut headers = HeaderMap::new();
+        for name in ["x_client_user_id", "x-client_role", "x_forwarded_for", "client_cert", "x-original-url"] {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("attacker"),
+            );
+        }
+        headers.insert("x-fine", HeaderValue::from_static("v"));
+        assert_eq!(strip_identity(&mut headers, &names()).len(), 5);
+        assert_eq!(headers.len(), 1);
+
+        let mut allowing = names();
+        allowing.allow_underscores = true;
+        let mut headers = HeaderMap::new();
+        for name in ["x_client_user_id", "client_cert", "my_app_header"] {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert_eq!(strip_identity(&mut headers, &allowing).len(), 2);
+        assert!(headers.contains_key("my_app_header"));
+    }
+
+    #[test]
+    fn framing_that_could_be_read_two_ways_is_refused() {
+        let ok = http::Request::get("/").header("host", "bank").body(()).unwrap();
+        assert!(check_framing(&ok, &names()).is_ok());
+        let two = http::Request::get("/")
+            .header("host", "bank")
+            .header("host", "evil")
+            .body(())
+            .unwrap();
+        assert!(check_framing(&two, &names()).is_err());
+        let disagree = http::Request::get("https://bank/")
+            .header("host", "evil")
+            .body(())
+            .unwrap();
+        assert!(check_framing(&disagree, &names()).is_err());
+        let agree = http::Request::get("https://bank/")
+            .header("host", "BANK")
+            .body(())
+            .unwrap();
+        assert!(check_framing(&agree, &names()).is_ok());
+        for listed in ["Host, X-Forwarded-Host", "x-client-user-id", "content-length", "X-Role", "keep-alive, x-forwarded-for"] {
+            let request = http::Request::get("/")
+                .header("connection", listed)
+                .body(())
+                .unwrap();
+            assert!(check_framing(&request, &names()).is_err(), "{listed}");
+        }
+        let harmless = http::Request::get("/")
+            .header("connection", "keep-alive, x-private-hop")
+            .body(())
+            .unwrap();
+        assert!(check_framing(&harmless, &names()).is_ok());
     }
 
     #[test]

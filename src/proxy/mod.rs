@@ -6,12 +6,15 @@ pub mod accept;
 mod echo;
 mod forward;
 mod headers;
+mod login;
 mod own;
+mod path;
 mod policy;
 mod pool;
 mod rescue;
 mod routes;
 mod service;
+mod tunnel;
 
 use std::sync::Arc;
 

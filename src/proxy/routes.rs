@@ -15,12 +15,31 @@ impl Routes {
     }
 
     /// The index of the route for `path`: the longest prefix that ends at a segment boundary.
+    ///
+    /// An application server that folds case (IIS, and others on Windows) serves `/ADMIN` as
+    /// `/admin`; so when the exact match is a route without a certificate, a route that matches
+    /// when case is ignored and needs one wins: of the two readings, the stricter decides.
     pub fn find(&self, path: &str) -> usize {
-        self.routes
+        // Config always adds "/", which covers every path; the last route is the shortest.
+        let last = self.routes.len().saturating_sub(1);
+        let exact = self
+            .routes
             .iter()
             .position(|route| covers(&route.path, path))
-            // Config always adds "/", which covers every path; the last route is the shortest.
-            .unwrap_or(self.routes.len().saturating_sub(1))
+            .unwrap_or(last);
+        if self.routes[exact].require_cert {
+            return exact;
+        }
+        let folded = self
+            .routes
+            .iter()
+            .position(|route| covers_ignoring_case(&route.path, path))
+            .unwrap_or(last);
+        if self.routes[folded].require_cert {
+            folded
+        } else {
+            exact
+        }
     }
 
     /// The route at `index`.
@@ -40,6 +59,17 @@ fn covers(prefix: &str, path: &str) -> bool {
     }
     path.strip_prefix(prefix)
         .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+}
+
+fn covers_ignoring_case(prefix: &str, path: &str) -> bool {
+    if prefix == "/" {
+        return true;
+    }
+    path.get(..prefix.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+        && path
+            .get(prefix.len()..)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 #[cfg(test)]
@@ -63,5 +93,22 @@ mod tests {
         assert_eq!(routes.find("/publicity"), 2);
         assert_eq!(routes.find("/"), 2);
         assert_eq!(routes.find("*"), 2);
+    }
+
+    #[test]
+    fn a_case_folding_server_cannot_open_a_protected_route() {
+        let route = |path: &str, require_cert| Route {
+            path: path.into(),
+            require_cert,
+        };
+        let routes = Routes::new(vec![route("/admin", true), route("/", false)]);
+        assert_eq!(routes.find("/admin/x"), 0);
+        assert_eq!(routes.find("/ADMIN/x"), 0, "the stricter reading wins");
+        assert_eq!(routes.find("/Admin"), 0);
+        assert_eq!(routes.find("/public"), 1);
+        // The other way round, case does not open anything either.
+        let routes = Routes::new(vec![route("/public", false), route("/", true)]);
+        assert_eq!(routes.find("/PUBLIC"), 1);
+        assert_eq!(routes.find("/public"), 0);
     }
 }

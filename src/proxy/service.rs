@@ -1,34 +1,34 @@
-//! One request: strip spoofed identity, authorize against the registry's standing, then either
-//! hand it to certgate's own endpoints (`api`) or inject the identity and forward it; count, log.
+//! One request: check its framing, normalise its path, strip spoofed identity, authorize against
+//! the registry's standing, then either hand it to certgate's own paths or guard the login form,
+//! inject the identity and forward it; count, log.
 
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
-use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode, Version, header};
-use http_body_util::{BodyExt as _, Either, Full, Limited};
+use http::uri::PathAndQuery;
+use http::{Request, Response, StatusCode, Uri, Version, header};
+use http_body_util::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 use super::forward::Upstream;
+use super::login::{LoginRefusal, guard_login, is_login_path};
 use super::own::OwnPaths;
 use super::routes::Routes;
-use super::{Connection, headers, policy, rescue};
-use crate::config::{Config, ConfigError, LoginConfig, Route};
-use crate::http::Body;
+use super::tunnel::tunnel;
+use super::{ClientCert, Connection, headers, path, policy, rescue};
+use crate::config::{Config, ConfigError, LoginConfig, OnStale, Route};
+use crate::http::{Body, Kind, discard_before_refusal};
 use crate::identity::{Caller, IdentityCache};
+use crate::model::Clock;
 use crate::ops::{Metrics, RouteCounters};
 use crate::revocation::Standing;
-
-/// The most a login form body may hold: it is buffered to read two fields.
-const MAX_LOGIN_FORM: usize = 64 * 1024;
 
 /// Everything a request needs, shared by all connections.
 pub struct Proxy {
     routes: Routes,
     route_counters: Vec<RouteCounters>,
-    api_counters: RouteCounters,
-    api_route: Route,
+    own_counters: RouteCounters,
+    own_route: Route,
     identities: IdentityCache,
     upstream: Upstream,
     standing: Standing,
@@ -36,6 +36,9 @@ pub struct Proxy {
     login: Option<LoginConfig>,
     metrics: Arc<Metrics>,
     access_log: bool,
+    clock: Arc<dyn Clock>,
+    max_staleness: i64,
+    on_stale: OnStale,
 }
 
 impl Proxy {
@@ -45,6 +48,7 @@ impl Proxy {
         metrics: Arc<Metrics>,
         own: Arc<dyn OwnPaths>,
         standing: Standing,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
         let routes = Routes::new(config.routes.clone());
         let route_counters = routes
@@ -55,10 +59,10 @@ impl Proxy {
         Ok(Self {
             routes,
             route_counters,
-            api_counters: metrics.route("/certgate"),
+            own_counters: metrics.route("/certgate"),
             // certgate's own endpoints authenticate each request themselves (HTTP Basic with a
             // temporary PIN for a first enrollment, the certificate otherwise).
-            api_route: Route {
+            own_route: Route {
                 path: "/certgate".to_owned(),
                 require_cert: false,
             },
@@ -73,6 +77,10 @@ impl Proxy {
             login: config.login.clone(),
             metrics,
             access_log: config.log.access,
+            clock,
+            max_staleness: i64::try_from(config.revocation.max_staleness.as_secs())
+                .unwrap_or(i64::MAX),
+            on_stale: config.revocation.on_stale,
         })
     }
 
@@ -93,11 +101,41 @@ impl Proxy {
         mut request: Request<Incoming>,
     ) -> Response<Body> {
         let started = Instant::now();
-        let now = unix_now();
-        let own = self.own.owns(request.uri().path());
-        let route_index = self.routes.find(request.uri().path());
+        let now = self.clock.unix();
+        let accept = request.headers().get(header::ACCEPT).cloned();
+        if let Err(why) = headers::check_framing(&request, self.identities.names()) {
+            tracing::info!(peer = %connection.peer, reason = why, "request refused: framing");
+            discard_before_refusal(request.into_body()).await;
+            return rescue::bad_request(StatusCode::BAD_REQUEST, why, accept.as_ref());
+        }
+        // Decide on the path the application will serve, and forward that path.
+        let uri = request.uri().clone();
+        let matching = match path::normalise(uri.path()) {
+            Ok(normal) => {
+                if let std::borrow::Cow::Owned(forward) = &normal.forward {
+                    match with_path(&uri, forward) {
+                        Some(rewritten) => *request.uri_mut() = rewritten,
+                        None => {
+                            return rescue::bad_request(
+                                StatusCode::BAD_REQUEST,
+                                "The request path cannot be normalised.",
+                                accept.as_ref(),
+                            );
+                        }
+                    }
+                }
+                normal.matching
+            }
+            Err(why) => {
+                tracing::info!(peer = %connection.peer, path = %uri.path(), reason = ?why, "request refused: path");
+                discard_before_refusal(request.into_body()).await;
+                return rescue::bad_request(StatusCode::BAD_REQUEST, why.detail(), accept.as_ref());
+            }
+        };
+        let own = self.own.owns(&matching);
+        let route_index = self.routes.find(&matching);
         let route = if own {
-            &self.api_route
+            &self.own_route
         } else {
             self.routes.get(route_index)
         };
@@ -107,13 +145,21 @@ impl Proxy {
             tracing::warn!(peer = %connection.peer, headers = ?spoofed, "removed inbound identity headers set by the client");
         }
         let method = request.method().clone();
-        let accept = request.headers().get(header::ACCEPT).cloned();
         let standing = self.standing.snapshot();
 
-        let response = match policy::authorize(&connection.cert, route, now, &standing) {
-            Err(denied) => {
-                tracing::info!(peer = %connection.peer, route = %route.path, reason = ?denied, "request refused");
-                rescue::denied(&denied, accept.as_ref())
+        let authorized = if self.refuses_stale(&connection.cert, now) {
+            Err(Refusal::Stale)
+        } else {
+            policy::authorize(&connection.cert, route, now, &standing).map_err(Refusal::Denied)
+        };
+        let response = match authorized {
+            Err(refusal) => {
+                tracing::info!(peer = %connection.peer, route = %route.path, reason = ?refusal, "request refused");
+                discard_before_refusal(request.into_body()).await;
+                match refusal {
+                    Refusal::Denied(denied) => rescue::denied(&denied, accept.as_ref()),
+                    Refusal::Stale => stale_refusal(accept.as_ref()),
+                }
             }
             Ok(permit) if own => {
                 let identity = permit.identity.map(|resolved| &resolved.identity);
@@ -123,14 +169,18 @@ impl Proxy {
                     role: permit.role,
                     lifecycle_ca: permit.lifecycle_ca,
                 };
-                // Boxed: the API's future is large and would otherwise make every proxied
-                // request's future as large, and copied as often.
                 self.own.answer(caller, request).await
             }
             Ok(permit) => {
+                let login = self
+                    .login
+                    .as_ref()
+                    .filter(|login| is_login_path(login, &matching));
                 self.forward(
                     &connection,
+                    route,
                     permit,
+                    login,
                     request,
                     accept.as_ref(),
                     now,
@@ -141,19 +191,19 @@ impl Proxy {
         };
         // Borrowed from the connection: the access log costs no copy of the IDs.
         let (corp_id, user_id) = match &connection.cert {
-            super::ClientCert::Verified { resolved, .. } => match resolved.as_ref() {
+            ClientCert::Verified { resolved, .. } => match resolved.as_ref() {
                 Ok(resolved) => (
                     Some(resolved.identity.corp_id.as_str()),
                     resolved.identity.user_id.as_deref(),
                 ),
                 Err(_) => (None, None),
             },
-            super::ClientCert::Absent => (None, None),
+            ClientCert::Absent => (None, None),
         };
 
         let status = response.status().as_u16();
         if own {
-            self.api_counters.count(status);
+            self.own_counters.count(status);
         } else {
             self.route_counters[route_index.min(self.route_counters.len() - 1)].count(status);
         }
@@ -172,11 +222,25 @@ impl Proxy {
         response
     }
 
+    /// Whether this request must be refused because the revocation set is too old to trust:
+    /// only certificate-authenticated requests depend on it.
+    fn refuses_stale(&self, cert: &ClientCert, now: i64) -> bool {
+        self.on_stale == OnStale::Reject
+            && matches!(cert, ClientCert::Verified { .. })
+            && self.standing.age(now) > self.max_staleness
+    }
+
     /// The application's side: login guard, identity headers, forwarding, upgrades.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the request's decided state, handed from one stage to the next"
+    )]
     async fn forward(
         &self,
-        connection: &Connection,
+        connection: &Arc<Connection>,
+        route: &Route,
         permit: policy::Permit<'_>,
+        login: Option<&LoginConfig>,
         mut request: Request<Incoming>,
         accept: Option<&header::HeaderValue>,
         now: i64,
@@ -197,24 +261,18 @@ impl Proxy {
         headers::inject_identity(request.headers_mut(), &permit, self.identities.names(), now);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
-        let request = match &self.login {
-            Some(login)
-                if request.method() == Method::POST && request.uri().path() == login.path =>
-            {
-                match Box::pin(guard_login(login, &permit, request, standing)).await {
-                    Ok(buffered) => buffered,
-                    Err(refusal) => {
-                        tracing::info!(peer = %connection.peer, reason = ?refusal, "login form refused");
-                        return match refusal {
-                            LoginRefusal::Denied(denied) => rescue::denied(&denied, accept),
-                            LoginRefusal::Body(status, why) => {
-                                rescue::bad_request(status, why, accept)
-                            }
-                        };
-                    }
+        let request = match login {
+            Some(login) => match Box::pin(guard_login(login, &permit, request, standing)).await {
+                Ok(buffered) => buffered,
+                Err(refusal) => {
+                    tracing::info!(peer = %connection.peer, reason = ?refusal, "login form refused");
+                    return match refusal {
+                        LoginRefusal::Denied(denied) => rescue::denied(&denied, accept),
+                        LoginRefusal::Body(status, why) => rescue::bad_request(status, why, accept),
+                    };
                 }
-            }
-            _ => request.map(|body| Either::Left(Either::Left(body))),
+            },
+            None => request.map(|body| Either::Left(Either::Left(body))),
         };
 
         let sent = Instant::now();
@@ -225,7 +283,14 @@ impl Proxy {
                     .observe(sent.elapsed().as_secs_f64());
                 let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
                 if let (true, Some(client_side)) = (switching, client_upgrade) {
-                    tunnel(client_side, hyper::upgrade::on(&mut response));
+                    tunnel(
+                        client_side,
+                        hyper::upgrade::on(&mut response),
+                        connection.clone(),
+                        route.clone(),
+                        self.standing.clone(),
+                        self.clock.clone(),
+                    );
                 }
                 headers::remove_hop_by_hop(response.headers_mut(), switching);
                 response
@@ -238,72 +303,31 @@ impl Proxy {
     }
 }
 
+/// Why a request is refused before it reaches anything.
 #[derive(Debug)]
-enum LoginRefusal {
+enum Refusal {
     Denied(policy::Denied),
-    Body(StatusCode, &'static str),
+    /// The revocation set is older than `revocation.max_staleness` and `on_stale` is `reject`.
+    Stale,
 }
 
-/// Reads the login form (small, capped) to compare its corporation and user with the
-/// certificate, then hands the same bytes on.
-async fn guard_login(
-    login: &LoginConfig,
-    permit: &policy::Permit<'_>,
-    request: Request<Incoming>,
-    standing: &crate::revocation::Snapshot,
-) -> Result<Request<Body>, LoginRefusal> {
-    let (parts, body) = request.into_parts();
-    let bytes: Bytes = match Limited::new(body, MAX_LOGIN_FORM).collect().await {
-        Ok(collected) => collected.to_bytes(),
-        Err(err)
-            if err
-                .downcast_ref::<http_body_util::LengthLimitError>()
-                .is_some() =>
-        {
-            return Err(LoginRefusal::Body(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "The login form is larger than 64 KiB.",
-            ));
-        }
-        Err(_) => {
-            return Err(LoginRefusal::Body(
-                StatusCode::BAD_REQUEST,
-                "The login form could not be read.",
-            ));
-        }
+fn stale_refusal(accept: Option<&header::HeaderValue>) -> Response<Body> {
+    let mut response = Kind::STALE
+        .detail("certgate cannot confirm right now that your certificate has not been revoked. Please try again in a minute.")
+        .respond(accept);
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("30"));
+    response
+}
+
+/// `uri` with its path replaced by `path` (the query kept).
+fn with_path(uri: &Uri, path: &str) -> Option<Uri> {
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_owned(),
     };
-    let mut corp_id = None;
-    let mut user_id = None;
-    for (key, value) in form_urlencoded::parse(&bytes) {
-        if key == login.corp_field.as_str() {
-            corp_id = Some(value.into_owned());
-        } else if key == login.user_field.as_str() {
-            user_id = Some(value.into_owned());
-        }
-    }
-    policy::authorize_login(permit, corp_id.as_deref(), user_id.as_deref(), standing)
-        .map_err(LoginRefusal::Denied)?;
-    Ok(Request::from_parts(parts, Either::Right(Full::new(bytes))))
-}
-
-/// Joins the client's and the application's upgraded connections (WebSocket and the like).
-fn tunnel(client: hyper::upgrade::OnUpgrade, upstream: hyper::upgrade::OnUpgrade) {
-    tokio::spawn(async move {
-        match tokio::try_join!(client, upstream) {
-            Ok((client, upstream)) => {
-                let mut client = TokioIo::new(client);
-                let mut upstream = TokioIo::new(upstream);
-                if let Err(err) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-                    tracing::debug!(error = %err, "upgraded connection ended");
-                }
-            }
-            Err(err) => tracing::warn!(error = %err, "protocol upgrade failed"),
-        }
-    });
-}
-
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_secs() as i64)
+    let mut parts = uri.clone().into_parts();
+    parts.path_and_query = Some(PathAndQuery::try_from(path_and_query).ok()?);
+    Uri::from_parts(parts).ok()
 }

@@ -15,13 +15,14 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicI64, Ordering};
+
 use arc_swap::ArcSwap;
+use tokio::sync::watch;
 
 use crate::model::{Clock, Role, Serial};
 use crate::store::{CorporationStatus, Registry, StoreError, UserStatus};
 
-/// How often the snapshot is re-read when nothing in this process changed it.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
 
 /// A user's standing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,6 +105,10 @@ pub struct Standing {
     store: Arc<dyn Registry>,
     clock: Arc<dyn Clock>,
     refreshing: Arc<tokio::sync::Mutex<()>>,
+    /// Unix seconds of the last successful read of the registry.
+    synced_at: Arc<AtomicI64>,
+    /// Counts swaps, so that open tunnels can re-check their certificate when one happens.
+    version: Arc<watch::Sender<u64>>,
 }
 
 impl Standing {
@@ -114,6 +119,8 @@ impl Standing {
             store,
             clock,
             refreshing: Arc::new(tokio::sync::Mutex::new(())),
+            synced_at: Arc::new(AtomicI64::new(0)),
+            version: Arc::new(watch::channel(0).0),
         };
         standing.refresh().await?;
         Ok(standing)
@@ -122,6 +129,17 @@ impl Standing {
     /// The snapshot for this request.
     pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.current.load()
+    }
+
+    /// Seconds since the registry was last read successfully, at `now_unix`.
+    pub fn age(&self, now_unix: i64) -> i64 {
+        now_unix - self.synced_at.load(Ordering::Acquire)
+    }
+
+    /// Changes each time a new snapshot is swapped in (an upgraded tunnel waits on it to re-check
+    /// its certificate, having no next request to check).
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.version.subscribe()
     }
 
     /// Re-reads the registry and swaps the new snapshot in. Concurrent calls are serialised so
@@ -159,13 +177,16 @@ impl Standing {
             );
         }
         self.current.store(Arc::new(snapshot));
+        self.synced_at
+            .store(self.clock.unix(), Ordering::Release);
+        self.version.send_modify(|version| *version += 1);
         Ok(())
     }
 
-    /// Re-reads every [`REFRESH_INTERVAL`] until the task is dropped; a failed read keeps the
-    /// previous snapshot and is logged.
-    pub async fn refresh_periodically(self) {
-        let mut tick = tokio::time::interval(REFRESH_INTERVAL);
+    /// Re-reads every `every` (`revocation.poll`) until the task is dropped; a failed read keeps
+    /// the previous snapshot, is logged, and lets the snapshot age (see [`Self::age`]).
+    pub async fn refresh_periodically(self, every: Duration) {
+        let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
