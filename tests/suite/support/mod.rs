@@ -1,6 +1,6 @@
 //! Shared test support: certificates made with rcgen at test time, the real `certgate` binary
 //! started on port 0 with a temporary config, a rustls + hyper client, and small upstreams.
-#![allow(dead_code, missing_docs, clippy::unwrap_used)]
+#![allow(dead_code, reason = "each test module uses its part of the support")]
 
 use std::convert::Infallible;
 use std::io::{BufRead as _, BufReader};

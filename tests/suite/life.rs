@@ -1,14 +1,12 @@
 //! The process: first start on the shipped config, bad configs, SIGHUP reload, SIGTERM drain,
 //! ops endpoints, and the echo command.
 
-#![allow(clippy::unwrap_used, clippy::result_large_err)]
 
-mod support;
 
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::*;
+use crate::support::*;
 
 fn shipped_config_on_free_ports() -> String {
     let shipped =

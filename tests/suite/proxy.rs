@@ -1,16 +1,14 @@
 //! Forwarding: HTTP/1.1 and h2 from clients, streaming bodies both ways with flat memory,
 //! hop-by-hop headers, the upstream failing, and protocol upgrades.
 
-#![allow(clippy::unwrap_used, clippy::result_large_err)]
 
-mod support;
 
 use std::time::Duration;
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::Request;
 use http_body_util::BodyExt as _;
-use support::*;
+use crate::support::*;
 
 fn upstream_config(url: &str, extra: &str) -> String {
     format!("[upstream]\nurl = \"{url}\"\n{extra}")

@@ -3,14 +3,12 @@
 //! both reach the application with their roles → renewal outside and inside its window →
 //! revocation cuts an open keep-alive connection → CRL → re-issue → enroll again.
 
-#![allow(clippy::unwrap_used)]
 
-mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use support::*;
+use crate::support::*;
 
 const CORP: &str = "44444444444444";
 

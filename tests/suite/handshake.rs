@@ -1,12 +1,10 @@
 //! Which client certificates the handshake accepts, each refusal counted in `/metrics`, and real
 //! clients (curl) on the same listener.
 
-#![allow(clippy::unwrap_used, clippy::result_large_err)]
 
-mod support;
 
 use rcgen::ExtendedKeyUsagePurpose;
-use support::*;
+use crate::support::*;
 use time::{Duration, OffsetDateTime};
 
 async fn refused(server: &Server, fixture: &Fixture, leaf: &Leaf) -> String {

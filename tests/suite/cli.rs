@@ -2,16 +2,14 @@
 //! its output (aligned columns, `--json`), and each bad value refused with one line, the right
 //! exit code (1 refused, 2 bad input, 3 not found) and nothing changed.
 
-#![allow(clippy::unwrap_used)]
 
-mod support;
 
 use std::path::Path;
 use std::process::Output;
 
 use certgate::lifecycle::{Actor, Context, KeySource, LifecycleError};
 use certgate::model::Holder;
-use support::*;
+use crate::support::*;
 
 const CORP: &str = "88888888888888";
 

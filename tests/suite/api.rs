@@ -1,9 +1,7 @@
 //! certgate's own endpoints refuse bad input clearly and change nothing: PINs, permits, CSRs,
 //! PKCS#12 passwords, cross-corporation admin actions, revoked certificates, retries.
 
-#![allow(clippy::unwrap_used)]
 
-mod support;
 
 use std::sync::Arc;
 
@@ -13,7 +11,7 @@ use certgate::model::{Holder, Role};
 use certgate::store::PermitState;
 use http_body_util::BodyExt as _;
 use secrecy::ExposeSecret as _;
-use support::*;
+use crate::support::*;
 
 const CORP_A: &str = "55555555555555";
 const CORP_B: &str = "66666666666666";

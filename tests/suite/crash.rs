@@ -1,9 +1,7 @@
 //! Crash safety: `kill -9` of the server during 50 parallel enrollments. After a restart, every
 //! certificate a client received is in the ledger, and no permit is half-used.
 
-#![allow(clippy::unwrap_used)]
 
-mod support;
 
 use std::sync::Arc;
 
@@ -11,7 +9,7 @@ use certgate::lifecycle::{Context, KeySource};
 use certgate::model::{Holder, Role};
 use certgate::store::PermitState;
 use secrecy::ExposeSecret as _;
-use support::*;
+use crate::support::*;
 
 const CORP: &str = "33333333333333";
 const USERS: usize = 50;

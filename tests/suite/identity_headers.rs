@@ -1,11 +1,9 @@
 //! What reaches the application: exactly the documented identity headers, computed by certgate,
 //! and never a copy a client sent.
 
-#![allow(clippy::unwrap_used, clippy::result_large_err)]
 
-mod support;
 
-use support::*;
+use crate::support::*;
 
 const DOCUMENTED: [&str; 10] = [
     "x-client-verify",

@@ -2,16 +2,14 @@
 //! the user's machine, an interrupted enrollment is retried with the same key, renewal happens
 //! only inside its window and replaces both files.
 
-#![allow(clippy::unwrap_used)]
 
-mod support;
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::{Duration, Instant};
 
-use support::*;
+use crate::support::*;
 
 const CORP: &str = "99999999999990";
 

@@ -2,14 +2,12 @@
 //! reports what it did, a refused client certificate shows up as errors and exit 1, and bad
 //! command-line input is refused with exit 2 and a message naming what is wrong.
 
-#![allow(clippy::unwrap_used)]
 
-mod support;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use support::*;
+use crate::support::*;
 
 struct Target {
     // Held for the server's lifetime and its files.

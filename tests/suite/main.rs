@@ -1,0 +1,24 @@
+//! certgate's integration tests, in one test binary: the real `certgate` binary is started with a
+//! temporary config on free ports and driven by real clients. One binary links the crate once
+//! instead of once per file, and its tests run side by side.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::result_large_err,
+    reason = "a test that cannot go on should fail loudly, at the line that could not"
+)]
+
+mod support;
+
+mod api;
+mod cli;
+mod client;
+mod crash;
+mod handshake;
+mod identity_headers;
+mod layout;
+mod life;
+mod load;
+mod proxy;
+mod standing;
+mod story;
