@@ -218,7 +218,11 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         tracing::info!(listener = "ops", %address, "listening");
         tokio::spawn(crate::ops::serve(ops, metrics.clone(), readiness.clone()));
     }
-    let refresher = tokio::spawn(standing.clone().refresh_periodically(config.revocation.poll));
+    let refresher = tokio::spawn(
+        standing
+            .clone()
+            .refresh_periodically(config.revocation.poll),
+    );
     let freshness = tokio::spawn(watch_freshness(
         standing.clone(),
         lifecycle.clock().clone(),

@@ -87,7 +87,10 @@ const SET_BY_CERTGATE: [HeaderName; 4] = [
 /// target's authority (`:authority` in h2), or a `Connection` header naming `Host`,
 /// `Content-Length` or a header certgate sets (its removal as hop-by-hop would change what the
 /// application sees).
-pub fn check_framing<B>(request: &http::Request<B>, names: &HeaderNames) -> Result<(), &'static str> {
+pub fn check_framing<B>(
+    request: &http::Request<B>,
+    names: &HeaderNames,
+) -> Result<(), &'static str> {
     let headers = request.headers();
     let mut hosts = headers.get_all(header::HOST).iter();
     let host = hosts.next();
@@ -109,7 +112,9 @@ pub fn check_framing<B>(request: &http::Request<B>, names: &HeaderNames) -> Resu
             || SET_BY_CERTGATE.iter().any(|name| name.as_str() == lower)
             || is_protected(&lower.replace('_', "-"), names);
         if protected {
-            return Err("The Connection header names a header that must reach the application as certgate sets it.");
+            return Err(
+                "The Connection header names a header that must reach the application as certgate sets it.",
+            );
         }
     }
     Ok(())
@@ -240,7 +245,13 @@ mod tests {
     #[test]
     fn underscore_spellings_never_pass() {
         let mut headers = HeaderMap::new();
-        for name in ["x_client_user_id", "x-client_role", "x_forwarded_for", "client_cert", "x-original-url"] {
+        for name in [
+            "x_client_user_id",
+            "x-client_role",
+            "x_forwarded_for",
+            "client_cert",
+            "x-original-url",
+        ] {
             headers.append(
                 HeaderName::from_bytes(name.as_bytes()).unwrap(),
                 HeaderValue::from_static("attacker"),
@@ -265,7 +276,10 @@ mod tests {
 
     #[test]
     fn framing_that_could_be_read_two_ways_is_refused() {
-        let ok = http::Request::get("/").header("host", "bank").body(()).unwrap();
+        let ok = http::Request::get("/")
+            .header("host", "bank")
+            .body(())
+            .unwrap();
         assert!(check_framing(&ok, &names()).is_ok());
         let two = http::Request::get("/")
             .header("host", "bank")
@@ -283,7 +297,13 @@ mod tests {
             .body(())
             .unwrap();
         assert!(check_framing(&agree, &names()).is_ok());
-        for listed in ["Host, X-Forwarded-Host", "x-client-user-id", "content-length", "X-Role", "keep-alive, x-forwarded-for"] {
+        for listed in [
+            "Host, X-Forwarded-Host",
+            "x-client-user-id",
+            "content-length",
+            "X-Role",
+            "keep-alive, x-forwarded-for",
+        ] {
             let request = http::Request::get("/")
                 .header("connection", listed)
                 .body(())

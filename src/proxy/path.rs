@@ -134,9 +134,7 @@ pub fn normalise(path: &str) -> Result<Normalised<'_>, PathError> {
 /// Nothing to decode, merge, remove or strip.
 fn is_plain(path: &str) -> bool {
     let bytes = path.as_bytes();
-    !bytes
-        .iter()
-        .any(|byte| matches!(byte, b'%' | b';' | b'\\'))
+    !bytes.iter().any(|byte| matches!(byte, b'%' | b';' | b'\\'))
         && !path.contains("//")
         && !bytes
             .windows(2)
@@ -231,7 +229,14 @@ mod tests {
 
     #[test]
     fn plain_paths_are_borrowed() {
-        for path in ["/", "/a/b", "/login", "/a/b/", "/a.b/c..d", "/.well-known/est/cacerts"] {
+        for path in [
+            "/",
+            "/a/b",
+            "/login",
+            "/a/b/",
+            "/a.b/c..d",
+            "/.well-known/est/cacerts",
+        ] {
             let normal = normalise(path).unwrap();
             assert!(matches!(normal.forward, Cow::Borrowed(_)), "{path}");
             assert_eq!(normal.forward, path);

@@ -23,7 +23,6 @@ use tokio::sync::watch;
 use crate::model::{Clock, Role, Serial};
 use crate::store::{CorporationStatus, Registry, StoreError, UserStatus};
 
-
 /// A user's standing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserStanding {
@@ -177,8 +176,7 @@ impl Standing {
             );
         }
         self.current.store(Arc::new(snapshot));
-        self.synced_at
-            .store(self.clock.unix(), Ordering::Release);
+        self.synced_at.store(self.clock.unix(), Ordering::Release);
         self.version.send_modify(|version| *version += 1);
         Ok(())
     }

@@ -1,17 +1,15 @@
 //! certgate's own endpoints refuse bad input clearly and change nothing: PINs, permits, CSRs,
 //! PKCS#12 passwords, cross-corporation admin actions, revoked certificates, retries.
 
-
-
 use std::sync::Arc;
 
+use crate::support::*;
 use bytes::Bytes;
 use certgate::lifecycle::{Actor, Context, KeySource, Lifecycle};
 use certgate::model::{Holder, Role};
 use certgate::store::PermitState;
 use http_body_util::BodyExt as _;
 use secrecy::ExposeSecret as _;
-use crate::support::*;
 
 const CORP_A: &str = "55555555555555";
 const CORP_B: &str = "66666666666666";

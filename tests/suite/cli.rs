@@ -2,14 +2,12 @@
 //! its output (aligned columns, `--json`), and each bad value refused with one line, the right
 //! exit code (1 refused, 2 bad input, 3 not found) and nothing changed.
 
-
-
 use std::path::Path;
 use std::process::Output;
 
+use crate::support::*;
 use certgate::lifecycle::{Actor, Context, KeySource, LifecycleError};
 use certgate::model::Holder;
-use crate::support::*;
 
 const CORP: &str = "88888888888888";
 

@@ -2,8 +2,6 @@
 //! the user's machine, an interrupted enrollment is retried with the same key, renewal happens
 //! only inside its window and replaces both files.
 
-
-
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};

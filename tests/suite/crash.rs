@@ -1,15 +1,13 @@
 //! Crash safety: `kill -9` of the server during 50 parallel enrollments. After a restart, every
 //! certificate a client received is in the ledger, and no permit is half-used.
 
-
-
 use std::sync::Arc;
 
+use crate::support::*;
 use certgate::lifecycle::{Context, KeySource};
 use certgate::model::{Holder, Role};
 use certgate::store::PermitState;
 use secrecy::ExposeSecret as _;
-use crate::support::*;
 
 const CORP: &str = "33333333333333";
 const USERS: usize = 50;

@@ -1,10 +1,8 @@
 //! Which client certificates the handshake accepts, each refusal counted in `/metrics`, and real
 //! clients (curl) on the same listener.
 
-
-
-use rcgen::ExtendedKeyUsagePurpose;
 use crate::support::*;
+use rcgen::ExtendedKeyUsagePurpose;
 use time::{Duration, OffsetDateTime};
 
 async fn refused(server: &Server, fixture: &Fixture, leaf: &Leaf) -> String {

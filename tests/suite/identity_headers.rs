@@ -1,8 +1,6 @@
 //! What reaches the application: exactly the documented identity headers, computed by certgate,
 //! and never a copy a client sent.
 
-
-
 use crate::support::*;
 
 const DOCUMENTED: [&str; 10] = [

@@ -1,8 +1,6 @@
 //! The process: first start on the shipped config, bad configs, SIGHUP reload, SIGTERM drain,
 //! ops endpoints, and the echo command.
 
-
-
 use std::process::Stdio;
 use std::time::Duration;
 

@@ -2,8 +2,6 @@
 //! reports what it did, a refused client certificate shows up as errors and exit 1, and bad
 //! command-line input is refused with exit 2 and a message naming what is wrong.
 
-
-
 use std::path::PathBuf;
 use std::process::{Command, Output};
 

@@ -19,6 +19,8 @@ mod identity_headers;
 mod layout;
 mod life;
 mod load;
+mod paths;
 mod proxy;
+mod spoofing;
 mod standing;
 mod story;

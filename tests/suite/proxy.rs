@@ -1,14 +1,12 @@
 //! Forwarding: HTTP/1.1 and h2 from clients, streaming bodies both ways with flat memory,
 //! hop-by-hop headers, the upstream failing, and protocol upgrades.
 
-
-
 use std::time::Duration;
 
+use crate::support::*;
 use futures_util::{SinkExt as _, StreamExt as _};
 use http::Request;
 use http_body_util::BodyExt as _;
-use crate::support::*;
 
 fn upstream_config(url: &str, extra: &str) -> String {
     format!("[upstream]\nurl = \"{url}\"\n{extra}")

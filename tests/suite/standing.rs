@@ -1,12 +1,10 @@
 //! The registry's standing on the proxy path: roles from the registry, suspended users, and the
 //! application's ID + PIN login form once a corporation requires certificates.
 
-
-
+use crate::support::*;
 use certgate::lifecycle::Context;
 use certgate::model::Role;
 use certgate::store::UserStatus;
-use crate::support::*;
 
 const CORP_A: &str = "11111111111111";
 const CORP_B: &str = "22222222222222";

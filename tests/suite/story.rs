@@ -3,8 +3,6 @@
 //! both reach the application with their roles → renewal outside and inside its window →
 //! revocation cuts an open keep-alive connection → CRL → re-issue → enroll again.
 
-
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

@@ -1,0 +1,141 @@
+//! Real programs the tests talk to, where behaviour depends on them: nginx (it normalises
+//! paths), a WSGI server (it maps `_` and `-` to the same variable). Each is started on a free
+//! loopback port in a temporary directory and killed when dropped; a missing program fails the
+//! test with the package to install (`scripts/test.sh` installs them).
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A program started by a test, killed on drop.
+pub struct Program {
+    pub child: Child,
+    pub addr: SocketAddr,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Drop for Program {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A loopback port nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until `addr` accepts connections (the program is up), failing fast if it exited.
+pub fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if std::net::TcpStream::connect(addr).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited with {status} before listening on {addr}");
+        }
+        assert!(Instant::now() < deadline, "{what} did not listen on {addr}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn(program: &str, package: &str, command: &mut Command) -> Child {
+    command.spawn().unwrap_or_else(|err| {
+        panic!("cannot run {program} ({err}); install the Debian package {package} (scripts/test.sh does)")
+    })
+}
+
+/// nginx as a plain-HTTP application that normalises paths as nginx does: `location = /secret`
+/// answers `SECRET`, `location /login` answers `LOGIN <uri>`, anything else
+/// `DEFAULT uri=<uri> request_uri=<request_uri>`.
+pub fn nginx() -> Program {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = dir.path().display();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+worker_processes 1;
+pid {d}/nginx.pid;
+error_log {d}/error.log info;
+events {{ worker_connections 64; }}
+http {{
+  access_log {d}/access.log;
+  client_body_temp_path {d}/client_body;
+  proxy_temp_path {d}/proxy;
+  fastcgi_temp_path {d}/fastcgi;
+  uwsgi_temp_path {d}/uwsgi;
+  scgi_temp_path {d}/scgi;
+  default_type text/plain;
+  server {{
+    listen 127.0.0.1:{port};
+    location = /secret {{ return 200 "SECRET\n"; }}
+    location /login {{ return 200 "LOGIN $uri\n"; }}
+    location / {{ return 200 "DEFAULT uri=$uri request_uri=$request_uri\n"; }}
+  }}
+}}
+"#
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let nginx = if Path::new("/usr/sbin/nginx").exists() {
+        "/usr/sbin/nginx"
+    } else {
+        "nginx"
+    };
+    let mut child = spawn(
+        "nginx",
+        "nginx",
+        Command::new(nginx)
+            .arg("-p")
+            .arg(dir.path())
+            .arg("-e")
+            .arg(dir.path().join("error.log"))
+            .arg("-c")
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    wait_listening(&mut child, addr, "nginx");
+    Program {
+        child,
+        addr,
+        _dir: Some(dir),
+    }
+}
+
+/// The WSGI application of `peers/wsgi_echo.py` on Python's wsgiref.
+pub fn wsgi_echo() -> Program {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers/wsgi_echo.py");
+    let mut child = spawn(
+        "python3",
+        "python3",
+        Command::new("python3")
+            .arg(script)
+            .arg("0")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null()),
+    );
+    let mut first = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut first)
+        .unwrap();
+    let port: u16 = first
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("the WSGI server printed {first:?}, not its port"));
+    Program {
+        child,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        _dir: None,
+    }
+}

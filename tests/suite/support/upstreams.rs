@@ -1,0 +1,101 @@
+//! Upstreams in the test process: echo, big bodies, slow and silent ones.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::{BodyExt as _, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpListener;
+
+use super::*;
+
+/// A plain-HTTP upstream in this process: `/big?bytes=N` streams N bytes, `/slow?ms=N` answers
+/// after N ms, anything else echoes.
+pub async fn test_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(|request: Request<Incoming>| async move {
+                    Ok::<_, Infallible>(upstream_answer(request).await)
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn query_number(request: &Request<Incoming>, key: &str) -> u64 {
+    request
+        .uri()
+        .query()
+        .and_then(|q| {
+            q.split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn upstream_answer(request: Request<Incoming>) -> Response<Body> {
+    match request.uri().path() {
+        "/big" => {
+            let total = query_number(&request, "bytes");
+            let chunk = Bytes::from(vec![b'x'; 1 << 20]);
+            let chunks = total.div_ceil(1 << 20);
+            let stream = futures_util::stream::iter((0..chunks).map(move |index| {
+                let len = (total - index * (1 << 20)).min(1 << 20) as usize;
+                Ok::<_, Infallible>(hyper::body::Frame::data(chunk.slice(..len)))
+            }));
+            Response::new(http_body_util::StreamBody::new(stream).boxed())
+        }
+        "/slow" => {
+            tokio::time::sleep(Duration::from_millis(query_number(&request, "ms"))).await;
+            Response::new(Full::new(Bytes::from_static(b"slow answer")).boxed())
+        }
+        _ => certgate::proxy::echo_response(request)
+            .await
+            .map(|body| body.boxed()),
+    }
+}
+
+/// An upstream that accepts connections and never answers.
+pub async fn silent_upstream() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = listener.accept().await {
+            held.push(stream);
+        }
+    });
+    addr
+}
+
+/// An address where nothing listens.
+pub fn closed_port() -> SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap()
+}
+
+/// A streamed request body of `total` bytes in 1 MiB chunks.
+pub fn big_body(total: u64) -> Body {
+    let chunk = Bytes::from(vec![b'u'; 1 << 20]);
+    let chunks = total.div_ceil(1 << 20);
+    let stream = futures_util::stream::iter((0..chunks).map(move |index| {
+        let len = (total - index * (1 << 20)).min(1 << 20) as usize;
+        Ok::<_, Infallible>(hyper::body::Frame::data(chunk.slice(..len)))
+    }));
+    http_body_util::StreamBody::new(stream).boxed()
+}
