@@ -14,6 +14,8 @@ mod api;
 mod cli;
 mod client;
 mod crash;
+mod enrollment;
+mod exhaustion;
 mod handshake;
 mod identity_headers;
 mod layout;

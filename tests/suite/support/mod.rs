@@ -3,12 +3,14 @@
 //! programs where behaviour depends on them: nginx, a WSGI server).
 #![allow(dead_code, reason = "each test module uses its part of the support")]
 
+mod bank;
 mod client;
 mod peers;
 mod pki;
 mod server;
 mod upstreams;
 
+pub use bank::*;
 pub use client::*;
 pub use peers::*;
 pub use pki::*;

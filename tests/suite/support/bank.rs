@@ -1,0 +1,208 @@
+//! A bank with two corporations seeded through the lifecycle, each with its administrator
+//! enrolled, and certgate serving it: the set-up of the tests of certgate's own endpoints.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use certgate::lifecycle::{Actor, Context, KeySource, Lifecycle};
+use certgate::model::{Holder, Role};
+use certgate::store::PermitState;
+use http_body_util::BodyExt as _;
+use secrecy::ExposeSecret as _;
+
+use super::*;
+
+pub const CORP_A: &str = "55555555555555";
+pub const CORP_B: &str = "66666666666666";
+
+pub struct Bank {
+    pub fixture: Fixture,
+    pub server: Server,
+    pub lifecycle: Lifecycle,
+    /// PEM chain of the generation + root, for clients' identity.
+    pub admin_a: Leaf,
+    pub admin_b: Leaf,
+}
+
+pub fn csr() -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, "99999999999999 mallory");
+    (
+        params.serialize_request(&key).unwrap().pem().unwrap(),
+        key.serialize_pem(),
+    )
+}
+
+pub async fn enroll_admin(lifecycle: &Lifecycle, corp: &str) -> Leaf {
+    let holder = Holder {
+        corp_id: corp.into(),
+        user_id: None,
+    };
+    let pin = lifecycle
+        .issue_permit(&holder, &Context::operator())
+        .await
+        .unwrap()
+        .pin;
+    let (csr, key) = csr();
+    let ctx = Context {
+        actor: Actor::Enrollee(holder.clone()),
+        client_addr: None,
+    };
+    let enrolled = lifecycle
+        .enroll(holder, &pin, KeySource::Csr(csr.into_bytes()), &ctx)
+        .await
+        .unwrap();
+    let cert_pem = pem_of(enrolled.certificate.as_ref());
+    Leaf {
+        cert_pem,
+        key_pem: key,
+        der: enrolled.certificate.to_vec(),
+        serial: vec![],
+    }
+}
+
+pub fn pem_of(der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+        lines.join("\n")
+    )
+}
+
+impl Bank {
+    pub async fn open(lifecycle_extra: &str) -> Self {
+        let fixture = Fixture::new();
+        let text = fixture.config("client_auth = \"optional\"", lifecycle_extra);
+        let config = certgate::config::Config::parse(&text).unwrap();
+        certgate::pki::Pki::init(
+            certgate::pki::PkiSettings::from(&config.pki),
+            certgate::model::now(),
+        )
+        .unwrap();
+        let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
+            .await
+            .unwrap();
+        let operator = Context::operator();
+        for corp in [CORP_A, CORP_B] {
+            lifecycle
+                .add_corporation(corp, "Corp", "admin@corp.example", &operator)
+                .await
+                .unwrap();
+            lifecycle
+                .add_user(corp, "taro", Role::General, None, &operator)
+                .await
+                .unwrap();
+            lifecycle
+                .add_user(corp, "boss", Role::Master, None, &operator)
+                .await
+                .unwrap();
+        }
+        let admin_a = enroll_admin(&lifecycle, CORP_A).await;
+        let admin_b = enroll_admin(&lifecycle, CORP_B).await;
+        let server = fixture.start("client_auth = \"optional\"", lifecycle_extra);
+        Self {
+            fixture,
+            server,
+            lifecycle,
+            admin_a,
+            admin_b,
+        }
+    }
+
+    pub async fn permit(&self, corp: &str, user: Option<&str>) -> String {
+        let holder = Holder {
+            corp_id: corp.into(),
+            user_id: user.map(str::to_owned),
+        };
+        self.lifecycle
+            .issue_permit(&holder, &Context::operator())
+            .await
+            .unwrap()
+            .pin
+            .expose_secret()
+            .to_owned()
+    }
+
+    pub fn client(&self, leaf: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
+        client_config(&self.fixture.ca, leaf, &[b"http/1.1"])
+    }
+
+    pub async fn post(
+        &self,
+        leaf: Option<&Leaf>,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (u16, http::HeaderMap, serde_json::Value, Bytes) {
+        let mut conn = Conn::open(self.server.addr, self.client(leaf))
+            .await
+            .unwrap();
+        let mut request = http::Request::post(path).header("host", "localhost");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = conn
+            .send(
+                request
+                    .body(http_body_util::Full::new(body.into()).boxed())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
+        (parts.status.as_u16(), parts.headers, json, bytes)
+    }
+
+    pub async fn enroll_json(
+        &self,
+        corp: &str,
+        user: Option<&str>,
+        pin: &str,
+        csr: &str,
+    ) -> (u16, serde_json::Value) {
+        let mut body = serde_json::json!({"corp_id": corp, "pin": pin, "csr": csr});
+        if let Some(user) = user {
+            body["user_id"] = serde_json::Value::String(user.into());
+        }
+        let (status, _, json, _) = self
+            .post(
+                None,
+                "/certgate/api/enroll",
+                &[("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await;
+        (status, json)
+    }
+
+    pub async fn permit_state(&self, corp: &str, user: Option<&str>) -> (PermitState, u32) {
+        let holder = Holder {
+            corp_id: corp.into(),
+            user_id: user.map(str::to_owned),
+        };
+        let permit = self
+            .lifecycle
+            .store()
+            .latest_permit(&holder)
+            .await
+            .unwrap()
+            .unwrap();
+        (permit.state, permit.failures)
+    }
+}
+
+pub fn problem_type(json: &serde_json::Value) -> &str {
+    json["type"].as_str().unwrap_or("")
+}
+
