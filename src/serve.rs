@@ -230,7 +230,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         metrics.clone(),
         readiness.clone(),
     ));
-    let crl_every = config.pki.crl_validity / 2;
+    let crl_every = CrlWriter::interval(lifecycle.crl_validity());
     let crls = tokio::spawn(crl_writer.run(lifecycle.clone(), crl_every));
     let sweeper = tokio::spawn(forget_expired_files(lifecycle.clone()));
 

@@ -22,6 +22,12 @@ impl CrlWriter {
         Self::default()
     }
 
+    /// How often CRLs are re-signed: at half their validity, so that a relying party that
+    /// fetched one just before it was replaced still holds a valid CRL for half of it.
+    pub fn interval(crl_validity: time::Duration) -> Duration {
+        Duration::try_from(crl_validity / 2).unwrap_or(Duration::from_secs(3600))
+    }
+
     /// Re-sign soon. Requests made while a write runs lead to one more write after it.
     pub fn request(&self) {
         self.wake.notify_one();
@@ -71,6 +77,12 @@ impl Lifecycle {
             }
             Ok(written)
         })
+    }
+
+    /// `pki.crl_validity` of the CA in use.
+    pub fn crl_validity(&self) -> time::Duration {
+        self.with_pki(|pki| Ok(pki.settings().crl_validity))
+            .unwrap_or(time::Duration::days(7))
     }
 
     /// The DER CRL of a generation, as last written.

@@ -55,6 +55,27 @@ pub struct Enrolled {
     pub repeated: bool,
 }
 
+impl std::fmt::Debug for Enrolled {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Enrolled")
+            .field("serial", &self.serial)
+            .field("not_after", &self.not_after)
+            .field("repeated", &self.repeated)
+            .field(
+                "private_key",
+                &self.private_key.as_ref().map(|_| "<hidden>"),
+            )
+            .field(
+                "p12",
+                &self
+                    .p12
+                    .as_ref()
+                    .map(|p12| format!("<{} bytes>", p12.len())),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 /// What `GET /certgate/api/me` shows.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MeView {

@@ -14,6 +14,8 @@ mod enroll;
 mod error;
 mod manage;
 mod pin;
+#[cfg(test)]
+mod tests;
 
 use std::future::Future;
 use std::pin::Pin;

@@ -530,6 +530,50 @@ async fn retry_lookup(reg: Arc<dyn Registry>) {
     assert!(reg.find_retry(9_999, t(0)).await.unwrap().is_none());
 }
 
+/// The `certificate.p12` of an enrollment is kept for its retry, and erased when the window
+/// closes, when the holder gets a new permit (re-issue), and when the certificate is revoked.
+async fn kept_p12_lives_only_as_long_as_its_retry(reg: Arc<dyn Registry>) {
+    let reg = &*reg;
+    add_corp(reg, CORP).await;
+    add_user(reg, CORP, "alice", Role::General).await;
+    let alice = Holder::user(CORP, "alice");
+    let kept = |until| KeptP12 {
+        file: Der(vec![0x30, 0x01, 0x00]),
+        until,
+    };
+    let enroll_with_file = |serial: &'static str, at: OffsetDateTime| {
+        let alice = alice.clone();
+        async move {
+            let p = permit(reg, &alice, at).await.permit.permit_id;
+            let mut issuance = issuance(Some(p), cert(serial, &alice, at), true);
+            issuance.kept_p12 = Some(kept(at + Duration::minutes(10)));
+            reg.record_issuance(&issuance).await.unwrap();
+            p
+        }
+    };
+    let p = enroll_with_file("a1", t(0)).await;
+    let retry = reg.find_retry(p, t(0)).await.unwrap().unwrap();
+    assert_eq!(retry.p12, Some(Der(vec![0x30, 0x01, 0x00])));
+    // Past its window it is not handed out, and the sweep erases it.
+    let later = t(0) + Duration::minutes(11);
+    assert_eq!(reg.find_retry(p, later).await.unwrap().unwrap().p12, None);
+    assert_eq!(reg.forget_expired_files(later).await.unwrap(), 1);
+    // A new permit for the holder (a re-issue) ends it at once.
+    let p = enroll_with_file("a2", t(1)).await;
+    permit(reg, &alice, t(1)).await;
+    assert_eq!(reg.find_retry(p, t(1)).await.unwrap().unwrap().p12, None);
+    // So does revoking the certificate.
+    let p = enroll_with_file("a3", t(2)).await;
+    reg.revoke_certificate(
+        &"a3".into(),
+        RevocationReason::KeyCompromise,
+        &audit(t(2), "cert.revoke", CORP, "a3"),
+    )
+    .await
+    .unwrap();
+    assert_eq!(reg.find_retry(p, t(2)).await.unwrap().unwrap().p12, None);
+}
+
 async fn revocation_cascades_over_renewals(reg: Arc<dyn Registry>) {
     let reg = &*reg;
     add_corp(reg, CORP).await;
@@ -878,6 +922,7 @@ backend_tests!(
         issuance_is_atomic,
         failed_issuance_changes_nothing,
         retry_lookup,
+        kept_p12_lives_only_as_long_as_its_retry,
         revocation_cascades_over_renewals,
         revoke_every_unexpired_certificate_of_a_user,
         status_table,

@@ -1,13 +1,11 @@
 //! certgate's own endpoints refuse bad input clearly and change nothing: PINs, permits, CSRs,
 //! PKCS#12 passwords, cross-corporation admin actions, revoked certificates, retries.
 
-
 use crate::support::*;
 use certgate::lifecycle::Context;
-use certgate::model::{Holder, Role};
+use certgate::model::Role;
 use certgate::store::PermitState;
 use http_body_util::BodyExt as _;
-use secrecy::ExposeSecret as _;
 
 #[tokio::test]
 async fn wrong_pin_five_times_locks_the_permit_and_a_missing_credential_is_not_a_failure() {
@@ -49,37 +47,6 @@ async fn wrong_pin_five_times_locks_the_permit_and_a_missing_credential_is_not_a
     let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
     assert_eq!(status, 423);
     assert_eq!(problem_type(&json), "urn:certgate:problem:permit-locked");
-}
-
-#[tokio::test]
-async fn expired_permit_is_refused() {
-    // Only the user's permit is short-lived: a 1 s TTL for the administrators' permits too would
-    // race their own enrollment on a loaded machine. A second lifecycle over the same registry
-    // issues it, as an operator's CLI with that setting would.
-    let bank = Bank::open("").await;
-    let short_ttl = bank.fixture.config(
-        "client_auth = \"optional\"",
-        "[lifecycle]\npermit_ttl = \"1s\"",
-    );
-    let short_ttl = certgate::config::Config::parse(&short_ttl).unwrap();
-    let issuer = certgate::serve::open_lifecycle(&short_ttl, Default::default())
-        .await
-        .unwrap();
-    let holder = Holder {
-        corp_id: CORP_A.into(),
-        user_id: Some("taro".into()),
-    };
-    let pin = issuer
-        .issue_permit(&holder, &Context::operator())
-        .await
-        .unwrap()
-        .pin
-        .expose_secret()
-        .to_owned();
-    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
-    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr().0).await;
-    assert_eq!(status, 403, "{json}");
-    assert_eq!(problem_type(&json), "urn:certgate:problem:permit-expired");
 }
 
 #[tokio::test]

@@ -44,7 +44,10 @@ async fn a_used_pin_gives_back_the_same_certificate_p12_only_with_the_same_passw
     let (status, body) = enroll_p12(&bank, "taro", &pin, "attacker-password").await;
     assert_eq!(status, 409, "{}", String::from_utf8_lossy(&body));
     let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(problem_type(&json), "urn:certgate:problem:retry-password-mismatch");
+    assert_eq!(
+        problem_type(&json),
+        "urn:certgate:problem:retry-password-mismatch"
+    );
     let certificates = taro_certificates(&bank).await;
     assert_eq!(certificates.len(), 1, "nothing was issued");
     assert!(certificates[0].revocation.is_none(), "nothing was revoked");
@@ -74,7 +77,9 @@ async fn a_pin_used_with_a_csr_cannot_get_a_server_made_key() {
     assert_eq!(status, 409, "{json}");
     // Another key through a CSR: refused as well.
     let (other_csr, _) = csr();
-    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &other_csr).await;
+    let (status, json) = bank
+        .enroll_json(CORP_A, Some("taro"), &pin, &other_csr)
+        .await;
     assert_eq!(status, 409, "{json}");
     let certificates = taro_certificates(&bank).await;
     assert_eq!(certificates.len(), 1, "nothing was issued");
@@ -146,8 +151,16 @@ async fn before_the_pin_is_checked_every_refusal_is_the_same_and_costs_one_pin_c
         let before = pin_checks(&bank).await;
         let (status, json) = bank.enroll_json(corp, Some(user), pin, &csr_pem).await;
         assert_eq!(status, 401, "{why}: {json}");
-        assert_eq!(problem_type(&json), "urn:certgate:problem:bad-credentials", "{why}");
-        assert_eq!(pin_checks(&bank).await - before, 1.0, "{why}: one PIN check");
+        assert_eq!(
+            problem_type(&json),
+            "urn:certgate:problem:bad-credentials",
+            "{why}"
+        );
+        assert_eq!(
+            pin_checks(&bank).await - before,
+            1.0,
+            "{why}: one PIN check"
+        );
         bodies.push(json["detail"].clone());
     }
     assert!(
@@ -155,14 +168,23 @@ async fn before_the_pin_is_checked_every_refusal_is_the_same_and_costs_one_pin_c
         "one message for all: {bodies:?}"
     );
     // With the right PIN, the answer may say what is wrong.
-    let (status, json) = bank.enroll_json(CORP_A, Some("jiro"), &jiro_pin, &csr_pem).await;
-    assert_eq!((status, problem_type(&json)), (403, "urn:certgate:problem:user-suspended"));
-    let (status, json) = bank.enroll_json(corp_c, Some("hana"), &hana_pin, &csr_pem).await;
+    let (status, json) = bank
+        .enroll_json(CORP_A, Some("jiro"), &jiro_pin, &csr_pem)
+        .await;
+    assert_eq!(
+        (status, problem_type(&json)),
+        (403, "urn:certgate:problem:user-suspended")
+    );
+    let (status, json) = bank
+        .enroll_json(corp_c, Some("hana"), &hana_pin, &csr_pem)
+        .await;
     assert_eq!(
         (status, problem_type(&json)),
         (409, "urn:certgate:problem:administrator-first")
     );
-    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &taro_pin, &csr_pem).await;
+    let (status, json) = bank
+        .enroll_json(CORP_A, Some("taro"), &taro_pin, &csr_pem)
+        .await;
     assert_eq!(status, 200, "{json}");
 }
 

@@ -73,7 +73,9 @@ async fn preface_only_h2_connections_are_limited_per_address_and_closed_when_idl
     let (send, connection) = h2::client::handshake(tls).await.unwrap();
     tokio::spawn(connection);
     let mut send = send.ready().await.unwrap();
-    let request = http::Request::get("https://localhost/app").body(()).unwrap();
+    let request = http::Request::get("https://localhost/app")
+        .body(())
+        .unwrap();
     let (response, _) = send.send_request(request, true).unwrap();
     assert_eq!(response.await.unwrap().status(), 200);
 

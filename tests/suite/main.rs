@@ -14,6 +14,7 @@ mod api;
 mod cli;
 mod client;
 mod crash;
+mod crl;
 mod enrollment;
 mod exhaustion;
 mod handshake;

@@ -49,7 +49,10 @@ async fn no_spelling_of_a_path_reaches_a_protected_route_without_a_certificate()
         for (path, expected) in ATTACKS {
             let (status, body) = get_path(server.addr, anonymous.clone(), h2, path).await;
             assert_eq!(status, expected, "{path} (h2: {h2}): {body}");
-            assert!(!body.contains("SECRET"), "{path} (h2: {h2}) reached the secret");
+            assert!(
+                !body.contains("SECRET"),
+                "{path} (h2: {h2}) reached the secret"
+            );
         }
     }
 }
@@ -77,7 +80,11 @@ async fn open_routes_stay_open_and_the_application_sees_the_normalised_path() {
         // With a certificate, the same spellings reach /secret: certgate forwards what it decided on.
         for path in ["/secret", "/login/../secret", "/login/..;/secret"] {
             let (status, body) = get_path(server.addr, holder.clone(), h2, path).await;
-            assert_eq!((status, body.as_str()), (200, "SECRET\n"), "{path} (h2: {h2})");
+            assert_eq!(
+                (status, body.as_str()),
+                (200, "SECRET\n"),
+                "{path} (h2: {h2})"
+            );
         }
     }
 }

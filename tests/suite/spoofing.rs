@@ -14,9 +14,12 @@ async fn underscore_spellings_of_identity_headers_never_reach_a_wsgi_application
     let server = fixture.start("", &format!("[upstream]\nurl = \"http://{}\"\n", wsgi.addr));
     let leaf = fixture.ca.client("12345678901234 taro");
     for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
-        let mut conn = Conn::open(server.addr, client_config(&fixture.ca, Some(&leaf), &[alpn]))
-            .await
-            .unwrap();
+        let mut conn = Conn::open(
+            server.addr,
+            client_config(&fixture.ca, Some(&leaf), &[alpn]),
+        )
+        .await
+        .unwrap();
         let (status, _, body) = conn
             .get(
                 "/app",
@@ -40,7 +43,10 @@ async fn underscore_spellings_of_identity_headers_never_reach_a_wsgi_application
         assert_eq!(seen["HTTP_X_FORWARDED_FOR"], "127.0.0.1", "{seen}");
         assert!(seen.get("HTTP_CLIENT_CERT").is_none(), "{seen}");
         assert!(seen.get("HTTP_X_ORIGINAL_URL").is_none(), "{seen}");
-        assert_eq!(seen["HTTP_X_APP_NOTE"], "kept", "ordinary headers pass: {seen}");
+        assert_eq!(
+            seen["HTTP_X_APP_NOTE"], "kept",
+            "ordinary headers pass: {seen}"
+        );
     }
 }
 
@@ -55,9 +61,12 @@ async fn without_a_certificate_the_application_is_told_so_whatever_the_spelling(
             wsgi.addr
         ),
     );
-    let mut conn = Conn::open(server.addr, client_config(&fixture.ca, None, &[b"http/1.1"]))
-        .await
-        .unwrap();
+    let mut conn = Conn::open(
+        server.addr,
+        client_config(&fixture.ca, None, &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     let (_, _, body) = conn
         .get(
             "/",
@@ -82,11 +91,17 @@ async fn allow_underscores_keeps_application_headers_but_never_identity_ones() {
         ),
     );
     let leaf = fixture.ca.client("12345678901234 taro");
-    let mut conn = Conn::open(server.addr, client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]))
-        .await
-        .unwrap();
+    let mut conn = Conn::open(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
     let (_, _, body) = conn
-        .get("/", &[("x_client_user_id", "attacker"), ("my_app_flag", "on")])
+        .get(
+            "/",
+            &[("x_client_user_id", "attacker"), ("my_app_flag", "on")],
+        )
         .await
         .unwrap();
     let seen = echoed(&body);

@@ -205,4 +205,3 @@ impl Bank {
 pub fn problem_type(json: &serde_json::Value) -> &str {
     json["type"].as_str().unwrap_or("")
 }
-

@@ -183,7 +183,11 @@ pub async fn get_path(
         config.alpn_protocols = vec![b"h2".to_vec()];
         let mut conn = Conn::open(addr, Arc::new(config)).await.unwrap();
         let uri: http::Uri = format!("https://localhost{path}").parse().unwrap();
-        assert_eq!(uri.path(), path.split('?').next().unwrap(), "the client kept the path");
+        assert_eq!(
+            uri.path(),
+            path.split('?').next().unwrap(),
+            "the client kept the path"
+        );
         let response = conn
             .send(Request::get(uri).body(empty()).unwrap())
             .await
