@@ -25,5 +25,7 @@ mod load;
 mod paths;
 mod proxy;
 mod spoofing;
+mod stale;
 mod standing;
 mod story;
+mod tunnels;

@@ -200,45 +200,14 @@ async fn a_fast_enough_upstream_is_not_cut_off() {
 #[tokio::test]
 async fn websocket_echo_through_the_proxy() {
     let fixture = Fixture::new();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let upstream = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut socket = tokio_tungstenite::accept_hdr_async(
-                    stream,
-                    |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
-                     response| {
-                        // The identity travels on the upgrade request too.
-                        assert_eq!(request.headers()["x-client-user-id"], "taro");
-                        Ok(response)
-                    },
-                )
-                .await
-                .unwrap();
-                while let Some(Ok(message)) = socket.next().await {
-                    if message.is_text() || message.is_binary() {
-                        socket.send(message).await.unwrap();
-                    }
-                }
-            });
-        }
-    });
+    let upstream = websocket_upstream().await;
     let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
     let leaf = fixture.ca.client("12345678901234 taro");
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let tls =
-        tokio_rustls::TlsConnector::from(client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]))
-            .connect(
-                rustls_pki_types::ServerName::try_from("localhost").unwrap(),
-                tcp,
-            )
-            .await
-            .unwrap();
-    let (mut socket, response) = tokio_tungstenite::client_async("wss://localhost/ws", tls)
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 101);
+    let mut socket = websocket_client(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await;
     for text in ["hello", "こんにちは"] {
         socket
             .send(tokio_tungstenite::tungstenite::Message::text(text))

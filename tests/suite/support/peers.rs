@@ -139,3 +139,37 @@ pub fn wsgi_echo() -> Program {
         _dir: None,
     }
 }
+
+/// Holds the SQLite registry at `db` unreadable (see `peers/lock_sqlite.py`) until dropped.
+pub struct RegistryLock {
+    child: Child,
+}
+
+impl RegistryLock {
+    pub fn hold(db: &Path) -> Self {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers/lock_sqlite.py");
+        let mut child = spawn(
+            "python3",
+            "python3",
+            Command::new("python3")
+                .arg(script)
+                .arg(db)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::inherit()),
+        );
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        assert_eq!(first.trim(), "locked", "the registry lock was not taken");
+        Self { child }
+    }
+}
+
+impl Drop for RegistryLock {
+    fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let _ = self.child.wait();
+    }
+}

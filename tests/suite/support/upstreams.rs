@@ -99,3 +99,57 @@ pub fn big_body(total: u64) -> Body {
     }));
     http_body_util::StreamBody::new(stream).boxed()
 }
+
+/// A WebSocket echo: every text or binary message comes back. The upgrade request must carry the
+/// identity certgate injected (`x-client-user-id`).
+pub async fn websocket_upstream() -> SocketAddr {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut socket) = tokio_tungstenite::accept_hdr_async(
+                    stream,
+                    |request: &tokio_tungstenite::tungstenite::handshake::server::Request,
+                     response| {
+                        assert!(request.headers().contains_key("x-client-user-id"));
+                        Ok(response)
+                    },
+                )
+                .await
+                else {
+                    return;
+                };
+                while let Some(Ok(message)) = socket.next().await {
+                    if (message.is_text() || message.is_binary())
+                        && socket.send(message).await.is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    upstream
+}
+
+/// A WebSocket client over TLS to certgate at `server`, presenting `leaf`.
+pub async fn websocket_client(
+    server: SocketAddr,
+    config: std::sync::Arc<rustls::ClientConfig>,
+) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let tcp = tokio::net::TcpStream::connect(server).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(config)
+        .connect(
+            rustls_pki_types::ServerName::try_from("localhost").unwrap(),
+            tcp,
+        )
+        .await
+        .unwrap();
+    let (socket, response) = tokio_tungstenite::client_async("wss://localhost/ws", tls)
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 101);
+    socket
+}

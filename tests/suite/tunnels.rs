@@ -1,0 +1,93 @@
+//! An upgraded connection (WebSocket) has no next request to refuse: when its certificate is
+//! revoked or its user suspended, certgate closes it, as soon as a new request would be refused.
+//! Before, an open WebSocket outlived the revocation of its certificate.
+
+use std::time::Duration;
+
+use futures_util::{SinkExt as _, StreamExt as _};
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::support::*;
+
+async fn enroll(bank: &Bank, user: &str) -> Leaf {
+    let pin = bank.permit(CORP_A, Some(user)).await;
+    let (csr_pem, key) = csr();
+    let (status, json) = bank.enroll_json(CORP_A, Some(user), &pin, &csr_pem).await;
+    assert_eq!(status, 200, "{json}");
+    Leaf {
+        cert_pem: json["certificate"].as_str().unwrap().to_owned(),
+        key_pem: key,
+        der: vec![],
+        serial: vec![],
+    }
+}
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn echoes(socket: &mut Socket, text: &str) -> bool {
+    if socket.send(Message::text(text)).await.is_err() {
+        return false;
+    }
+    match socket.next().await {
+        Some(Ok(message)) => message.into_text().is_ok_and(|t| t.as_str() == text),
+        _ => false,
+    }
+}
+
+/// Waits until the server closes `socket` (an event: the stream ends or fails).
+async fn closed_by_server(socket: &mut Socket) {
+    let closed = async {
+        loop {
+            match socket.next().await {
+                None | Some(Err(_)) | Some(Ok(Message::Close(_))) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), closed)
+        .await
+        .expect("the server closes the tunnel of a refused certificate");
+}
+
+#[tokio::test]
+async fn revoking_or_suspending_closes_open_websockets_and_only_theirs() {
+    let upstream = websocket_upstream().await;
+    let bank = Bank::open(&format!("[upstream]\nurl = \"http://{upstream}\"\n")).await;
+    let ops = certgate::lifecycle::Context::operator();
+    for user in ["jiro", "hana"] {
+        bank.lifecycle
+            .add_user(CORP_A, user, certgate::model::Role::General, None, &ops)
+            .await
+            .unwrap();
+    }
+    let taro = enroll(&bank, "taro").await;
+    let jiro = enroll(&bank, "jiro").await;
+    let hana = enroll(&bank, "hana").await;
+    let open = |leaf: &Leaf| {
+        websocket_client(
+            bank.server.addr,
+            client_config(&bank.fixture.ca, Some(leaf), &[b"http/1.1"]),
+        )
+    };
+    let mut taro_socket = open(&taro).await;
+    let mut jiro_socket = open(&jiro).await;
+    let mut hana_socket = open(&hana).await;
+    for socket in [&mut taro_socket, &mut jiro_socket, &mut hana_socket] {
+        assert!(echoes(socket, "before").await);
+    }
+
+    let (status, _, json, _) = bank
+        .post(Some(&bank.admin_a), "/certgate/api/admin/users/taro/revoke", &[], "")
+        .await;
+    assert_eq!(status, 200, "{json}");
+    closed_by_server(&mut taro_socket).await;
+
+    let (status, _, json, _) = bank
+        .post(Some(&bank.admin_a), "/certgate/api/admin/users/jiro/suspend", &[], "")
+        .await;
+    assert_eq!(status, 200, "{json}");
+    closed_by_server(&mut jiro_socket).await;
+
+    // The twin: a tunnel whose certificate is in good standing goes on.
+    assert!(echoes(&mut hana_socket, "after").await);
+}
