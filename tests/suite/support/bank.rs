@@ -80,7 +80,11 @@ pub fn pem_of(der: &[u8]) -> String {
 
 impl Bank {
     pub async fn open(lifecycle_extra: &str) -> Self {
-        let fixture = Fixture::new();
+        Self::open_with(Fixture::new(), lifecycle_extra).await
+    }
+
+    /// Like [`Self::open`], over a fixture the test prepared.
+    pub async fn open_with(fixture: Fixture, lifecycle_extra: &str) -> Self {
         let text = fixture.config("client_auth = \"optional\"", lifecycle_extra);
         let config = certgate::config::Config::parse(&text).unwrap();
         certgate::pki::Pki::init(

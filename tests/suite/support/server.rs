@@ -22,6 +22,9 @@ pub struct Fixture {
     pub ca_path: PathBuf,
     pub server_cert: PathBuf,
     pub server_key: PathBuf,
+    /// Whether the test CA's `[[trust.ca]]` says `lifecycle = true` (default false: its
+    /// certificates log in to the application but cannot use certgate's own operations).
+    pub ca_for_lifecycle: std::sync::atomic::AtomicBool,
 }
 
 impl Fixture {
@@ -35,6 +38,7 @@ impl Fixture {
             server_key: dir.path().join("server.key"),
             dir,
             ca,
+            ca_for_lifecycle: std::sync::atomic::AtomicBool::new(false),
         };
         std::fs::write(&fixture.ca_path, &fixture.ca.cert_pem).unwrap();
         std::fs::write(&fixture.server_cert, &server.cert_pem).unwrap();
@@ -62,6 +66,7 @@ shutdown_grace = "5s"
 [[trust.ca]]
 name = "g1"
 cert = "{ca}"
+lifecycle = {lifecycle}
 
 [ops]
 listen = "127.0.0.1:0"
@@ -81,6 +86,7 @@ dir = "{dir}/pki"
             cert = self.server_cert.display(),
             key = self.server_key.display(),
             ca = self.ca_path.display(),
+            lifecycle = self.ca_for_lifecycle.load(std::sync::atomic::Ordering::Relaxed),
             dir = self.dir.path().display(),
         )
     }
