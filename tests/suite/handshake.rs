@@ -319,7 +319,12 @@ async fn max_connections_holds_new_connections_until_one_closes() {
     let mut first = Conn::open(server.addr, config.clone()).await.unwrap();
     assert_eq!(first.get("/", &[]).await.unwrap().0, 200);
     let second = tokio::spawn(get_once(server.addr, config, "/", &[]));
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // Round trips on the first connection give the server every chance to take the second:
+    // it must not, and only one connection is open.
+    for _ in 0..3 {
+        assert_eq!(first.get("/", &[]).await.unwrap().0, 200);
+        assert_eq!(server.metric("certgate_open_connections").await, 1.0);
+    }
     assert!(
         !second.is_finished(),
         "a second connection was served beyond max_connections = 1"

@@ -258,14 +258,17 @@ async fn sighup_adds_a_trust_ca_while_an_open_connection_keeps_working() {
 #[tokio::test]
 async fn sigterm_lets_the_in_flight_request_finish_then_exits_0() {
     let fixture = Fixture::new();
-    let upstream = test_upstream().await;
+    let (upstream, mut arrived, release) = gated_upstream().await;
     let mut server = fixture.start("", &format!("[upstream]\nurl = \"http://{upstream}\""));
     let leaf = fixture.ca.client("12345678901234 taro");
     let config = client_config(&fixture.ca, Some(&leaf), &[]);
     let addr = server.addr;
-    let in_flight = tokio::spawn(async move { get_once(addr, config, "/slow?ms=1000", &[]).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let in_flight = tokio::spawn(async move { get_once(addr, config, "/slow", &[]).await });
+    // The request is at the application: now stop the server, then let the application answer.
+    arrived.recv().await.unwrap();
     server.signal("TERM");
+    server.wait_for_log("shutting down");
+    release.notify_one();
     let (status, _, body) = in_flight.await.unwrap().unwrap();
     assert_eq!(status, 200);
     assert_eq!(&body[..], b"slow answer");

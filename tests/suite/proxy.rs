@@ -286,14 +286,16 @@ async fn https_upstream_is_verified_against_upstream_ca() {
 }
 
 /// A raw HTTP/1.1 upstream that answers every GET with `ok`, counts the connections it accepted
-/// and keeps each request line; with `close_idle_after`, it closes each connection that long after answering, as an
-/// application with a short keep-alive timeout does (without a `Connection: close` header).
+/// and keeps each request line. With `close_after_answer`, it closes each connection right after
+/// answering, as an application with a short keep-alive timeout does (without a
+/// `Connection: close` header), and reports each close on the channel returned.
 async fn counting_upstream(
-    close_idle_after: Option<Duration>,
+    close_after_answer: bool,
 ) -> (
     std::net::SocketAddr,
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
     std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
 ) {
     use std::sync::atomic::{AtomicUsize, Ordering};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -303,10 +305,12 @@ async fn counting_upstream(
     let counter = accepted.clone();
     let request_lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let lines = request_lines.clone();
+    let (closed_tx, closed_rx) = tokio::sync::mpsc::unbounded_channel();
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             counter.fetch_add(1, Ordering::SeqCst);
             let lines = lines.clone();
+            let closed = closed_tx.clone();
             tokio::spawn(async move {
                 let mut buffer = Vec::new();
                 let mut chunk = [0u8; 4096];
@@ -330,8 +334,10 @@ async fn counting_upstream(
                         {
                             return;
                         }
-                        if let Some(after) = close_idle_after {
-                            tokio::time::sleep(after).await;
+                        if close_after_answer {
+                            let _ = stream.shutdown().await;
+                            drop(stream);
+                            let _ = closed.send(());
                             return;
                         }
                     }
@@ -339,7 +345,7 @@ async fn counting_upstream(
             });
         }
     });
-    (addr, accepted, request_lines)
+    (addr, accepted, request_lines, closed_rx)
 }
 
 #[tokio::test]
@@ -350,7 +356,7 @@ async fn upstream_connections_are_reused_and_one_closed_while_idle_is_not_an_err
 
     // Keep-alive: sequential requests, even from separate client connections, share one
     // upstream connection.
-    let (keeps, accepted, request_lines) = counting_upstream(None).await;
+    let (keeps, accepted, request_lines, _) = counting_upstream(false).await;
     let server = fixture.start("", &upstream_config(&format!("http://{keeps}"), ""));
     let config = client_config(&fixture.ca, Some(&leaf), &[]);
     for _ in 0..5 {
@@ -364,16 +370,17 @@ async fn upstream_connections_are_reused_and_one_closed_while_idle_is_not_an_err
     assert_eq!(request_lines.lock().unwrap()[0], "GET / HTTP/1.1");
     drop(server);
 
-    // The application closes each connection shortly after answering: the pooled connection is
-    // dead by the next request, which must still be answered, on a new connection.
-    let (closes, accepted, _) = counting_upstream(Some(Duration::from_millis(50))).await;
+    // The application closes each connection after answering: the pooled connection is dead by
+    // the next request (the test waits for the close), which must still be answered, on a new
+    // connection.
+    let (closes, accepted, _, mut closed) = counting_upstream(true).await;
     let server = fixture.start("", &upstream_config(&format!("http://{closes}"), ""));
     for _ in 0..3 {
         let (status, _, body) = get_once(server.addr, config.clone(), "/", &[])
             .await
             .unwrap();
         assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        closed.recv().await.unwrap();
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }

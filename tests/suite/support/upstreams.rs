@@ -153,3 +153,38 @@ pub async fn websocket_client(
     assert_eq!(response.status(), 101);
     socket
 }
+
+/// An upstream that reports each request's arrival on the channel returned and answers
+/// `slow answer` only when released: a test can act while a request is in flight, on an event.
+pub async fn gated_upstream() -> (
+    SocketAddr,
+    tokio::sync::mpsc::UnboundedReceiver<()>,
+    std::sync::Arc<tokio::sync::Notify>,
+) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (arrived_tx, arrived_rx) = tokio::sync::mpsc::unbounded_channel();
+    let release = std::sync::Arc::new(tokio::sync::Notify::new());
+    let gate = release.clone();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (arrived, gate) = (arrived_tx.clone(), gate.clone());
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_request: Request<Incoming>| {
+                    let (arrived, gate) = (arrived.clone(), gate.clone());
+                    async move {
+                        let _ = arrived.send(());
+                        gate.notified().await;
+                        Ok::<_, Infallible>(Response::new(
+                            Full::new(Bytes::from_static(b"slow answer")).boxed(),
+                        ))
+                    }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, arrived_rx, release)
+}
