@@ -12,12 +12,22 @@ fn curl(dir: &Path, port: u16, h2: bool, path: &str, body: &str, extra: &[&str])
     let mut command = std::process::Command::new("curl");
     command
         .current_dir(dir)
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", "ca-g1.pem"])
+        .args([
+            "-s",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code}",
+            "--cacert",
+            "ca-g1.pem",
+        ])
         .arg(if h2 { "--http2" } else { "--http1.1" })
         .args(["-X", "POST", "--data-binary", &format!("@{body}")])
         .args(extra)
         .arg(format!("https://localhost:{port}{path}"));
-    let out = command.output().expect("curl runs (scripts/test.sh installs it)");
+    let out = command
+        .output()
+        .expect("curl runs (scripts/test.sh installs it)");
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -37,7 +37,11 @@ fn subject_of(dir: &Path, file: &str) -> String {
         .args(["x509", "-in", file, "-noout", "-subject"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -48,31 +52,113 @@ async fn strongswan_pki_gets_the_cas_enrolls_and_re_enrolls() {
     let dir = bank.fixture.dir.path();
     let url = format!("https://localhost:{}", bank.server.addr.port());
 
-    pki(dir, &["--estca", "--url", &url, "--cacert", "ca-g1.pem", "--caout", "est-ca.pem", "--outform", "pem", "--force"]);
+    pki(
+        dir,
+        &[
+            "--estca",
+            "--url",
+            &url,
+            "--cacert",
+            "ca-g1.pem",
+            "--caout",
+            "est-ca.pem",
+            "--outform",
+            "pem",
+            "--force",
+        ],
+    );
     let cas = std::fs::read_to_string(dir.join("est-ca.pem")).expect("pki wrote the root CA");
     assert!(cas.contains("BEGIN CERTIFICATE"), "{cas}");
 
     let pin = bank.permit(CORP_A, Some("taro")).await;
-    let key = pki(dir, &["--gen", "--type", "ecdsa", "--size", "256", "--outform", "pem"]);
+    let key = pki(
+        dir,
+        &[
+            "--gen",
+            "--type",
+            "ecdsa",
+            "--size",
+            "256",
+            "--outform",
+            "pem",
+        ],
+    );
     std::fs::write(dir.join("key.pem"), &key).unwrap();
-    let request = pki(dir, &["--req", "--in", "key.pem", "--dn", "CN=anything", "--outform", "pem"]);
+    let request = pki(
+        dir,
+        &[
+            "--req",
+            "--in",
+            "key.pem",
+            "--dn",
+            "CN=anything",
+            "--outform",
+            "pem",
+        ],
+    );
     std::fs::write(dir.join("req.pem"), &request).unwrap();
     let cert = pki(
         dir,
-        &["--est", "--url", &url, "--cacert", "ca-g1.pem", "--in", "req.pem", "--userpass",
-          &format!("{CORP_A}.taro:{pin}"), "--outform", "pem"],
+        &[
+            "--est",
+            "--url",
+            &url,
+            "--cacert",
+            "ca-g1.pem",
+            "--in",
+            "req.pem",
+            "--userpass",
+            &format!("{CORP_A}.taro:{pin}"),
+            "--outform",
+            "pem",
+        ],
     );
     std::fs::write(dir.join("cert.pem"), &cert).unwrap();
     assert!(subject_of(dir, "cert.pem").contains(&format!("CN = {CORP_A} taro")));
 
-    let key2 = pki(dir, &["--gen", "--type", "ecdsa", "--size", "256", "--outform", "pem"]);
+    let key2 = pki(
+        dir,
+        &[
+            "--gen",
+            "--type",
+            "ecdsa",
+            "--size",
+            "256",
+            "--outform",
+            "pem",
+        ],
+    );
     std::fs::write(dir.join("key2.pem"), &key2).unwrap();
-    let request2 = pki(dir, &["--req", "--in", "key2.pem", "--dn", "CN=anything", "--outform", "pem"]);
+    let request2 = pki(
+        dir,
+        &[
+            "--req",
+            "--in",
+            "key2.pem",
+            "--dn",
+            "CN=anything",
+            "--outform",
+            "pem",
+        ],
+    );
     std::fs::write(dir.join("req2.pem"), &request2).unwrap();
     let renewed = pki(
         dir,
-        &["--est", "--url", &url, "--cacert", "ca-g1.pem", "--in", "req2.pem", "--cert",
-          "cert.pem", "--key", "key.pem", "--outform", "pem"],
+        &[
+            "--est",
+            "--url",
+            &url,
+            "--cacert",
+            "ca-g1.pem",
+            "--in",
+            "req2.pem",
+            "--cert",
+            "cert.pem",
+            "--key",
+            "key.pem",
+            "--outform",
+            "pem",
+        ],
     );
     std::fs::write(dir.join("cert2.pem"), &renewed).unwrap();
     assert!(subject_of(dir, "cert2.pem").contains(&format!("CN = {CORP_A} taro")));
@@ -85,13 +171,44 @@ async fn a_wrong_pin_fails_strongswan_pki() {
     let dir = bank.fixture.dir.path();
     let url = format!("https://localhost:{}", bank.server.addr.port());
     bank.permit(CORP_A, Some("taro")).await;
-    let key = pki(dir, &["--gen", "--type", "ecdsa", "--size", "256", "--outform", "pem"]);
+    let key = pki(
+        dir,
+        &[
+            "--gen",
+            "--type",
+            "ecdsa",
+            "--size",
+            "256",
+            "--outform",
+            "pem",
+        ],
+    );
     std::fs::write(dir.join("key.pem"), &key).unwrap();
-    let request = pki(dir, &["--req", "--in", "key.pem", "--dn", "CN=x", "--outform", "pem"]);
+    let request = pki(
+        dir,
+        &[
+            "--req",
+            "--in",
+            "key.pem",
+            "--dn",
+            "CN=x",
+            "--outform",
+            "pem",
+        ],
+    );
     std::fs::write(dir.join("req.pem"), &request).unwrap();
     let out = Command::new("pki")
         .current_dir(dir)
-        .args(["--est", "--url", &url, "--cacert", "ca-g1.pem", "--in", "req.pem", "--userpass"])
+        .args([
+            "--est",
+            "--url",
+            &url,
+            "--cacert",
+            "ca-g1.pem",
+            "--in",
+            "req.pem",
+            "--userpass",
+        ])
         .arg(format!("{CORP_A}.taro:WRONG-PIN-12345"))
         .output()
         .unwrap();
@@ -114,7 +231,9 @@ async fn est_answers_on_http1_are_what_libest_reads() {
         .join("\n");
     for (name, body) in [("cacerts", None), ("simpleenroll", Some(der_b64))] {
         let request = match &body {
-            None => format!("GET /.well-known/est/{name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"),
+            None => format!(
+                "GET /.well-known/est/{name} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+            ),
             Some(body) => format!(
                 "POST /.well-known/est/{name} HTTP/1.1\r\nHost: localhost\r\nAuthorization: Basic {basic}\r\nContent-Type: application/pkcs10\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
                 body.len()
@@ -133,7 +252,10 @@ async fn est_answers_on_http1_are_what_libest_reads() {
             .find_map(|line| line.strip_prefix("Content-Length: "))
             .unwrap_or_else(|| panic!("{name}: a Content-Length: {head}"));
         assert_eq!(length.parse::<usize>().unwrap(), body.len());
-        assert!(body.ends_with('\n') && body.matches('\n').count() == 1, "{name}: one line: {body:?}");
+        assert!(
+            body.ends_with('\n') && body.matches('\n').count() == 1,
+            "{name}: one line: {body:?}"
+        );
         base64::engine::general_purpose::STANDARD
             .decode(body.trim_end())
             .unwrap_or_else(|err| panic!("{name}: base64: {err}"));

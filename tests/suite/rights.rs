@@ -33,9 +33,20 @@ async fn an_external_ca_trusted_for_login_cannot_manage_the_registry() {
     // ...but are no administrator of certgate's registry, whatever their CN says.
     let (status, json) = admin_users(&bank, &outsider).await;
     assert_eq!(status, 403, "{json}");
-    assert!(json["detail"].as_str().unwrap().contains("lifecycle = true"), "{json}");
+    assert!(
+        json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lifecycle = true"),
+        "{json}"
+    );
     let (status, _, json, _) = bank
-        .post(Some(&outsider), "/certgate/api/admin/users/taro/reissue", &[], "")
+        .post(
+            Some(&outsider),
+            "/certgate/api/admin/users/taro/reissue",
+            &[],
+            "",
+        )
         .await;
     assert_eq!(status, 403, "{json}");
     // certgate's own administrator certificate may.

@@ -22,8 +22,16 @@ where
     }
 }
 
-async fn status_of(server: &Server, config: std::sync::Arc<rustls::ClientConfig>, path: &str) -> u16 {
-    get_once(server.addr, config, path, &[]).await.unwrap().0.as_u16()
+async fn status_of(
+    server: &Server,
+    config: std::sync::Arc<rustls::ClientConfig>,
+    path: &str,
+) -> u16 {
+    get_once(server.addr, config, path, &[])
+        .await
+        .unwrap()
+        .0
+        .as_u16()
 }
 
 #[tokio::test]
@@ -44,7 +52,9 @@ async fn a_registry_that_cannot_be_read_makes_certificate_requests_503_until_it_
         server.ops_get("/readyz").await.0 == 503
     })
     .await;
-    let (status, headers, body) = get_once(server.addr, holder.clone(), "/app", &[]).await.unwrap();
+    let (status, headers, body) = get_once(server.addr, holder.clone(), "/app", &[])
+        .await
+        .unwrap();
     assert_eq!(status, 503, "{}", String::from_utf8_lossy(&body));
     assert_eq!(headers["retry-after"], "30");
     assert!(String::from_utf8_lossy(&body).contains("revocation-state-stale"));

@@ -22,7 +22,8 @@ async fn enroll(bank: &Bank, user: &str) -> Leaf {
     }
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
 
 async fn echoes(socket: &mut Socket, text: &str) -> bool {
     if socket.send(Message::text(text)).await.is_err() {
@@ -77,13 +78,23 @@ async fn revoking_or_suspending_closes_open_websockets_and_only_theirs() {
     }
 
     let (status, _, json, _) = bank
-        .post(Some(&bank.admin_a), "/certgate/api/admin/users/taro/revoke", &[], "")
+        .post(
+            Some(&bank.admin_a),
+            "/certgate/api/admin/users/taro/revoke",
+            &[],
+            "",
+        )
         .await;
     assert_eq!(status, 200, "{json}");
     closed_by_server(&mut taro_socket).await;
 
     let (status, _, json, _) = bank
-        .post(Some(&bank.admin_a), "/certgate/api/admin/users/jiro/suspend", &[], "")
+        .post(
+            Some(&bank.admin_a),
+            "/certgate/api/admin/users/jiro/suspend",
+            &[],
+            "",
+        )
         .await;
     assert_eq!(status, 200, "{json}");
     closed_by_server(&mut jiro_socket).await;

@@ -86,7 +86,9 @@ dir = "{dir}/pki"
             cert = self.server_cert.display(),
             key = self.server_key.display(),
             ca = self.ca_path.display(),
-            lifecycle = self.ca_for_lifecycle.load(std::sync::atomic::Ordering::Relaxed),
+            lifecycle = self
+                .ca_for_lifecycle
+                .load(std::sync::atomic::Ordering::Relaxed),
             dir = self.dir.path().display(),
         )
     }
