@@ -66,7 +66,7 @@ shutdown_grace = "5s"
 [[trust.ca]]
 name = "g1"
 cert = "{ca}"
-lifecycle = {lifecycle}
+{lifecycle}
 
 [ops]
 listen = "127.0.0.1:0"
@@ -86,9 +86,14 @@ dir = "{dir}/pki"
             cert = self.server_cert.display(),
             key = self.server_key.display(),
             ca = self.ca_path.display(),
-            lifecycle = self
+            lifecycle = if self
                 .ca_for_lifecycle
-                .load(std::sync::atomic::Ordering::Relaxed),
+                .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                "lifecycle = true"
+            } else {
+                ""
+            },
             dir = self.dir.path().display(),
         )
     }
