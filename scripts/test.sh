@@ -38,3 +38,15 @@ echo "test.sh: the Dockerfile's build context"
 scripts/docker-context.sh
 echo "test.sh: cargo test"
 cargo test --all-targets 2>&1
+echo "test.sh: README.md's walk-through"
+scripts/readme-test.sh
+# The walk-through test must fail when the README does: a copy with one command broken.
+broken=$(mktemp)
+sed 's/^\$ certgate corp add --corp-id /$ certgate corp add --corporation /' README.md >"$broken"
+if scripts/readme-test.sh "$broken" >/dev/null 2>&1; then
+  echo "test.sh: scripts/readme-test.sh passed a README with a broken command" >&2
+  rm -f "$broken"
+  exit 1
+fi
+rm -f "$broken"
+echo "test.sh: a README with a broken command fails scripts/readme-test.sh, as it should"

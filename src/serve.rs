@@ -141,8 +141,10 @@ impl OwnPaths for Api {
 pub fn init_logging(log: &LogConfig) {
     let filter = tracing_subscriber::EnvFilter::try_new(&log.level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Colours only for a person at a terminal: a log file or a pipe gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr);
     let _ = match log.format {
         LogFormat::Text => builder.try_init(),
@@ -240,6 +242,9 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         let _ = stopped.await;
     }));
     readiness.set(true);
+    if let Some(dev) = &config.server.dev_ca {
+        print_next_steps(dev, address.port());
+    }
 
     while signals.recv().await == Signal::Reload {
         reload(config_path, &tls, &lifecycle);
@@ -325,4 +330,17 @@ async fn watch_freshness(
             readiness.set_fresh(fresh);
         }
     }
+}
+
+/// On the development start, what a newcomer runs next (README.md's walk-through goes on from
+/// there).
+fn print_next_steps(dev: &Path, port: u16) {
+    let dev = dev.display();
+    tracing::info!(
+        "next: curl --cert {dev}/client.pem --key {dev}/client.key --cacert {dev}/ca.pem https://localhost:{port}/"
+    );
+    tracing::info!(
+        "next: cargo run --release -- corp add --corp-id 12345678901234 --name \"Example Trading\" --admin-email admin@example.jp"
+    );
+    tracing::info!("next: README.md, section \"Walk-through\", goes on from there");
 }

@@ -90,21 +90,25 @@ impl Upstream {
     /// Sends `request` (headers already prepared) and returns the response head with its body
     /// still streaming.
     pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
-        let Target::Http { pool, authority } = &self.target else {
-            return Ok(Box::pin(echo_response(request)).await.map(Either::Right));
-        };
         // The application sees the Host the client asked for (h2 carries it as :authority), or
-        // the application's own authority when the client sent none.
+        // the application's own authority when the client sent none; the echo shows the same.
         if !request.headers().contains_key(header::HOST) {
+            let own = match &self.target {
+                Target::Http { authority, .. } => Some(authority),
+                Target::Echo => None,
+            };
             let host = request
                 .uri()
                 .authority()
-                .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
-                .or_else(|| header::HeaderValue::from_str(authority.as_str()).ok());
+                .or(own)
+                .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok());
             if let Some(host) = host {
                 request.headers_mut().insert(header::HOST, host);
             }
         }
+        let Target::Http { pool, .. } = &self.target else {
+            return Ok(Box::pin(echo_response(request)).await.map(Either::Right));
+        };
         // Origin-form (`GET /path HTTP/1.1`), as an application behind a proxy expects: hyper's
         // connection writes the request target exactly as the URI holds it.
         let path = request

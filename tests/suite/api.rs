@@ -740,6 +740,29 @@ async fn me_shows_identity_status_and_renewal_window() {
 }
 
 #[tokio::test]
+async fn certgates_own_address_says_where_things_are_to_a_browser_and_a_program() {
+    let bank = Bank::open("").await;
+    let mut conn = Conn::open(bank.server.addr, bank.client(None))
+        .await
+        .unwrap();
+    let (status, headers, body) = conn
+        .get(
+            "/certgate/",
+            &[("accept", "text/html,application/xhtml+xml")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert!(String::from_utf8_lossy(&body).contains("/.well-known/est/"));
+    let (status, headers, body) = conn.get("/certgate", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-type"], "application/json");
+    let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(json["endpoints"]["enroll"], "/certgate/api/enroll");
+}
+
+#[tokio::test]
 async fn unknown_paths_wrong_methods_big_bodies_and_bad_json_are_problems() {
     let bank = Bank::open("").await;
     let mut conn = Conn::open(bank.server.addr, bank.client(Some(&bank.admin_a)))

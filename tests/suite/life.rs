@@ -49,6 +49,12 @@ async fn first_start_on_the_shipped_config_makes_a_dev_ca_and_echoes_the_demo_id
         0o600
     );
     server.wait_for_log("development CA — not for production");
+    // After it, what a newcomer runs next, with the port it listens on.
+    server.wait_for_log(&format!(
+        "next: curl --cert certs/dev/client.pem --key certs/dev/client.key --cacert certs/dev/ca.pem https://localhost:{}/",
+        server.addr.port()
+    ));
+    server.wait_for_log("next: cargo run --release -- corp add");
     // The README's curl line.
     let out = std::process::Command::new("curl")
         .args([
