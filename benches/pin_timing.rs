@@ -7,6 +7,9 @@
 //! Run: `cargo bench --bench pin_timing`. Shape: `enroll_refused/{known_user_wrong_pin,
 //! unknown_user,unknown_corporation}`, one lifecycle on a temporary SQLite registry.
 
+// criterion_group! generates an undocumented public function.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 
 use certgate::lifecycle::{Actor, Context, KeySource, Lifecycle, Wiring};

@@ -343,24 +343,28 @@ async fn the_whole_story() {
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("certificate-revoked"));
 
-    // The CRL lists the serial.
-    let out = story.curl(
-        &server,
-        &["--output", story.path("g1.crl").to_str().unwrap()],
-        "/certgate/crl/g1.crl",
-    );
-    assert!(out.status.success());
-    let crl = openssl(
-        &["crl", "-inform", "DER", "-in", "g1.crl", "-noout", "-text"],
-        &dir,
-    );
+    // The CRL lists the serial; it is re-signed in the background, so wait for it.
     std::fs::write(story.path("taro.pem"), &taro.cert_pem).unwrap();
     let serial = openssl(&["x509", "-noout", "-serial", "-in", "taro.pem"], &dir);
     let serial = serial.trim().trim_start_matches("serial=").to_uppercase();
-    assert!(
-        crl.to_uppercase().replace(':', "").contains(&serial),
-        "{serial} not in {crl}"
-    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let crl = loop {
+        let out = story.curl(
+            &server,
+            &["--output", story.path("g1.crl").to_str().unwrap()],
+            "/certgate/crl/g1.crl",
+        );
+        assert!(out.status.success());
+        let crl = openssl(
+            &["crl", "-inform", "DER", "-in", "g1.crl", "-noout", "-text"],
+            &dir,
+        );
+        if crl.to_uppercase().replace(':', "").contains(&serial) {
+            break crl;
+        }
+        assert!(std::time::Instant::now() < deadline, "{serial} not in {crl}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
     assert!(crl.contains("Key Compromise"), "{crl}");
 
     // Re-issue, then enroll again with the new PIN.
