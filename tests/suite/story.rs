@@ -362,7 +362,10 @@ async fn the_whole_story() {
         if crl.to_uppercase().replace(':', "").contains(&serial) {
             break crl;
         }
-        assert!(std::time::Instant::now() < deadline, "{serial} not in {crl}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{serial} not in {crl}"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert!(crl.contains("Key Compromise"), "{crl}");
