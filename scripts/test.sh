@@ -2,7 +2,10 @@
 # Runs every test: formatting, clippy, the Dockerfile's build context, unit and integration tests
 # (debug profile). Installs what the tests need when it is missing, so that a fresh machine
 # passes: curl and openssl (clients), nginx and python3 (real upstreams), strongSwan's pki (an EST
-# client). Tests start their own throw-away servers on free loopback ports and stop them.
+# client), PostgreSQL (the second registry backend). Tests start their own throw-away servers on
+# free loopback ports and stop them; tests that only need a PostgreSQL database make one on the
+# machine's server (CERTGATE_TEST_POSTGRES, by default 127.0.0.1:5432) and drop it, and when no
+# server answers there this script starts one of its own for the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +20,9 @@ need pki strongswan-pki
 [ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] \
   || ls /usr/lib/*/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 \
   || need_apt+=(libstrongswan-standard-plugins)
+need psql postgresql-client
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
+  || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "test.sh: installing ${need_apt[*]}"
   apt-get update -qq
@@ -28,6 +34,30 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+
+# A PostgreSQL server for the throw-away databases: the one given, the machine's, or our own.
+own_pg=
+stop_own_pg() {
+  if [ -n "$own_pg" ]; then
+    run_pg "$pg_bin/pg_ctl" -D "$own_pg/data" -m immediate stop >/dev/null 2>&1 || true
+    rm -rf "$own_pg"
+  fi
+}
+trap stop_own_pg EXIT
+run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+export CERTGATE_TEST_POSTGRES="${CERTGATE_TEST_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}"
+if ! psql "$CERTGATE_TEST_POSTGRES" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+  pg_bin=$(dirname "$(command -v initdb 2>/dev/null || ls -d /usr/lib/postgresql/*/bin/initdb | sort -V | tail -1)")
+  own_pg=$(mktemp -d)
+  chmod 755 "$own_pg"
+  [ "$(id -u)" != 0 ] || chown postgres: "$own_pg"
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  echo "test.sh: no PostgreSQL at $CERTGATE_TEST_POSTGRES; starting one on 127.0.0.1:$port"
+  run_pg "$pg_bin/initdb" -U postgres --auth=trust -D "$own_pg/data" >/dev/null
+  run_pg "$pg_bin/pg_ctl" -D "$own_pg/data" -l "$own_pg/log" -w \
+    -o "-p $port -k $own_pg -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" start >/dev/null
+  export CERTGATE_TEST_POSTGRES="postgres://postgres@127.0.0.1:$port/postgres"
 fi
 
 echo "test.sh: cargo fmt --check"

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
         } => cli::run(&common, Operator::Audit { corp_id, limit }),
         Command::Ca { command, common } => cli::run(&common, Operator::Ca(command)),
         Command::Crl { common } => cli::run(&common, Operator::Crl),
+        Command::Standing { command, common } => cli::run(&common, Operator::Standing(command)),
         Command::Client { command } => cli::run_client(command),
     }
 }

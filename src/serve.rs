@@ -67,13 +67,33 @@ pub fn check_config(config_path: &Path) -> Result<(), ServeError> {
     Ok(())
 }
 
-/// Opens the registry named by `store.url`.
+/// The environment variable that carries PostgreSQL's password, so that it stays out of the
+/// config file.
+pub const STORE_PASSWORD_ENV: &str = "CERTGATE_STORE_PASSWORD";
+
+/// Opens the registry named by `store.url` (with `CERTGATE_STORE_PASSWORD` when set). A failure
+/// is a configuration error naming `store.url`, on one line, without the password.
 pub async fn open_registry(config: &Config) -> Result<Arc<dyn crate::store::Registry>, ServeError> {
-    Ok(crate::store::open(&config.store.url).await.map_err(|err| {
-        ConfigError::new(
-            "store.url",
-            format!("{err}; check the URL and that its directory is writable"),
-        )
+    let options = crate::store::StoreOptions {
+        url: config.store.url.clone(),
+        password: std::env::var(STORE_PASSWORD_ENV)
+            .ok()
+            .filter(|password| !password.is_empty())
+            .map(secrecy::SecretString::from),
+        pool: crate::store::PoolSettings {
+            max_connections: config.store.max_connections,
+            connect_timeout: config.store.connect_timeout,
+        },
+    };
+    Ok(crate::store::open_with(&options).await.map_err(|err| {
+        let hint = if config.store.url.starts_with("sqlite") {
+            "check the path and that its directory is writable"
+        } else {
+            "check the host, port, database, user and password (CERTGATE_STORE_PASSWORD)"
+        };
+        // The store's messages already include their cause, once.
+        let reason = err.to_string().replace(['\n', '\r'], " ");
+        ConfigError::new("store.url", format!("{reason}; {hint}"))
     })?)
 }
 
@@ -112,13 +132,13 @@ fn lifecycle_over(
 
 /// The revocation snapshot hears of the lifecycle's changes: it re-reads the registry before the
 /// change's caller is answered.
-struct RefreshStanding(Standing);
+struct CatchUp(Standing);
 
-impl ChangeListener for RefreshStanding {
+impl ChangeListener for CatchUp {
     fn standing_changed(&self) -> Announced<'_> {
         Box::pin(async {
-            if let Err(err) = self.0.refresh().await {
-                tracing::error!(error = %err, "cannot re-read revocations after a change; the periodic refresh will retry");
+            if let Err(err) = self.0.catch_up().await {
+                tracing::error!(error = %err, "cannot read the change feed after a change; the next poll will");
             }
         })
     }
@@ -179,7 +199,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         store,
         Wiring {
             clock,
-            changes: Arc::new(RefreshStanding(standing.clone())),
+            changes: Arc::new(CatchUp(standing.clone())),
             pin_checks: metrics.pin_verifications.clone(),
             crl_writer: Some(crl_writer.clone()),
         },
@@ -220,11 +240,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         tracing::info!(listener = "ops", %address, "listening");
         tokio::spawn(crate::ops::serve(ops, metrics.clone(), readiness.clone()));
     }
-    let refresher = tokio::spawn(
-        standing
-            .clone()
-            .refresh_periodically(config.revocation.poll),
-    );
+    let refresher = tokio::spawn(standing.clone().poll_periodically(config.revocation.poll));
     let freshness = tokio::spawn(watch_freshness(
         standing.clone(),
         lifecycle.clock().clone(),
@@ -248,6 +264,16 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
 
     while signals.recv().await == Signal::Reload {
         reload(config_path, &tls, &lifecycle);
+        // The whole standing too, in the background: requests keep the current one meanwhile.
+        let standing = standing.clone();
+        tokio::spawn(async move {
+            match standing.reload().await {
+                Ok(()) => tracing::info!("reloaded the whole standing from the registry"),
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot reload the standing; the current one stays")
+                }
+            }
+        });
     }
     readiness.set(false);
     tracing::info!(grace = ?config.server.shutdown_grace, "shutting down: no new connections, draining open ones");
@@ -269,7 +295,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
 
 /// SIGHUP: re-reads the config file, the certificate, key and CA files it names, and the CA
 /// generations in `pki.dir` (a `certgate ca rotate` made by the operator); anything broken is
-/// refused and the running state stays.
+/// refused and the running state stays. (The standing is reloaded beside it.)
 fn reload(config_path: &Path, tls: &ReloadableTls, lifecycle: &crate::lifecycle::Lifecycle) {
     let result = Config::load(config_path).and_then(|config| {
         lifecycle

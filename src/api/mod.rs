@@ -141,7 +141,7 @@ impl Api {
             (Method::POST, ["certgate", "api", "admin", "users", user_id, action]) => {
                 self.admin_action(&call, user_id, action).await
             }
-            (Method::GET, ["certgate", "crl", file]) => self.crl(file),
+            (Method::GET, ["certgate", "crl", file]) => self.crl(file).await,
             (Method::GET, ["certgate"] | ["certgate", ""]) => self.index(&call),
             (_, route) => match allowed_methods(route) {
                 Some(allow) => {
@@ -180,7 +180,7 @@ impl Api {
         )
     }
 
-    fn crl(&self, file: &str) -> Response<Body> {
+    async fn crl(&self, file: &str) -> Response<Body> {
         let Some(generation) = file.strip_suffix(".crl") else {
             return Kind::NOT_FOUND.detail("CRLs are named like g1.crl").json();
         };
@@ -201,7 +201,7 @@ impl Api {
             Ok(_) => {}
             Err(err) => return problem::lifecycle(&err),
         }
-        match self.lifecycle.crl(generation) {
+        match self.lifecycle.crl(generation).await {
             Ok(der) => bytes_response(StatusCode::OK, "application/pkix-crl", der),
             Err(err) => problem::lifecycle(&err),
         }

@@ -109,8 +109,15 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Rewrite every CA generation's CRL from the registry; prints the files.
+    /// Sign every CA generation's CRL now, with every revocation made so far; prints the files.
     Crl {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Who is refused, as every running certgate holds it in memory.
+    Standing {
+        #[command(subcommand)]
+        command: StandingCommand,
         #[command(flatten)]
         common: Common,
     },
@@ -119,6 +126,15 @@ pub enum Command {
         #[command(subcommand)]
         command: ClientCommand,
     },
+}
+
+/// `certgate standing …`
+#[derive(Debug, Subcommand)]
+pub enum StandingCommand {
+    /// Make every certgate process on this registry load the whole standing again (after a
+    /// restore from backup or a change made to the database by hand); a running server applies
+    /// it within `revocation.poll`. Changes made through certgate need no reload.
+    Reload,
 }
 
 /// `certgate corp …`

@@ -3,7 +3,9 @@
 
 use serde_json::{Value, json};
 
-use super::args::{CaCommand, CertCommand, CorpCommand, PermitCommand, UserCommand};
+use super::args::{
+    CaCommand, CertCommand, CorpCommand, PermitCommand, StandingCommand, UserCommand,
+};
 use super::output::Output;
 use crate::config::Config;
 use secrecy::ExposeSecret as _;
@@ -34,6 +36,8 @@ pub enum Operator {
     Ca(CaCommand),
     /// `crl`.
     Crl,
+    /// `standing …`.
+    Standing(StandingCommand),
 }
 
 fn time(at: time::OffsetDateTime) -> Value {
@@ -344,6 +348,14 @@ pub async fn operate(
                 })
                 .collect(),
         },
+        Operator::Standing(StandingCommand::Reload) => {
+            lifecycle.request_standing_reload(&ctx).await?;
+            Output::Done {
+                text: "asked every certgate on this registry to load the whole standing again"
+                    .to_owned(),
+                json: json!({ "reload": "requested" }),
+            }
+        }
         Operator::Crl => {
             let written = lifecycle.try_write_crls().await?;
             let pki = crate::pki::Pki::open(crate::pki::PkiSettings::from(&config.pki))?;

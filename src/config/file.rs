@@ -131,6 +131,8 @@ pub struct LogFile {
 #[serde(deny_unknown_fields)]
 pub struct StoreFile {
     pub url: Option<String>,
+    pub max_connections: Option<u32>,
+    pub connect_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -185,6 +185,50 @@ fn lifecycle_sections_have_defaults_and_checked_values() {
 }
 
 #[test]
+fn store_urls_and_pool_are_checked_without_showing_a_password() {
+    let config = Config::parse(MINIMAL).unwrap();
+    assert_eq!(config.store.max_connections, 16);
+    assert_eq!(config.store.connect_timeout, Duration::from_secs(5));
+    let config = Config::parse(&format!(
+        "{MINIMAL}\n[store]\nurl = \"postgres://certgate@db.example:5432/certgate\"\nmax_connections = 4\nconnect_timeout = \"2s\""
+    ))
+    .unwrap();
+    assert_eq!(config.store.max_connections, 4);
+    assert_eq!(config.store.connect_timeout, Duration::from_secs(2));
+    for (url, key, says) in [
+        ("mysql://u:hunter2@db/x", "store.url", "\"mysql\""),
+        ("hunter2", "store.url", "no scheme"),
+        ("postgres://u:hunter2@/x", "store.url", "empty host"),
+        (
+            "postgres://u:hunter2@db.example:5432",
+            "store.url",
+            "no database",
+        ),
+        (
+            "postgres://u:hunter2@db.example:99999/x",
+            "store.url",
+            "does not parse",
+        ),
+    ] {
+        let error = err(&format!("[store]\nurl = \"{url}\""));
+        assert_eq!(error.key, key, "{url}");
+        assert!(error.message.contains(says), "{url}: {error}");
+        assert!(!error.to_string().contains("hunter2"), "{url}: {error}");
+    }
+    for (extra, key) in [
+        ("max_connections = 0", "store.max_connections"),
+        ("max_connections = 100000", "store.max_connections"),
+        ("max_connections = -1", "store"),
+        ("connect_timeout = \"0s\"", "store.connect_timeout"),
+        ("connect_timeout = \"soon\"", "store.connect_timeout"),
+        ("pool = 3", "store"),
+    ] {
+        let error = err(&format!("[store]\n{extra}"));
+        assert!(error.key.starts_with(key), "{extra}: {error}");
+    }
+}
+
+#[test]
 fn ops_listener_can_be_turned_off() {
     let config = Config::parse(&format!("{MINIMAL}\n[ops]\nlisten = \"\"")).unwrap();
     assert_eq!(config.ops.listen, None);

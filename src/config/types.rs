@@ -190,7 +190,12 @@ pub struct LogConfig {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     /// `url`, default `sqlite://data/certgate.db`; `postgres://…` for replicas sharing one registry.
+    /// A PostgreSQL password may be in the URL or, better, in `CERTGATE_STORE_PASSWORD`.
     pub url: String,
+    /// `max_connections`, default 16: the PostgreSQL pool's size (SQLite keeps 8).
+    pub max_connections: u32,
+    /// `connect_timeout`, default 5s: how long to wait for a connection from the pool.
+    pub connect_timeout: Duration,
 }
 
 /// Key algorithm of the CAs and server-made keys certgate creates.
@@ -254,7 +259,7 @@ pub struct RevocationConfig {
     /// `on_stale`, default `reject`.
     pub on_stale: OnStale,
     /// `poll`: how often the registry is read for changes made elsewhere (the operator CLI,
-    /// another replica), default 5 s; shorter than `max_staleness`.
+    /// another replica), default 1 s; shorter than `max_staleness`.
     pub poll: Duration,
 }
 

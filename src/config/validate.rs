@@ -335,18 +335,67 @@ fn validate_store(file: file::StoreFile) -> Result<StoreConfig, ConfigError> {
     let url = file
         .url
         .unwrap_or_else(|| "sqlite://data/certgate.db".to_owned());
-    if !(url.starts_with("sqlite:")
-        || url.starts_with("postgres://")
-        || url.starts_with("postgresql://"))
-    {
+    // Never the URL itself in a message: it may carry a password.
+    let scheme = url.split_once(':').map_or("", |(scheme, _)| scheme);
+    match scheme {
+        "sqlite" => {}
+        "postgres" | "postgresql" => match url::Url::parse(&url) {
+            Ok(parsed) if parsed.host_str().is_some_and(|host| !host.is_empty()) => {
+                if parsed.path().trim_start_matches('/').is_empty() {
+                    return Err(ConfigError::new(
+                        "store.url",
+                        "the PostgreSQL URL names no database; write postgres://user@host:5432/certgate",
+                    ));
+                }
+            }
+            Ok(_) => {
+                return Err(ConfigError::new(
+                    "store.url",
+                    "the PostgreSQL URL names no host; write postgres://user@host:5432/certgate",
+                ));
+            }
+            Err(err) => {
+                return Err(ConfigError::new(
+                    "store.url",
+                    format!(
+                        "the PostgreSQL URL does not parse ({err}); write postgres://user@host:5432/certgate"
+                    ),
+                ));
+            }
+        },
+        _ => {
+            let shown = if scheme.is_empty() || scheme.contains('/') {
+                "no scheme".to_owned()
+            } else {
+                format!("the scheme {scheme:?}")
+            };
+            return Err(ConfigError::new(
+                "store.url",
+                format!(
+                    "{shown} is not a registry; use sqlite://path/to/certgate.db or postgres://user@host:5432/certgate"
+                ),
+            ));
+        }
+    }
+    let max_connections = file.max_connections.unwrap_or(16);
+    if !(1..=1000).contains(&max_connections) {
         return Err(ConfigError::new(
-            "store.url",
-            format!(
-                "{url:?} is not a registry URL; use sqlite://path/to/certgate.db or postgres://user@host/db"
-            ),
+            "store.max_connections",
+            format!("{max_connections} is out of range; use 1 to 1000"),
         ));
     }
-    Ok(StoreConfig { url })
+    let connect_timeout = duration("store.connect_timeout", file.connect_timeout, "5s")?;
+    if connect_timeout.is_zero() {
+        return Err(ConfigError::new(
+            "store.connect_timeout",
+            "must be more than zero",
+        ));
+    }
+    Ok(StoreConfig {
+        url,
+        max_connections,
+        connect_timeout,
+    })
 }
 
 fn validate_pki(file: file::PkiFile) -> Result<PkiConfig, ConfigError> {
@@ -433,7 +482,7 @@ fn validate_lifecycle(file: file::LifecycleFile) -> Result<LifecycleConfig, Conf
 }
 
 fn validate_revocation(file: file::RevocationFile) -> Result<RevocationConfig, ConfigError> {
-    let poll = duration("revocation.poll", file.poll, "5s")?;
+    let poll = duration("revocation.poll", file.poll, "1s")?;
     let max_staleness = duration("revocation.max_staleness", file.max_staleness, "30s")?;
     if poll >= max_staleness {
         return Err(ConfigError::new(

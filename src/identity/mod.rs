@@ -12,7 +12,7 @@ mod headers;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::config::IdentityConfig;
-use crate::model::{Role, Serial, hex, rfc3339_unix, sha256};
+use crate::model::{IssuerKey, Role, Serial, StandingKey, hex, rfc3339_unix, sha256};
 
 pub use cache::{IdentityCache, Resolved};
 pub use dn::rfc4514;
@@ -73,6 +73,12 @@ pub struct Identity {
     pub role: Role,
     /// Serial number.
     pub serial: Serial,
+    /// The issuer, as the revocation snapshot keys it.
+    pub issuer: IssuerKey,
+    /// The corporation, as the revocation snapshot keys it.
+    pub corp_key: StandingKey,
+    /// The user, as the revocation snapshot keys it (`None` for the administrator).
+    pub user_key: Option<StandingKey>,
     /// notAfter, seconds since the Unix epoch.
     pub not_after: i64,
     /// notAfter as RFC 3339 UTC.
@@ -130,6 +136,9 @@ impl Identity {
             user_id: user_id.map(str::to_owned),
             serial: Serial::from_be_bytes(cert.raw_serial())
                 .map_err(|err| IdentityError::Malformed(err.to_string()))?,
+            issuer: IssuerKey::of_name(cert.issuer().as_raw()),
+            corp_key: StandingKey::corporation(corp_id),
+            user_key: user_id.map(|user_id| StandingKey::user(corp_id, user_id)),
             not_after,
             not_after_rfc3339: rfc3339_unix(not_after),
             fingerprint: fingerprint(der),

@@ -485,6 +485,7 @@ impl Lifecycle {
             cert: NewCertificate {
                 serial: issued.serial,
                 issuer_generation: issued.generation.clone(),
+                issuer: issuer_key_of(issued.der.as_ref())?,
                 holder: holder.clone(),
                 not_before: issued.not_before,
                 not_after: issued.not_after,
@@ -515,7 +516,7 @@ impl Lifecycle {
             self.announce_standing().await;
         }
         if !recorded.superseded.is_empty() {
-            self.revocations_changed().await;
+            self.revocations_changed();
         }
         tracing::info!(holder = %holder.key(), serial = %issued.serial, generation = %issued.generation, action, "certificate issued");
         Ok(Enrolled {
@@ -580,6 +581,13 @@ fn parse_key_source(key: &KeySource) -> Result<Option<PublicKey>, LifecycleError
         }
         KeySource::ServerKeyPkcs8 => Ok(None),
     }
+}
+
+/// The issuer of a certificate certgate just made, as the revocation snapshot keys it.
+fn issuer_key_of(der: &[u8]) -> Result<crate::model::IssuerKey, LifecycleError> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der)
+        .map_err(|err| LifecycleError::Internal(format!("issued certificate: {err}")))?;
+    Ok(crate::model::IssuerKey::of_name(cert.issuer().as_raw()))
 }
 
 fn spki_sha256_of(der: &[u8]) -> Result<String, LifecycleError> {

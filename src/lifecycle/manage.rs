@@ -202,7 +202,7 @@ impl Lifecycle {
         let issued = self.store().issue_permit(&permit, &audit).await?;
         if !issued.revoked.is_empty() {
             self.announce_standing().await;
-            self.revocations_changed().await;
+            self.revocations_changed();
         }
         Ok(PermitView {
             holder: holder.key(),
@@ -337,7 +337,7 @@ impl Lifecycle {
                 });
             }
             self.announce_standing().await;
-            self.revocations_changed().await;
+            self.revocations_changed();
             Ok(revoked)
         }
         .await;
@@ -453,8 +453,20 @@ impl Lifecycle {
             .revoke_certificate(serial, reason, &audit)
             .await?;
         self.announce_standing().await;
-        self.revocations_changed().await;
+        self.revocations_changed();
         Ok(revoked)
+    }
+
+    /// `certgate standing reload`: asks every certgate process on this registry to load the
+    /// whole standing again (after the registry was restored from a backup or edited by hand,
+    /// which the change feed does not see).
+    pub async fn request_standing_reload(&self, ctx: &Context) -> Result<(), LifecycleError> {
+        require_operator(ctx)?;
+        self.store().request_reload(self.now()).await?;
+        let audit = self.audit(ctx, "standing.reload", None, "registry", "ok");
+        self.store().append_audit(&audit).await?;
+        self.announce_standing().await;
+        Ok(())
     }
 
     /// Makes the next CA generation, which signs from now on.

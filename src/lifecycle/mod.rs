@@ -141,8 +141,6 @@ struct Inner {
     rules: LifecycleConfig,
     identity: IdentityConfig,
     wiring: Wiring,
-    /// CRLs are rewritten from the registry under this lock, so the last writer has the last word.
-    crl_lock: tokio::sync::Mutex<()>,
 }
 
 impl Lifecycle {
@@ -161,7 +159,6 @@ impl Lifecycle {
                 rules,
                 identity,
                 wiring,
-                crl_lock: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -311,12 +308,12 @@ impl Lifecycle {
         self.inner.wiring.changes.standing_changed().await;
     }
 
-    /// The CRLs must show a revocation: asks the background writer, or (without one) signs them
-    /// now.
-    async fn revocations_changed(&self) {
-        match &self.inner.wiring.crl_writer {
-            Some(writer) => writer.request(),
-            None => self.write_crls().await,
+    /// The CRLs must show a revocation: asks this process's background writer to look at the
+    /// feed now. Without one (the CLI), the writer of a running server catches up from the feed
+    /// within a second; nobody waits for a multi-megabyte CRL to be signed.
+    fn revocations_changed(&self) {
+        if let Some(writer) = &self.inner.wiring.crl_writer {
+            writer.request();
         }
     }
 }

@@ -8,6 +8,7 @@
 mod clock;
 mod der;
 mod holder;
+mod keys;
 mod reason;
 mod role;
 mod serial;
@@ -16,6 +17,7 @@ mod text;
 pub use clock::{Clock, ManualClock, SystemClock, now};
 pub use der::Der;
 pub use holder::Holder;
+pub use keys::{IssuerKey, StandingKey};
 pub use reason::RevocationReason;
 pub use role::Role;
 pub use serial::{Serial, SerialError};

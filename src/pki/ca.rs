@@ -125,7 +125,7 @@ impl Pki {
             signers: vec![signer],
             crl_lock: Default::default(),
         };
-        pki.write_crl("g1", &[], now)?;
+        pki.write_first_crl("g1", now)?;
         publish(&dir, pki.current())?;
         Ok(pki)
     }
@@ -196,7 +196,7 @@ impl Pki {
         let name = generation.name.clone();
         self.generations.push(generation);
         self.signers.push(signer);
-        self.write_crl(&name, &[], now)?;
+        self.write_first_crl(&name, now)?;
         publish(&dir, self.current())?;
         Ok(self.current())
     }
@@ -287,25 +287,16 @@ impl Pki {
 
     /// A DER CRL of generation `generation` listing `revoked` (every revoked, unexpired
     /// certificate that generation issued), signed by that generation, valid from `now` for
-    /// `pki.crl_validity`.
-    ///
-    /// The CRL number is the Unix time in milliseconds, raised above the number of the CRL on
-    /// disk if that is higher, so it only grows without a counter to keep.
-    pub fn crl(
+    /// `pki.crl_validity`, numbered `number` (the caller keeps the numbers growing: the
+    /// registry counts them, see `lifecycle::crl`).
+    pub fn crl_numbered(
         &self,
         generation: &str,
         revoked: &[RevokedEntry],
         now: OffsetDateTime,
+        number: u128,
     ) -> Result<Vec<u8>, PkiError> {
         let index = self.index_of(generation)?;
-        let previous = std::fs::read(crl_path(&self.settings.dir, generation))
-            .ok()
-            .and_then(|der| crl_number_of(&der));
-        let millis = u128::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(0);
-        let number = match previous {
-            Some(previous) if previous >= millis => previous + 1,
-            _ => millis,
-        };
         let now = utc_seconds(now);
         sign_crl(
             &self.generations[index],
@@ -317,27 +308,38 @@ impl Pki {
         )
     }
 
-    /// [`Self::crl`], written atomically to `<pki.dir>/<generation>.crl`; returns that path.
+    /// The number of the CRL in `pki.dir`, if there is one that parses.
+    pub fn crl_number_on_disk(&self, generation: &str) -> Option<u128> {
+        std::fs::read(crl_path(&self.settings.dir, generation))
+            .ok()
+            .and_then(|der| crl_number_of(&der))
+    }
+
+    /// Writes a signed CRL atomically to `<pki.dir>/<generation>.crl`; returns that path.
     ///
-    /// Writes are serialised within the process. The last write wins, so a caller that
-    /// revokes concurrently should read `revoked` from the registry under its own lock, or an
-    /// older list could overwrite a newer one.
-    pub fn write_crl(
-        &self,
-        generation: &str,
-        revoked: &[RevokedEntry],
-        now: OffsetDateTime,
-    ) -> Result<PathBuf, PkiError> {
+    /// Writes are serialised within the process, and a CRL whose number is not above the one
+    /// on disk is not written: relying parties that read the file never see it go backwards.
+    pub fn write_crl_file(&self, generation: &str, der: &[u8]) -> Result<PathBuf, PkiError> {
+        let path = self.crl_path(generation)?;
         // A panic elsewhere while holding the lock leaves nothing half-done here: the file is
         // written atomically, so a poisoned lock is still usable.
         let _guard = self
             .crl_lock
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let der = self.crl(generation, revoked, now)?;
-        let path = self.crl_path(generation)?;
-        write(&path, &der, false)?;
+        let on_disk = self.crl_number_on_disk(generation);
+        if on_disk.is_some() && on_disk >= crl_number_of(der) {
+            return Ok(path);
+        }
+        write(&path, der, false)?;
         Ok(path)
+    }
+
+    /// The first CRL of a new generation: empty, number 1.
+    fn write_first_crl(&self, generation: &str, now: OffsetDateTime) -> Result<(), PkiError> {
+        let der = self.crl_numbered(generation, &[], now, 1)?;
+        self.write_crl_file(generation, &der)?;
+        Ok(())
     }
 
     /// Where generation `generation`'s CRL lives: `<pki.dir>/<generation>.crl`.

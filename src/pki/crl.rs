@@ -1,6 +1,6 @@
 //! Certificate revocation lists, as a pure function: a generation, its signer, the entries, the
 //! times and the number in; DER out. Where the file lives and which number comes next is the
-//! caller's business ([`super::Pki::write_crl`]).
+//! caller's business ([`super::Pki::crl_numbered`], `lifecycle::crl`).
 
 use rcgen::{CertificateRevocationListParams, KeyIdMethod, RevokedCertParams, SerialNumber};
 use time::OffsetDateTime;

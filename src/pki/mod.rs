@@ -4,7 +4,7 @@
 //! client certificates, and every generation stays listed, trusted and served a CRL while
 //! its certificates may still be in use. [`Pki`] is the whole of it: [`Pki::init`] (root +
 //! `g1`), [`Pki::open`], [`Pki::rotate`], [`Pki::issue`] for a key from a [`verify_csr`]-checked
-//! CSR, [`Pki::issue_with_server_key`] + [`pkcs12`] for `certificate.p12`, [`Pki::write_crl`],
+//! CSR, [`Pki::issue_with_server_key`] + [`pkcs12`] for `certificate.p12`, [`Pki::crl_numbered`],
 //! and [`certs_only_pkcs7`] for EST bodies. [`dev`] is separate: the throwaway CA that `serve`
 //! makes on a fresh clone.
 //!

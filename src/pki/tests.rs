@@ -658,7 +658,8 @@ fn crl_lists_the_revoked_serial_and_reason_and_verifies() {
         revoked_at: t - Duration::minutes(5),
         reason: RevocationReason::KeyCompromise,
     }];
-    let path = pki.write_crl("g1", &revoked, t).unwrap();
+    let der = pki.crl_numbered("g1", &revoked, t, 2).unwrap();
+    let path = pki.write_crl_file("g1", &der).unwrap();
     assert_eq!(path, tmp.path().join("pki/g1.crl"));
     assert_eq!(pki.crl_path("g1").unwrap(), path);
     assert_eq!(mode(&path), 0o644);
@@ -768,7 +769,7 @@ fn crl_lists_the_revoked_serial_and_reason_and_verifies() {
 }
 
 #[test]
-fn crl_numbers_only_grow_and_unspecified_has_no_reason_code() {
+fn the_crl_file_never_goes_backwards_and_unspecified_has_no_reason_code() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::init(settings(tmp.path()), now()).unwrap();
     let number = |der: &[u8]| {
@@ -776,20 +777,27 @@ fn crl_numbers_only_grow_and_unspecified_has_no_reason_code() {
         crl.crl_number().unwrap().clone()
     };
     let t = now();
-    let first = std::fs::read(pki.write_crl("g1", &[], t).unwrap()).unwrap();
-    // Same instant, even an earlier clock: the number still grows.
-    let second = std::fs::read(pki.write_crl("g1", &[], t).unwrap()).unwrap();
-    let third = std::fs::read(pki.write_crl("g1", &[], t - Duration::hours(1)).unwrap()).unwrap();
-    assert!(number(&first) < number(&second));
-    assert!(number(&second) < number(&third));
+    // A new generation starts with an empty CRL numbered 1.
+    let first = std::fs::read(pki.crl_path("g1").unwrap()).unwrap();
+    assert_eq!(number(&first), 1u32.into());
+    assert_eq!(pki.crl_number_on_disk("g1"), Some(1));
 
     let entry = RevokedEntry {
         serial: Serial::from_be_bytes(&[0x41; 16]).unwrap(),
         revoked_at: t,
         reason: RevocationReason::Unspecified,
     };
-    let der = pki.crl("g1", &[entry], t).unwrap();
-    let (_, crl) = parse_x509_crl(&der).unwrap();
+    let newer = pki.crl_numbered("g1", &[entry], t, 7).unwrap();
+    pki.write_crl_file("g1", &newer).unwrap();
+    // A CRL numbered lower (a slow signer) or the same is not written over it.
+    let older = pki.crl_numbered("g1", &[], t, 5).unwrap();
+    pki.write_crl_file("g1", &older).unwrap();
+    let same = pki.crl_numbered("g1", &[], t, 7).unwrap();
+    pki.write_crl_file("g1", &same).unwrap();
+    let on_disk = std::fs::read(pki.crl_path("g1").unwrap()).unwrap();
+    assert_eq!(on_disk, newer);
+
+    let (_, crl) = parse_x509_crl(&on_disk).unwrap();
     let revoked: Vec<_> = crl.iter_revoked_certificates().collect();
     assert_eq!(revoked.len(), 1);
     assert_eq!(revoked[0].raw_serial(), &[0x41; 16]);
@@ -799,7 +807,7 @@ fn crl_numbers_only_grow_and_unspecified_has_no_reason_code() {
         crl.last_update().to_datetime() + Duration::days(7)
     );
 
-    let err = pki.crl("g9", &[], t).unwrap_err();
+    let err = pki.crl_numbered("g9", &[], t, 1).unwrap_err();
     assert!(matches!(err, PkiError::UnknownGeneration { .. }), "{err}");
     assert!(err.to_string().contains("g1"), "{err}");
 }
@@ -811,25 +819,26 @@ fn pki_can_be_shared_between_threads() {
 }
 
 #[test]
-fn concurrent_crl_writes_never_tear_and_numbers_grow() {
+fn concurrent_crl_writes_never_tear_and_the_highest_number_stays() {
     let tmp = tempfile::tempdir().unwrap();
     let pki = Pki::init(settings(tmp.path()), now()).unwrap();
     let t = now();
     std::thread::scope(|scope| {
-        for _ in 0..4 {
-            scope.spawn(|| {
-                for _ in 0..5 {
-                    pki.write_crl("g1", &[], t).unwrap();
+        for thread in 0..4u128 {
+            let pki = &pki;
+            scope.spawn(move || {
+                for round in 0..5u128 {
+                    let der = pki
+                        .crl_numbered("g1", &[], t, 2 + round * 4 + thread)
+                        .unwrap();
+                    pki.write_crl_file("g1", &der).unwrap();
                 }
             });
         }
     });
     let der = std::fs::read(pki.crl_path("g1").unwrap()).unwrap();
     let (_, crl) = parse_x509_crl(&der).unwrap();
-    let millis = (t.unix_timestamp_nanos() / 1_000_000) as u64;
-    // 20 writes at the same instant: the first takes the time (or init's number + 1 if init
-    // ran in the same millisecond), each next one is higher.
-    assert!(crl.crl_number().unwrap() >= &(millis + 19).into());
+    assert_eq!(crl.crl_number().unwrap(), &21u32.into());
     let leftovers: Vec<_> = std::fs::read_dir(tmp.path().join("pki"))
         .unwrap()
         .filter_map(|e| e.ok())

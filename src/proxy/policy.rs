@@ -86,22 +86,21 @@ pub fn authorize<'a>(
                     not_after: identity.not_after_rfc3339.clone(),
                 });
             }
-            if standing.is_revoked(&identity.serial) {
+            if standing.is_revoked(identity.issuer, &identity.serial) {
                 return Err(Denied::Revoked {
                     serial: identity.serial,
                 });
             }
             if standing
-                .corporation(&identity.corp_id)
+                .corporation(identity.corp_key)
                 .is_some_and(|corporation| !corporation.active)
             {
                 return Err(Denied::CorporationInactive {
                     corp_id: identity.corp_id.clone(),
                 });
             }
-            let role = match &identity.user_id {
-                None => Role::Admin,
-                Some(user_id) => match standing.user(&identity.corp_id, user_id) {
+            let role = match (&identity.user_id, identity.user_key) {
+                (Some(user_id), Some(key)) => match standing.user(key) {
                     Some(user) if user.suspended => {
                         return Err(Denied::Suspended {
                             user: format!("{}/{user_id}", identity.corp_id),
@@ -110,6 +109,7 @@ pub fn authorize<'a>(
                     Some(user) => user.role,
                     None => Role::General,
                 },
+                _ => Role::Admin,
             };
             Ok(Permit {
                 identity: Some(resolved),
@@ -141,7 +141,7 @@ pub fn authorize_login(
         None => match corp_id {
             Some(corp_id)
                 if standing
-                    .corporation(corp_id)
+                    .corporation(crate::model::StandingKey::corporation(corp_id))
                     .is_some_and(|corporation| corporation.cert_required) =>
             {
                 Err(Denied::LoginNeedsCertificate {
@@ -191,6 +191,10 @@ mod tests {
                 Role::Admin
             },
             serial: Serial::from_canonical_hex("01").unwrap(),
+            issuer: crate::model::IssuerKey(1),
+            corp_key: crate::model::StandingKey::corporation("12345678901234"),
+            user_key: user_id
+                .map(|user_id| crate::model::StandingKey::user("12345678901234", user_id)),
             not_after,
             not_after_rfc3339: "t".into(),
             fingerprint: [0; 32],
@@ -252,14 +256,14 @@ mod tests {
     fn revoked_certificate_is_refused_even_on_an_open_route() {
         let cert = verified(Some("taro"), 100);
         let serial = |hex: &str| Serial::from_canonical_hex(hex).unwrap();
-        let standing = Snapshot::with_revoked([serial("01")]);
+        let standing = Snapshot::with_revoked([(crate::model::IssuerKey(1), serial("01"))]);
         assert_eq!(
             authorize(&cert, &route(false), 1, &standing).unwrap_err(),
             Denied::Revoked {
                 serial: serial("01")
             }
         );
-        let other = Snapshot::with_revoked([serial("02")]);
+        let other = Snapshot::with_revoked([(crate::model::IssuerKey(1), serial("02"))]);
         assert!(authorize(&cert, &route(true), 1, &other).is_ok());
     }
 

@@ -1,10 +1,13 @@
 //! The durable registry: corporations, users, enrollment permits, the certificate ledger,
-//! revocations and the audit trail.
+//! revocations, the change feed, CRLs and the audit trail.
 //!
 //! Everything goes through the [`Registry`] trait, whose methods are domain operations, not
-//! SQL. [`open`] picks the backend from the URL (`sqlite://data/certgate.db` by default) and
-//! returns an `Arc<dyn Registry>`; [`SqliteRegistry`] is the only backend today, and a
-//! PostgreSQL one is meant to pass the same test suite (the tests take a `&dyn Registry`).
+//! SQL. [`open`] picks the backend from the URL: `sqlite://data/certgate.db` (the default: one
+//! machine, nothing to install) or `postgres://user@host:port/db` (several certgate processes
+//! sharing one registry). Both are [`SqlRegistry`]: the statements are written once, in the SQL
+//! both databases accept (`sql.rs`); a backend file holds only its connection options, how it
+//! opens a write transaction, its migrations and its error mapping (`sqlite.rs`, `postgres.rs`).
+//! The tests run the same scenarios on both.
 //!
 //! # Design choices
 //! - **Dyn-compatible async trait** (`async-trait`): the backend is chosen at run time from
@@ -12,36 +15,35 @@
 //!   over it. One boxed future per call is nothing next to a database round trip.
 //! - **Every change is one transaction and carries its audit entry.** Mutating methods take a
 //!   [`NewAudit`] that is written in the same transaction, and its `at` is the time recorded on
-//!   the changed rows (`revoked_at`, `used_at`, `created_at`). A method returns only after the
-//!   commit, so whatever a caller tells a client is already durable. When a method fails,
-//!   nothing was written, not even the audit entry: the caller audits the refusal with
-//!   [`Registry::append_audit`].
+//!   the changed rows. A method returns only after the commit, so whatever a caller tells a
+//!   client is already durable. When a method fails, nothing was written, not even the audit
+//!   entry: the caller audits the refusal with [`Registry::append_audit`].
+//! - **The change feed.** Every change that decides who is refused or with what role (a
+//!   revocation, a renewal, a user added, suspended or resumed, a corporation's status or
+//!   certificate requirement) appends a [`Change`] to the `changes` table in the same
+//!   transaction. A certgate process loads the standing once ([`Registry::load_standing`]) and
+//!   then applies the changes after the last one it saw ([`Registry::changes_since`]): its cost
+//!   grows with the changes, not with the registry. Rows commit in sequence order (see
+//!   `sql.rs`), so a reader that saw sequence N has seen every change before it.
 //! - **The administrator** is a certificate holder with no user ID ([`Holder::admin`]): permits
 //!   and certificates have `user_id = NULL`, and the administrator has no user row, matching
 //!   the CN layout (corporation ID alone).
-//! - **Times** are stored as INTEGER unix seconds (portable between SQLite and PostgreSQL) and
-//!   exposed as [`time::OffsetDateTime`]; sub-second precision is dropped.
+//! - **Times** are stored as integer Unix seconds (the same on both databases) and exposed as
+//!   [`time::OffsetDateTime`]; sub-second precision is dropped.
 //! - **Business rules stay in lifecycle** (PIN checks, TTLs, retry windows, who may revoke
-//!   whom). The registry enforces only what keeps the data coherent: one active permit per
-//!   holder, one certificate per permit, at most one master per corporation, unique serials,
-//!   foreign keys and CHECK constraints on every enum column.
-//!
-//! # SQLite settings
-//! WAL journal (readers never block the writer), `synchronous=FULL` (each commit fsyncs the WAL:
-//! `NORMAL` would survive `kill -9`, but could lose the last commits on power loss, and a
-//! certificate whose bytes have left must stay in the ledger), foreign keys on, and a busy
-//! timeout so that concurrent writers queue instead of failing. Every write transaction starts
-//! with `BEGIN IMMEDIATE`: a deferred transaction that reads first and writes later can hit
-//! `SQLITE_BUSY_SNAPSHOT` under WAL, which no busy timeout retries.
-//!
-//! Migrations live in `migrations/sqlite/` and are embedded with `include_str!` (so that
-//! editing one triggers a rebuild, which `sqlx::migrate!` cannot promise without a build
-//! script) and applied by sqlx's migrator at every start; applied ones are skipped.
+//!   whom, what makes a valid certificate). The registry keeps the data coherent: one active
+//!   permit per holder, one certificate per permit (claimed with a single conditional update),
+//!   at most one master per corporation, unique serials, foreign keys and CHECK constraints.
 
 mod error;
+mod postgres;
+mod rows;
+mod sql;
 mod sqlite;
 mod types;
 
+#[cfg(test)]
+pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 
@@ -53,25 +55,54 @@ use time::{Duration, OffsetDateTime};
 use crate::model::{Holder, RevocationReason, Serial};
 
 pub use error::StoreError;
-pub use sqlite::SqliteRegistry;
+pub use postgres::PoolSettings;
+pub use sql::SqlRegistry;
 pub use types::{
-    AuditEntry, CertStatus, CertificateRecord, Corporation, CorporationStatus, Issuance,
-    IssueStatus, Issued, KeptP12, NewAudit, NewCertificate, NewCorporation, NewPermit, NewUser,
-    Permit, PermitFailure, PermitIssued, PermitState, RetryInfo, Revocation, RevokedCert,
-    StatusRow, User, UserStatus,
+    AuditEntry, CertStatus, CertificateRecord, Change, Corporation, CorporationStatus, CrlClaim,
+    FeedEntry, Issuance, IssueStatus, Issued, KeptP12, NewAudit, NewCertificate, NewCorporation,
+    NewPermit, NewUser, Permit, PermitFailure, PermitIssued, PermitState, RetryInfo, Revocation,
+    RevokedCert, SignedCrl, StatusRow, User, UserStatus,
 };
 
 /// The default registry URL: a SQLite file under `data/`, relative to the working directory.
 pub const DEFAULT_URL: &str = "sqlite://data/certgate.db";
 
+/// How to reach the registry: the URL of `[store]`, a password kept apart from it, and the pool.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// `sqlite://path` or `postgres://user@host:port/db`.
+    pub url: String,
+    /// PostgreSQL's password when the URL has none (`CERTGATE_STORE_PASSWORD`).
+    pub password: Option<secrecy::SecretString>,
+    /// The connection pool.
+    pub pool: PoolSettings,
+}
+
+impl StoreOptions {
+    /// The URL alone, with the default pool.
+    pub fn url(url: &str) -> Self {
+        Self {
+            url: url.to_owned(),
+            password: None,
+            pool: PoolSettings::default(),
+        }
+    }
+}
+
 /// Opens the registry named by `url`, creating and migrating it as needed.
-///
-/// `sqlite://path` (or `sqlite:path`) opens a SQLite file; other schemes are refused until
-/// their backend exists.
 pub async fn open(url: &str) -> Result<Arc<dyn Registry>, StoreError> {
-    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    open_with(&StoreOptions::url(url)).await
+}
+
+/// Opens the registry `options` name, creating and migrating it as needed.
+pub async fn open_with(options: &StoreOptions) -> Result<Arc<dyn Registry>, StoreError> {
+    let scheme = options
+        .url
+        .split_once(':')
+        .map_or(options.url.as_str(), |(scheme, _)| scheme);
     match scheme {
-        "sqlite" => Ok(Arc::new(SqliteRegistry::open(url).await?)),
+        "sqlite" => Ok(Arc::new(sqlite::open(&options.url).await?)),
+        "postgres" | "postgresql" => Ok(Arc::new(postgres::open(options).await?)),
         other => Err(StoreError::UnsupportedScheme {
             scheme: other.to_owned(),
         }),
@@ -124,9 +155,6 @@ pub trait Registry: Send + Sync {
 
     /// The corporation's users, by user ID.
     async fn list_users(&self, corp_id: &str) -> Result<Vec<User>, StoreError>;
-
-    /// Every user of every corporation, for the proxy's role and suspension cache.
-    async fn all_users(&self) -> Result<Vec<User>, StoreError>;
 
     /// Suspends or resumes a user.
     async fn set_user_status(
@@ -254,6 +282,59 @@ pub trait Registry: Send + Sync {
     /// Erases the `certificate.p12` files kept for retries whose window closed before `now`;
     /// returns how many.
     async fn forget_expired_files(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // --- the change feed ---
+
+    /// The standing as it is now, for the revocation snapshot: every revoked or renewed
+    /// certificate not expired at `now`, every user who is not a general user in good standing,
+    /// every corporation not in service or requiring certificates, each handed to `sink` as a
+    /// [`Change`] while it streams from the database. Returns the sequence number of the last
+    /// change this state includes: apply [`Self::changes_since`] it next.
+    async fn load_standing(
+        &self,
+        now: OffsetDateTime,
+        sink: &mut (dyn FnMut(Change) + Send),
+    ) -> Result<i64, StoreError>;
+
+    /// Asks every process applying the feed to load the whole standing again.
+    async fn request_reload(&self, at: OffsetDateTime) -> Result<(), StoreError>;
+
+    /// At most `limit` changes after sequence number `seq`, in order.
+    async fn changes_since(&self, seq: i64, limit: u32) -> Result<Vec<FeedEntry>, StoreError>;
+
+    // --- CRLs ---
+
+    /// Claims the lease on signing `generation`'s CRL for at most `lease` (or renews it, for the
+    /// same `holder`); returns what the last CRL signed was, or `None` when another process is
+    /// signing it. The lease is held only while signing: [`Self::store_crl`] and
+    /// [`Self::release_crl`] give it back, and `lease` bounds how long a process that died while
+    /// signing keeps the others out.
+    async fn claim_crl(
+        &self,
+        generation: &str,
+        holder: &str,
+        now: OffsetDateTime,
+        lease: Duration,
+    ) -> Result<Option<CrlClaim>, StoreError>;
+
+    /// Stores a CRL signed under the lease, numbered `number` and including the feed up to
+    /// `seq`, and releases the lease (`false`: the lease was lost, nothing stored).
+    async fn store_crl(
+        &self,
+        generation: &str,
+        holder: &str,
+        signed: &SignedCrl,
+        now: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// Releases the lease without storing anything (the CRL stored was current after all).
+    async fn release_crl(&self, generation: &str, holder: &str) -> Result<(), StoreError>;
+
+    /// The sequence number of the last change in the feed.
+    async fn feed_head(&self) -> Result<i64, StoreError>;
+
+    /// The last CRL signed for `generation`, by any process.
+    async fn signed_crl(&self, generation: &str) -> Result<Option<SignedCrl>, StoreError>;
 
     // --- lifetime ---
 

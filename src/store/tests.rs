@@ -6,7 +6,7 @@ use std::sync::Arc;
 use time::{Duration, OffsetDateTime};
 
 use super::*;
-use crate::model::{Der, Holder, RevocationReason, Role};
+use crate::model::{Der, Holder, IssuerKey, RevocationReason, Role};
 
 /// A fixed clock: tests never depend on the wall clock.
 fn t(days: i64) -> OffsetDateTime {
@@ -76,11 +76,12 @@ fn cert(serial: &str, holder: &Holder, from: OffsetDateTime) -> NewCertificate {
     NewCertificate {
         serial: serial.into(),
         issuer_generation: "G2".into(),
+        issuer: IssuerKey(7),
         holder: holder.clone(),
         not_before: from,
         not_after: from + Duration::days(365),
-        sha256: format!("{serial:0>64}"),
-        spki_sha256: format!("{serial:f>64}"),
+        sha256: format!("{:0>64}", serial.to_lowercase()),
+        spki_sha256: format!("{:f>64}", serial.to_lowercase()),
         der: Der(vec![0x30, 0x03, 0x02, 0x01, 0x01]),
         renewed_from: None,
     }
@@ -253,7 +254,7 @@ async fn corporation_and_user_updates(reg: Arc<dyn Registry>) {
     let corp = reg.corporation(CORP).await.unwrap().unwrap();
     assert!(!corp.cert_required);
     assert_eq!(corp.status, CorporationStatus::Suspended);
-    let users = reg.all_users().await.unwrap();
+    let users = reg.list_users(CORP).await.unwrap();
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].status, UserStatus::Suspended);
     assert_eq!(users[0].role, Role::Admin);
@@ -443,7 +444,7 @@ async fn issuance_is_atomic(reg: Arc<dyn Registry>) {
         .record_issuance(&issuance(Some(p2), cert("a3", &alice, t(10)), true))
         .await;
     assert!(
-        matches!(&again, Err(StoreError::Conflict { what }) if what.contains("already used")),
+        matches!(&again, Err(StoreError::Conflict { what }) if what.contains("no longer usable")),
         "{again:?}"
     );
     let active = reg.active_certificates(&alice, t(11)).await.unwrap();
@@ -896,6 +897,402 @@ async fn fifty_concurrent_issuances(reg: Arc<dyn Registry>) {
     assert_eq!(reg.holder_certificates(&racer).await.unwrap().len(), 1);
 }
 
+/// The whole feed, in order.
+async fn feed(reg: &dyn Registry) -> Vec<FeedEntry> {
+    reg.changes_since(0, 10_000).await.expect("read the feed")
+}
+
+async fn feed_records_every_change_that_decides_a_refusal(reg: Arc<dyn Registry>) {
+    let reg = &*reg;
+    assert_eq!(reg.feed_head().await.unwrap(), 0);
+    add_corp(reg, CORP).await;
+    add_user(reg, CORP, "alice", Role::General).await;
+    reg.set_user_status(
+        CORP,
+        "alice",
+        UserStatus::Suspended,
+        &audit(t(1), "user.suspend", CORP, "alice"),
+    )
+    .await
+    .unwrap();
+    let alice = Holder::user(CORP, "alice");
+    // An enrollment with nothing to supersede changes nobody's standing: no entry.
+    let before = reg.feed_head().await.unwrap();
+    enroll(reg, &alice, "a1", t(1)).await;
+    assert_eq!(reg.feed_head().await.unwrap(), before);
+    renew(reg, &alice, "a1", "a2", t(300)).await;
+    reg.revoke_certificate(
+        &"a2".into(),
+        RevocationReason::KeyCompromise,
+        &audit(t(301), "cert.revoke", CORP, "a2"),
+    )
+    .await
+    .unwrap();
+    reg.set_cert_required(
+        CORP,
+        false,
+        &audit(t(302), "corp.cert_required", CORP, CORP),
+    )
+    .await
+    .unwrap();
+    reg.request_reload(t(303)).await.unwrap();
+
+    let entries = feed(reg).await;
+    let seqs: Vec<i64> = entries.iter().map(|entry| entry.seq).collect();
+    assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
+    assert_eq!(reg.feed_head().await.unwrap(), *seqs.last().unwrap());
+    let changes: Vec<Change> = entries.into_iter().map(|entry| entry.change).collect();
+    let user = |suspended| Change::User {
+        corp_id: CORP.into(),
+        user_id: "alice".into(),
+        role: Role::General,
+        suspended,
+        removed: false,
+    };
+    let corporation = |cert_required| Change::Corporation {
+        corp_id: CORP.into(),
+        active: true,
+        cert_required,
+    };
+    let certificate = |serial: &str, revoked, renewed| Change::Certificate {
+        issuer: IssuerKey(7),
+        serial: serial.into(),
+        generation: "G2".into(),
+        not_after: if serial == "a1" { t(366) } else { t(665) },
+        revoked,
+        renewed,
+    };
+    assert_eq!(
+        changes,
+        [
+            corporation(true),
+            user(false),
+            user(true),
+            certificate("a1", None, true),
+            certificate("a2", Some((t(301), RevocationReason::KeyCompromise)), false),
+            corporation(false),
+            Change::Reload,
+        ]
+    );
+    // Reading from the middle gives the rest, and a limit cuts it.
+    let rest = reg.changes_since(seqs[3], 2).await.unwrap();
+    assert_eq!(rest.len(), 2);
+    assert_eq!(rest[0].seq, seqs[4]);
+}
+
+async fn a_rolled_back_change_never_reaches_the_feed(reg: Arc<dyn Registry>) {
+    let reg = &*reg;
+    add_corp(reg, CORP).await;
+    add_user(reg, CORP, "alice", Role::General).await;
+    add_user(reg, CORP, "bob", Role::General).await;
+    let alice = Holder::user(CORP, "alice");
+    let bob = Holder::user(CORP, "bob");
+    enroll(reg, &alice, "a1", t(0)).await;
+    enroll(reg, &bob, "b1", t(0)).await;
+    let head = reg.feed_head().await.unwrap();
+
+    // Superseding a1 is written, then the duplicate serial fails the insert: all rolled back.
+    let p = permit(reg, &alice, t(1)).await;
+    let head_after_permit = reg.feed_head().await.unwrap();
+    assert_eq!(
+        head_after_permit, head,
+        "a plain permit changes no standing"
+    );
+    let duplicate = reg
+        .record_issuance(&issuance(
+            Some(p.permit.permit_id),
+            cert("b1", &alice, t(1)),
+            true,
+        ))
+        .await;
+    assert!(
+        matches!(duplicate, Err(StoreError::Conflict { .. })),
+        "{duplicate:?}"
+    );
+    // A revocation of an already revoked certificate, a suspension of nobody: refused.
+    reg.revoke_certificate(
+        &"b1".into(),
+        RevocationReason::Unspecified,
+        &audit(t(2), "cert.revoke", CORP, "b1"),
+    )
+    .await
+    .unwrap();
+    let head = reg.feed_head().await.unwrap();
+    let again = reg
+        .revoke_certificate(
+            &"b1".into(),
+            RevocationReason::Unspecified,
+            &audit(t(3), "cert.revoke", CORP, "b1"),
+        )
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+    let nobody = reg
+        .set_user_status(
+            CORP,
+            "nobody",
+            UserStatus::Suspended,
+            &audit(t(3), "user.suspend", CORP, "nobody"),
+        )
+        .await;
+    assert!(
+        matches!(nobody, Err(StoreError::NotFound { .. })),
+        "{nobody:?}"
+    );
+
+    assert_eq!(reg.feed_head().await.unwrap(), head);
+    let serials: Vec<Serial> = feed(reg)
+        .await
+        .into_iter()
+        .filter_map(|entry| match entry.change {
+            Change::Certificate { serial, .. } => Some(serial),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(serials, [Serial::from("b1")], "a1 was never superseded");
+    assert_eq!(
+        reg.certificate(&"a1".into()).await.unwrap().unwrap().status,
+        CertStatus::Active
+    );
+}
+
+/// The standing as a fold of changes: what a certgate process keeps (exceptions only).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Folded {
+    certificates: std::collections::BTreeMap<(IssuerKey, Serial), (bool, bool)>,
+    users: std::collections::BTreeMap<(String, String), (Role, bool)>,
+    corporations: std::collections::BTreeMap<String, (bool, bool)>,
+}
+
+impl Folded {
+    fn apply(&mut self, change: Change, now: OffsetDateTime) {
+        match change {
+            Change::Certificate {
+                issuer,
+                serial,
+                not_after,
+                revoked,
+                renewed,
+                ..
+            } => {
+                if not_after > now {
+                    self.certificates
+                        .insert((issuer, serial), (revoked.is_some(), renewed));
+                }
+            }
+            Change::User {
+                corp_id,
+                user_id,
+                role,
+                suspended,
+                removed,
+            } => {
+                if removed || (role == Role::General && !suspended) {
+                    self.users.remove(&(corp_id, user_id));
+                } else {
+                    self.users.insert((corp_id, user_id), (role, suspended));
+                }
+            }
+            Change::Corporation {
+                corp_id,
+                active,
+                cert_required,
+            } => {
+                if active && !cert_required {
+                    self.corporations.remove(&corp_id);
+                } else {
+                    self.corporations.insert(corp_id, (active, cert_required));
+                }
+            }
+            Change::Reload => {}
+        }
+    }
+
+    async fn load(reg: &dyn Registry, now: OffsetDateTime) -> (Self, i64) {
+        let mut folded = Self::default();
+        let mut changes = Vec::new();
+        let seq = reg
+            .load_standing(now, &mut |change| changes.push(change))
+            .await
+            .unwrap();
+        for change in changes {
+            folded.apply(change, now);
+        }
+        (folded, seq)
+    }
+}
+
+async fn standing_loaded_then_followed_equals_a_fresh_load(reg: Arc<dyn Registry>) {
+    let reg = &*reg;
+    let now = t(364);
+    add_corp(reg, CORP).await;
+    add_corp(reg, "22222222222222").await;
+    let mut users = Vec::new();
+    for i in 0..12 {
+        let user = format!("user{i}");
+        let role = [Role::General, Role::Admin, Role::Master]
+            [usize::from(i % 5 == 0) + usize::from(i == 0)];
+        add_user(reg, CORP, &user, role).await;
+        let holder = Holder::user(CORP, &user);
+        // user0's certificate expired long ago.
+        let from = if i == 0 { t(-400) } else { t(0) };
+        enroll(reg, &holder, &format!("{:02x}", 0x10 + i), from).await;
+        users.push(holder);
+    }
+    // An expired revoked certificate is in neither.
+    reg.revoke_certificate(
+        &"10".into(),
+        RevocationReason::KeyCompromise,
+        &audit(t(1), "cert.revoke", CORP, "10"),
+    )
+    .await
+    .unwrap();
+    renew(reg, &users[1], "11", "a1", t(360)).await;
+
+    let (mut followed, mut seq) = Folded::load(reg, now).await;
+    // Changes made after the load, as a running process would see them in the feed.
+    reg.set_user_status(
+        CORP,
+        "user2",
+        UserStatus::Suspended,
+        &audit(t(361), "user.suspend", CORP, "user2"),
+    )
+    .await
+    .unwrap();
+    reg.set_user_status(
+        CORP,
+        "user2",
+        UserStatus::Active,
+        &audit(t(362), "user.resume", CORP, "user2"),
+    )
+    .await
+    .unwrap();
+    reg.set_user_status(
+        CORP,
+        "user3",
+        UserStatus::Suspended,
+        &audit(t(362), "user.suspend", CORP, "user3"),
+    )
+    .await
+    .unwrap();
+    reg.revoke_holder(
+        &users[4],
+        RevocationReason::AffiliationChanged,
+        &audit(t(363), "user.revoke", CORP, "user4"),
+    )
+    .await
+    .unwrap();
+    renew(reg, &users[6], "16", "a6", t(364)).await;
+    reg.set_corporation_status(
+        "22222222222222",
+        CorporationStatus::Suspended,
+        &audit(t(365), "corp.suspend", "22222222222222", "22222222222222"),
+    )
+    .await
+    .unwrap();
+    reg.set_cert_required(
+        CORP,
+        false,
+        &audit(t(365), "corp.cert_required", CORP, CORP),
+    )
+    .await
+    .unwrap();
+    loop {
+        let entries = reg.changes_since(seq, 3).await.unwrap();
+        let Some(last) = entries.last() else { break };
+        seq = last.seq;
+        for entry in entries {
+            followed.apply(entry.change, now);
+        }
+    }
+    let (fresh, fresh_seq) = Folded::load(reg, now).await;
+    assert_eq!(fresh_seq, seq);
+    assert_eq!(followed, fresh);
+    assert!(
+        !fresh
+            .certificates
+            .contains_key(&(IssuerKey(7), "10".into()))
+    );
+    assert_eq!(fresh.certificates.len(), 3, "{fresh:?}");
+    assert_eq!(
+        fresh.users.get(&(CORP.to_owned(), "user3".to_owned())),
+        Some(&(Role::General, true))
+    );
+    assert!(
+        !fresh
+            .users
+            .contains_key(&(CORP.to_owned(), "user2".to_owned()))
+    );
+    assert_eq!(fresh.corporations.len(), 1);
+}
+
+async fn one_crl_signer_at_a_time_and_never_backwards(reg: Arc<dyn Registry>) {
+    let reg = &*reg;
+    let lease = Duration::seconds(60);
+    let crl = |number, seq| SignedCrl {
+        number,
+        seq,
+        der: Der(vec![0x30, 0x00, number as u8]),
+    };
+    assert_eq!(reg.signed_crl("g1").await.unwrap(), None);
+    let claim = |number, seq, signed_at| {
+        Some(CrlClaim {
+            number,
+            seq,
+            signed_at,
+        })
+    };
+    assert_eq!(
+        reg.claim_crl("g1", "a", t(0), lease).await.unwrap(),
+        claim(0, 0, None)
+    );
+    assert_eq!(reg.claim_crl("g1", "b", t(0), lease).await.unwrap(), None);
+    // Another generation is another lease.
+    assert_eq!(
+        reg.claim_crl("g2", "b", t(0), lease).await.unwrap(),
+        claim(0, 0, None)
+    );
+    assert!(reg.store_crl("g1", "a", &crl(5, 3), t(0)).await.unwrap());
+    // Storing gave the lease back; storing without one stores nothing.
+    assert!(!reg.store_crl("g1", "b", &crl(6, 4), t(0)).await.unwrap());
+    assert_eq!(reg.signed_crl("g1").await.unwrap(), Some(crl(5, 3)));
+    assert_eq!(
+        reg.claim_crl("g1", "b", t(0), lease).await.unwrap(),
+        claim(5, 3, Some(t(0)))
+    );
+    reg.release_crl("g1", "b").await.unwrap();
+    // A claim learns where the last CRL stands.
+    assert_eq!(
+        reg.claim_crl("g1", "a", t(0) + Duration::seconds(30), lease)
+            .await
+            .unwrap(),
+        claim(5, 3, Some(t(0)))
+    );
+    assert_eq!(
+        reg.claim_crl("g1", "b", t(0) + Duration::seconds(30), lease)
+            .await
+            .unwrap(),
+        None
+    );
+    // A CRL made from an older view of the feed is not stored over a newer one.
+    assert!(!reg.store_crl("g1", "a", &crl(6, 2), t(0)).await.unwrap());
+    // Past the lease, another process takes over; the first can no longer store.
+    let later = t(0) + Duration::seconds(91);
+    assert_eq!(
+        reg.claim_crl("g1", "b", later, lease).await.unwrap(),
+        claim(5, 3, Some(t(0)))
+    );
+    assert!(!reg.store_crl("g1", "a", &crl(7, 9), later).await.unwrap());
+    assert!(
+        reg.store_crl("g1", "b", &crl(u128::MAX, 9), later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(reg.signed_crl("g1").await.unwrap(), Some(crl(u128::MAX, 9)));
+}
+
 /// Runs every shared scenario against one backend; `$fresh` yields `(guard, Arc<dyn Registry>)`.
 macro_rules! backend_tests {
     ($module:ident, $fresh:path, [$($scenario:ident),+ $(,)?]) => {
@@ -928,8 +1325,102 @@ backend_tests!(
         status_table,
         audit_lists_newest_first,
         fifty_concurrent_issuances,
+        feed_records_every_change_that_decides_a_refusal,
+        a_rolled_back_change_never_reaches_the_feed,
+        standing_loaded_then_followed_equals_a_fresh_load,
+        one_crl_signer_at_a_time_and_never_backwards,
     ]
 );
+
+backend_tests!(
+    on_postgres,
+    super::fresh_postgres,
+    [
+        duplicate_corporation_is_conflict,
+        corporation_and_user_updates,
+        permit_supersedes_older_ones,
+        failures_lock_at_threshold,
+        issuance_is_atomic,
+        failed_issuance_changes_nothing,
+        retry_lookup,
+        kept_p12_lives_only_as_long_as_its_retry,
+        revocation_cascades_over_renewals,
+        revoke_every_unexpired_certificate_of_a_user,
+        status_table,
+        audit_lists_newest_first,
+        fifty_concurrent_issuances,
+        feed_records_every_change_that_decides_a_refusal,
+        a_rolled_back_change_never_reaches_the_feed,
+        standing_loaded_then_followed_equals_a_fresh_load,
+        one_crl_signer_at_a_time_and_never_backwards,
+    ]
+);
+
+// --- PostgreSQL ---
+
+use super::testing::{ScratchDatabase, test_postgres};
+
+async fn fresh_postgres() -> (ScratchDatabase, Arc<dyn Registry>) {
+    let db = ScratchDatabase::create().await;
+    let reg = open(&db.url).await.expect("open registry");
+    (db, reg)
+}
+
+#[tokio::test]
+async fn postgres_migrations_twice_are_a_no_op() {
+    let db = ScratchDatabase::create().await;
+    let reg = open(&db.url).await.unwrap();
+    add_corp(&*reg, CORP).await;
+    reg.close().await;
+    let reopened = open(&db.url).await.unwrap();
+    assert!(reopened.corporation(CORP).await.unwrap().is_some());
+    reopened.close().await;
+}
+
+#[tokio::test]
+async fn postgres_password_from_the_options_and_never_in_messages() {
+    // A server that trusts everyone ignores the password; a wrong database is named, without it.
+    let mut url = url::Url::parse(&test_postgres()).unwrap();
+    url.set_path("certgate_no_such_database");
+    let options = StoreOptions {
+        url: url.to_string(),
+        password: Some("pa55-w0rd-never-shown".to_owned().into()),
+        pool: PoolSettings::default(),
+    };
+    let err = match open_with(&options).await {
+        Err(err) => err,
+        Ok(_) => panic!("the database does not exist"),
+    };
+    let text = crate::model::error_chain(&err);
+    assert!(text.contains("certgate_no_such_database"), "{text}");
+    assert!(!text.contains("pa55"), "{text}");
+    let _ = url.set_password(Some("pa55-in-the-url"));
+    let err = match open(url.as_str()).await {
+        Err(err) => err,
+        Ok(_) => panic!("the database does not exist"),
+    };
+    let text = crate::model::error_chain(&err);
+    assert!(!text.contains("pa55"), "{text}");
+}
+
+#[tokio::test]
+async fn kill_9_during_parallel_enrollments_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/crash.db", dir.path().display());
+    kill_9_during_parallel_enrollments(&url).await;
+    let reg = sqlite::open(&url).await.unwrap();
+    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(reg.pool())
+        .await
+        .unwrap();
+    assert_eq!(integrity, "ok");
+}
+
+#[tokio::test]
+async fn kill_9_during_parallel_enrollments_on_postgres() {
+    let db = ScratchDatabase::create().await;
+    kill_9_during_parallel_enrollments(&db.url).await;
+}
 
 // --- SQLite specifics ---
 
@@ -941,7 +1432,7 @@ async fn fresh_sqlite() -> (tempfile::TempDir, Arc<dyn Registry>) {
     (dir, reg)
 }
 
-async fn applied_migrations(reg: &SqliteRegistry) -> i64 {
+async fn applied_migrations(reg: &SqlRegistry) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(reg.pool())
         .await
@@ -953,15 +1444,14 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nested/dir/certgate.db");
     let url = format!("sqlite://{}", path.display());
-    let reg = SqliteRegistry::open(&url).await.unwrap();
+    let reg = sqlite::open(&url).await.unwrap();
     assert!(path.exists(), "file and parent directories created");
     add_corp(&reg, CORP).await;
     add_user(&reg, CORP, "alice", Role::Master).await;
     enroll(&reg, &Holder::user(CORP, "alice"), "0102", t(0)).await;
-
-    sqlite::migrate(reg.pool()).await.unwrap();
-    sqlite::migrate(reg.pool()).await.unwrap();
-    assert_eq!(applied_migrations(&reg).await, 2);
+    // Opening again while it is open migrates nothing.
+    sqlite::open(&url).await.unwrap().close().await;
+    assert_eq!(applied_migrations(&reg).await, 3);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(reg.pool())
         .await
@@ -979,8 +1469,8 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
     assert_eq!(fk, 1);
     reg.close().await;
 
-    let reopened = SqliteRegistry::open(&url).await.unwrap();
-    assert_eq!(applied_migrations(&reopened).await, 2);
+    let reopened = sqlite::open(&url).await.unwrap();
+    assert_eq!(applied_migrations(&reopened).await, 3);
     let corp = reopened.corporation(CORP).await.unwrap().unwrap();
     assert_eq!(corp.created_at, t(0));
     let cert = reopened.certificate(&"0102".into()).await.unwrap().unwrap();
@@ -1002,7 +1492,7 @@ async fn constraints_hold_even_without_the_rust_checks() {
     let (_dir, reg) = {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/r.db", dir.path().display());
-        (dir, SqliteRegistry::open(&url).await.unwrap())
+        (dir, sqlite::open(&url).await.unwrap())
     };
     add_corp(&reg, CORP).await;
     let bad_status = sqlx::query("UPDATE corporations SET status = 'gone'")
@@ -1027,11 +1517,11 @@ async fn constraints_hold_even_without_the_rust_checks() {
 
 #[tokio::test]
 async fn unsupported_scheme_and_bad_urls_are_named() {
-    let err = match open("postgres://u:secret@db/certgate").await {
+    let err = match open("mysql://u:secret@db/certgate").await {
         Err(e) => e,
-        Ok(_) => panic!("postgres is not built yet"),
+        Ok(_) => panic!("mysql is not supported"),
     };
-    assert!(matches!(err, StoreError::UnsupportedScheme { ref scheme } if scheme == "postgres"));
+    assert!(matches!(err, StoreError::UnsupportedScheme { ref scheme } if scheme == "mysql"));
     assert!(!err.to_string().contains("secret"));
 }
 
@@ -1081,6 +1571,7 @@ fn status_window_boundaries() {
         revocation: None,
         renewed_from: None,
         permit_id: None,
+        renewed_at: None,
     };
     let window = Duration::days(30);
     assert_eq!(IssueStatus::of(None, t(0), window), IssueStatus::Unissued);
@@ -1148,21 +1639,20 @@ async fn crash_child_enrolls_until_killed() {
 
 /// The acceptance test of the registry: `kill -9` during 50 parallel enrollments, reopen,
 /// and every certificate a client received is in the ledger, and no permit is half-used.
-#[tokio::test]
-async fn kill_9_during_parallel_enrollments() {
+async fn kill_9_during_parallel_enrollments(url: &str) {
     use std::io::BufRead;
     use std::process::{Command, Stdio};
 
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}/crash.db", dir.path().display());
+    let url = url.to_owned();
     {
-        let reg = SqliteRegistry::open(&url).await.unwrap();
-        add_corp(&reg, CORP).await;
+        let reg = open(&url).await.unwrap();
+        let reg = &*reg;
+        add_corp(reg, CORP).await;
         for i in 0..CRASH_USERS {
             let user = format!("user{i}");
-            add_user(&reg, CORP, &user, Role::General).await;
+            add_user(reg, CORP, &user, Role::General).await;
             let holder = Holder::user(CORP, user);
-            permit(&reg, &holder, t(0)).await;
+            permit(reg, &holder, t(0)).await;
             // Half of them already hold a certificate, so enrollments also supersede.
             if i % 2 == 0 {
                 let c = cert(&format!("{:04x}", 0x8000 + i), &holder, t(0));
@@ -1211,12 +1701,7 @@ async fn kill_9_during_parallel_enrollments() {
     let (url, received) = received.await.unwrap();
     assert!(received.len() >= 120);
 
-    let reg = SqliteRegistry::open(&url).await.unwrap();
-    let integrity: String = sqlx::query_scalar("PRAGMA integrity_check")
-        .fetch_one(reg.pool())
-        .await
-        .unwrap();
-    assert_eq!(integrity, "ok");
+    let reg = open(&url).await.unwrap();
     for serial in &received {
         let c = reg.certificate(&serial.as_str().into()).await.unwrap();
         assert!(

@@ -7,7 +7,7 @@ use time::{Duration, OffsetDateTime};
 
 use super::StoreError;
 
-use crate::model::{Der, Holder, RevocationReason, Role, Serial};
+use crate::model::{Der, Holder, IssuerKey, RevocationReason, Role, Serial};
 
 /// Refuses a holder whose IDs the registry cannot hold.
 pub(crate) fn validate_holder(holder: &Holder) -> Result<(), StoreError> {
@@ -297,6 +297,8 @@ pub struct NewCertificate {
     pub serial: Serial,
     /// The issuing CA generation, as the pki room names it.
     pub issuer_generation: String,
+    /// The issuer, as the revocation snapshot keys it.
+    pub issuer: IssuerKey,
     /// Whose certificate.
     pub holder: Holder,
     /// Start of validity.
@@ -351,6 +353,8 @@ pub struct CertificateRecord {
     pub renewed_from: Option<Serial>,
     /// The permit it was enrolled with (`None` for renewals).
     pub permit_id: Option<i64>,
+    /// When a renewal replaced it (it stays valid unless revoked, but its sessions end).
+    pub renewed_at: Option<OffsetDateTime>,
 }
 
 impl CertificateRecord {
@@ -365,6 +369,8 @@ impl CertificateRecord {
 pub struct RevokedCert {
     /// The issuing CA generation.
     pub issuer_generation: String,
+    /// Its issuer, as the revocation snapshot keys it.
+    pub issuer: IssuerKey,
     /// Serial.
     pub serial: Serial,
     /// Whose certificate.
@@ -522,15 +528,6 @@ pub(crate) fn validate_email(field: &'static str, value: &str) -> Result<(), Sto
     }
 }
 
-/// A SHA-256 digest as 64 lowercase hex digits.
-pub(crate) fn canonical_sha256(field: &'static str, value: &str) -> Result<String, StoreError> {
-    let s = value.to_ascii_lowercase();
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(StoreError::invalid(field, "must be 64 hex digits"));
-    }
-    Ok(s)
-}
-
 pub(crate) fn to_unix(t: OffsetDateTime) -> i64 {
     t.unix_timestamp()
 }
@@ -538,4 +535,81 @@ pub(crate) fn to_unix(t: OffsetDateTime) -> i64 {
 pub(crate) fn from_unix(what: &str, secs: i64) -> Result<OffsetDateTime, StoreError> {
     OffsetDateTime::from_unix_timestamp(secs)
         .map_err(|_| StoreError::corrupt(format!("{what}: timestamp {secs} out of range")))
+}
+
+/// A change that decides who is refused or with what role, as the registry's feed carries it.
+/// Each carries the full new state of what it names, so that applying one twice is harmless.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A certificate was revoked, or renewed (replaced; its sessions end).
+    Certificate {
+        /// Its issuer.
+        issuer: IssuerKey,
+        /// Its serial.
+        serial: Serial,
+        /// The CA generation that issued it, for the CRLs.
+        generation: String,
+        /// Its end of validity: past it, it may leave every set.
+        not_after: OffsetDateTime,
+        /// When and why it was revoked.
+        revoked: Option<(OffsetDateTime, RevocationReason)>,
+        /// Whether a renewal replaced it.
+        renewed: bool,
+    },
+    /// A user was added, changed, suspended, resumed or removed.
+    User {
+        /// The corporation.
+        corp_id: String,
+        /// The user.
+        user_id: String,
+        /// Their role now.
+        role: Role,
+        /// Whether suspended now.
+        suspended: bool,
+        /// Whether removed.
+        removed: bool,
+    },
+    /// The operator asked every process to load the whole standing again
+    /// (`certgate standing reload`).
+    Reload,
+    /// A corporation was added or its status or certificate requirement changed.
+    Corporation {
+        /// The corporation.
+        corp_id: String,
+        /// Whether in service now.
+        active: bool,
+        /// Whether every user must log in with a certificate now.
+        cert_required: bool,
+    },
+}
+
+/// A change with its place in the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    /// Its sequence number: increasing, committed in order.
+    pub seq: i64,
+    /// The change.
+    pub change: Change,
+}
+
+/// The CRL of a generation as last signed, by whichever process.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCrl {
+    /// Its CRL number.
+    pub number: u128,
+    /// The last change of the feed it includes.
+    pub seq: i64,
+    /// The CRL, DER.
+    pub der: Der,
+}
+
+/// The last CRL of a generation, as a process that claimed the signing lease finds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CrlClaim {
+    /// Its CRL number (0 before the first).
+    pub number: u128,
+    /// The last change of the feed it includes (0 before the first).
+    pub seq: i64,
+    /// When it was signed (`None` before the first).
+    pub signed_at: Option<OffsetDateTime>,
 }

@@ -26,6 +26,7 @@ mod life;
 mod load;
 mod paths;
 mod proxy;
+mod registry;
 mod rights;
 mod spoofing;
 mod stale;

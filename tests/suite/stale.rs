@@ -4,23 +4,9 @@
 //! (and `/readyz` stays ready, or every replica would leave the balancer at once). Reading again
 //! brings it back. Before, a failed re-read silently kept the last set forever.
 
-use std::time::{Duration, Instant};
-
 use crate::support::*;
 
 const OPEN_ROOT: &str = "[[route]]\npath = \"/public\"\nrequire_cert = false\n";
-
-async fn wait_until<F, Fut>(what: &str, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 async fn status_of(
     server: &Server,

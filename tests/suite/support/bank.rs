@@ -147,9 +147,20 @@ impl Bank {
         headers: &[(&str, &str)],
         body: impl Into<Bytes>,
     ) -> (u16, http::HeaderMap, serde_json::Value, Bytes) {
-        let mut conn = Conn::open(self.server.addr, self.client(leaf))
+        self.post_to(self.server.addr, leaf, path, headers, body)
             .await
-            .unwrap();
+    }
+
+    /// Like [`Self::post`], to another server of the bank (a replica).
+    pub async fn post_to(
+        &self,
+        server: std::net::SocketAddr,
+        leaf: Option<&Leaf>,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> (u16, http::HeaderMap, serde_json::Value, Bytes) {
+        let mut conn = Conn::open(server, self.client(leaf)).await.unwrap();
         let mut request = http::Request::post(path).header("host", "localhost");
         for (name, value) in headers {
             request = request.header(*name, *value);

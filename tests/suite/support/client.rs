@@ -205,3 +205,20 @@ pub async fn get_path(
         (status, body)
     }
 }
+
+/// Waits until `check` holds, checking every 50 ms, failing after a generous minute: for
+/// something another process does in its own time (a poll, a background task).
+pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !check().await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -7,6 +7,7 @@ mod bank;
 mod client;
 mod peers;
 mod pki;
+mod postgres;
 mod server;
 mod upstreams;
 
@@ -14,5 +15,6 @@ pub use bank::*;
 pub use client::*;
 pub use peers::*;
 pub use pki::*;
+pub use postgres::*;
 pub use server::*;
 pub use upstreams::*;

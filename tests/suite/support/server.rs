@@ -25,6 +25,8 @@ pub struct Fixture {
     /// Whether the test CA's `[[trust.ca]]` says `lifecycle = true` (default false: its
     /// certificates log in to the application but cannot use certgate's own operations).
     pub ca_for_lifecycle: std::sync::atomic::AtomicBool,
+    /// `[store] url`; a SQLite file in the directory unless set.
+    pub store_url: std::sync::Mutex<Option<String>>,
 }
 
 impl Fixture {
@@ -39,6 +41,7 @@ impl Fixture {
             dir,
             ca,
             ca_for_lifecycle: std::sync::atomic::AtomicBool::new(false),
+            store_url: std::sync::Mutex::new(None),
         };
         std::fs::write(&fixture.ca_path, &fixture.ca.cert_pem).unwrap();
         std::fs::write(&fixture.server_cert, &server.cert_pem).unwrap();
@@ -76,7 +79,8 @@ format = "json"
 level = "info"
 
 [store]
-url = "sqlite://{dir}/certgate.db"
+url = "{store}"
+{pool}
 
 [pki]
 dir = "{dir}/pki"
@@ -95,6 +99,18 @@ dir = "{dir}/pki"
                 ""
             },
             dir = self.dir.path().display(),
+            // Several servers and the test itself share the machine's PostgreSQL: small pools.
+            pool = if self.store_url.lock().unwrap().is_some() {
+                "max_connections = 4"
+            } else {
+                ""
+            },
+            store = self
+                .store_url
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_else(|| format!("sqlite://{}/certgate.db", self.dir.path().display())),
         )
     }
 
@@ -132,6 +148,17 @@ impl Server {
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
         }
+        Self::start_command(command, config)
+    }
+
+    /// Starts with these environment variables set.
+    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
+        let mut command = certgate();
+        command.envs(env.iter().copied());
+        Self::start_command(command, config)
+    }
+
+    fn start_command(mut command: Command, config: &Path) -> Self {
         let mut child = command
             .args(["serve", "--config"])
             .arg(config)
