@@ -88,6 +88,7 @@ fn proxy(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Arc<Proxy>, Ar
                 chain_header: None,
                 lifecycle_ca: true,
             },
+            body_stall: std::time::Duration::from_secs(30),
         });
         (proxy, connection)
     })

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test: formatting, clippy, the Dockerfile's build context, unit and integration tests
 # (debug profile). Installs what the tests need when it is missing, so that a fresh machine
-# passes: curl and openssl (clients), nginx and python3 (real upstreams), strongSwan's pki (an EST
-# client), PostgreSQL (the second registry backend). Tests start their own throw-away servers on
+# passes: curl and openssl (clients), nginx, python3, hypercorn and PHP (real upstreams),
+# strongSwan's pki (an EST client), PostgreSQL (the second registry backend). Tests start their own throw-away servers on
 # free loopback ports and stop them; tests that only need a PostgreSQL database make one on the
 # machine's server (CERTGATE_TEST_POSTGRES, by default 127.0.0.1:5432) and drop it, and when no
 # server answers there this script starts one of its own for the run.
@@ -20,6 +20,10 @@ need pki strongswan-pki
 [ -e /usr/lib/ipsec/plugins/libstrongswan-openssl.so ] \
   || ls /usr/lib/*/ipsec/plugins/libstrongswan-openssl.so >/dev/null 2>&1 \
   || need_apt+=(libstrongswan-standard-plugins)
+# hypercorn honours `Upgrade: h2c`, PHP reads form fields its own way: real applications for
+# the attack tests.
+python3 -c 'import hypercorn' >/dev/null 2>&1 || need_apt+=(python3-hypercorn)
+need php php-cli
 need psql postgresql-client
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
   || need_apt+=(postgresql)

@@ -16,6 +16,7 @@ mod encode;
 mod est;
 mod json;
 mod problem;
+mod throttle;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -34,6 +35,7 @@ const MAX_BODY: usize = 64 * 1024;
 #[derive(Clone)]
 pub struct Api {
     lifecycle: Lifecycle,
+    throttle: std::sync::Arc<throttle::EnrollThrottle>,
 }
 
 /// One request as the endpoints see it: the head and the whole (small) body.
@@ -77,7 +79,13 @@ impl Call<'_> {
 impl Api {
     /// The endpoints over the lifecycle service.
     pub fn new(lifecycle: Lifecycle) -> Self {
-        Self { lifecycle }
+        let throttle = std::sync::Arc::new(throttle::EnrollThrottle::new(
+            lifecycle.rules().enroll_attempts_per_minute,
+        ));
+        Self {
+            lifecycle,
+            throttle,
+        }
     }
 
     /// Whether certgate answers `path` itself instead of forwarding it.
@@ -92,7 +100,7 @@ impl Api {
     /// that no answer leaves a client still sending.
     pub async fn handle(&self, caller: Caller<'_>, request: Request<Incoming>) -> Response<Body> {
         let (parts, body) = request.into_parts();
-        let body = match read_to_limit(body, MAX_BODY).await {
+        let body = match read_to_limit(body, MAX_BODY, caller.body_stall).await {
             Ok(body) => body,
             Err(BodyError::TooLarge(rest)) => {
                 linger(rest);
@@ -102,6 +110,11 @@ impl Api {
             }
             Err(BodyError::Broken(_)) => {
                 return problem::invalid("the request body could not be read");
+            }
+            Err(BodyError::Stalled) => {
+                return Kind::new(408, "body-stalled", "Request body stalled")
+                    .detail("the request body stopped arriving")
+                    .json();
             }
         };
         let call = Call {
@@ -118,6 +131,28 @@ impl Api {
         } else {
             method.clone()
         };
+        let enrolls = matches!(
+            (&routed, segments.as_slice()),
+            (
+                &Method::POST,
+                [".well-known", "est", "simpleenroll" | "serverkeygen"]
+                    | ["certgate", "api", "enroll" | "enroll.p12"]
+            )
+        );
+        if enrolls {
+            if let Err(wait) = self.throttle.check(call.caller.peer.ip()) {
+                tracing::warn!(peer = %call.caller.peer, "enrollment attempts over the per-address limit");
+                let mut response = Kind::new(429, "too-many-attempts", "Too many attempts")
+                    .detail(format!(
+                        "too many enrollment attempts from this address; try again in {wait} seconds"
+                    ))
+                    .json();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from(wait));
+                return response;
+            }
+        }
         match (routed, segments.as_slice()) {
             (Method::GET, [".well-known", "est", "cacerts"]) => self.est_cacerts(),
             (Method::POST, [".well-known", "est", "simpleenroll"]) => {

@@ -88,6 +88,7 @@ pub fn lifecycle_problem(err: &LifecycleError) -> Problem {
         E::NotFound { .. } => Kind::NOT_FOUND,
         E::Conflict { .. } => CONFLICT,
         E::NoCa => CA_NOT_INITIALISED,
+        E::Busy { .. } => Kind::new(503, "busy", "Too many requests at once"),
         E::Internal(cause) => {
             tracing::error!(cause = %cause, "lifecycle operation failed");
             return Kind::INTERNAL.detail(
@@ -100,7 +101,12 @@ pub fn lifecycle_problem(err: &LifecycleError) -> Problem {
 
 /// The problem JSON for a lifecycle refusal; a 401 carries a Basic challenge.
 pub fn lifecycle(err: &LifecycleError) -> Response<Body> {
-    let response = lifecycle_problem(err).json();
+    let mut response = lifecycle_problem(err).json();
+    if let LifecycleError::Busy { retry_after_secs } = err {
+        response
+            .headers_mut()
+            .insert(http::header::RETRY_AFTER, (*retry_after_secs).into());
+    }
     if response.status() == http::StatusCode::UNAUTHORIZED {
         basic_challenge(response)
     } else {

@@ -47,6 +47,7 @@ pub struct ServerFile {
     pub handshake_timeout: Option<String>,
     pub max_connections: Option<i64>,
     pub max_connections_per_ip: Option<i64>,
+    pub max_anonymous_connections: Option<i64>,
     pub idle_timeout: Option<String>,
     pub anonymous_idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -80,6 +81,7 @@ pub struct IdentityFile {
 #[serde(deny_unknown_fields)]
 pub struct HeadersFile {
     pub strip_prefix: Option<String>,
+    pub strip: Option<Vec<String>>,
     pub verify: Option<String>,
     pub corp_id: Option<String>,
     pub user_id: Option<String>,
@@ -154,6 +156,7 @@ pub struct LifecycleFile {
     pub retry_window: Option<String>,
     pub renew_window_days: Option<i64>,
     pub revoke_old_on_renew: Option<bool>,
+    pub enroll_attempts_per_minute: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

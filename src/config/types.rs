@@ -35,9 +35,12 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// `max_connections`, default 10 000.
     pub max_connections: usize,
-    /// `max_connections_per_ip`: connections from one address that have not presented a
-    /// certificate (yet), default 64.
+    /// `max_connections_per_ip`, default 64: connections from one address (an IPv6 /64) in
+    /// their TLS handshake, and, apart, connections from it without a certificate.
     pub max_connections_per_ip: usize,
+    /// `max_anonymous_connections`, default half of `max_connections`: connections without a
+    /// certificate, from all addresses together, so that certificate holders always find room.
+    pub max_anonymous_connections: usize,
     /// `idle_timeout`: a connection with no request in flight for this long is closed (HTTP/2
     /// with GOAWAY, even while it answers PINGs), default 30 s.
     pub idle_timeout: Duration,
@@ -104,6 +107,9 @@ pub struct HeaderNames {
     /// `allow_underscores`, default false: inbound headers whose name has a `_` are dropped (as
     /// nginx does), since CGI/WSGI-style applications read `_` and `-` as the same character.
     pub allow_underscores: bool,
+    /// `strip`: more inbound headers to remove (lowercase), besides the identity headers and the
+    /// built-in list of forwarding, client-certificate and override headers.
+    pub strip: Vec<HeaderName>,
 }
 
 impl HeaderNames {
@@ -239,6 +245,9 @@ pub struct LifecycleConfig {
     pub renew_window_days: u32,
     /// `revoke_old_on_renew`, default false: the old certificate stays valid until it expires.
     pub revoke_old_on_renew: bool,
+    /// `enroll_attempts_per_minute`, default 30: enrollments with a temporary PIN one address
+    /// (an IPv6 /64) may attempt per minute; more get 429.
+    pub enroll_attempts_per_minute: u32,
 }
 
 /// What certificate-authenticated requests get while certgate cannot tell who is revoked.

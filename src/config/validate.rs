@@ -88,6 +88,18 @@ fn validate_server(file: file::ServerFile) -> Result<ServerConfig, ConfigError> 
             ));
         }
     };
+    let max_anonymous_connections = match file.max_anonymous_connections {
+        None => (max_connections / 2).max(1),
+        Some(n) if n >= 1 && usize::try_from(n).is_ok_and(|n| n <= max_connections) => {
+            usize::try_from(n).unwrap_or(max_connections)
+        }
+        Some(n) => {
+            return Err(ConfigError::new(
+                "server.max_anonymous_connections",
+                format!("{n} is out of range; use 1 to server.max_connections ({max_connections})"),
+            ));
+        }
+    };
     Ok(ServerConfig {
         listen: parse_addr(
             "server.listen",
@@ -112,6 +124,7 @@ fn validate_server(file: file::ServerFile) -> Result<ServerConfig, ConfigError> 
                 ));
             }
         },
+        max_anonymous_connections,
         idle_timeout: duration("server.idle_timeout", file.idle_timeout, "30s")?,
         anonymous_idle_timeout: duration(
             "server.anonymous_idle_timeout",
@@ -223,6 +236,20 @@ fn validate_headers(file: file::HeadersFile) -> Result<HeaderNames, ConfigError>
         rfc9440: file.rfc9440.unwrap_or(false),
         xfcc: file.xfcc.unwrap_or(false),
         allow_underscores: file.allow_underscores.unwrap_or(false),
+        strip: file
+            .strip
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(index, value)| {
+                HeaderName::from_bytes(value.as_bytes()).map_err(|_| {
+                    ConfigError::new(
+                        format!("headers.strip[{index}]"),
+                        format!("{value:?} is not a valid header name; use letters, digits and '-', e.g. \"X-Legacy-User\""),
+                    )
+                })
+            })
+            .collect::<Result<_, _>>()?,
     };
     let names = headers.all();
     for (index, first) in names.iter().enumerate() {
@@ -478,6 +505,13 @@ fn validate_lifecycle(file: file::LifecycleFile) -> Result<LifecycleConfig, Conf
         retry_window: duration("lifecycle.retry_window", file.retry_window, "10m")?,
         renew_window_days: bounded("renew_window_days", file.renew_window_days, 30, 3650, "30")?,
         revoke_old_on_renew: file.revoke_old_on_renew.unwrap_or(false),
+        enroll_attempts_per_minute: bounded(
+            "enroll_attempts_per_minute",
+            file.enroll_attempts_per_minute,
+            30,
+            100_000,
+            "30",
+        )?,
     })
 }
 

@@ -32,12 +32,23 @@ pub enum BodyError {
     TooLarge(Incoming),
     /// The client broke off or sent something unreadable.
     Broken(hyper::Error),
+    /// The client stopped sending for longer than allowed.
+    Stalled,
 }
 
-/// Reads a whole body of at most `limit` bytes.
-pub async fn read_to_limit(mut body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
+/// Reads a whole body of at most `limit` bytes, each piece within `stall` of the last: a client
+/// that stops sending half-way does not hold its connection, and a task, for ever.
+pub async fn read_to_limit(
+    mut body: Incoming,
+    limit: usize,
+    stall: Duration,
+) -> Result<Bytes, BodyError> {
     let mut collected = BytesMut::new();
-    while let Some(frame) = body.frame().await {
+    loop {
+        let Ok(next) = tokio::time::timeout(stall, body.frame()).await else {
+            return Err(BodyError::Stalled);
+        };
+        let Some(frame) = next else { break };
         let frame = frame.map_err(BodyError::Broken)?;
         if let Ok(data) = frame.into_data() {
             if collected.len() + data.len() > limit {
@@ -56,7 +67,11 @@ pub async fn discard_before_refusal(body: Incoming) {
     if http_body::Body::is_end_stream(&body) {
         return;
     }
-    let _ = tokio::time::timeout(DISCARD_TIME, read_to_limit(body, DISCARD_BEFORE_REFUSAL)).await;
+    let _ = tokio::time::timeout(
+        DISCARD_TIME,
+        read_to_limit(body, DISCARD_BEFORE_REFUSAL, DISCARD_TIME),
+    )
+    .await;
 }
 
 /// After a 413: reads and throws away the rest of the body in the background, within bounds.

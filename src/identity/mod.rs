@@ -38,6 +38,8 @@ pub struct Caller<'a> {
     /// generations, or a `[[trust.ca]]` with `lifecycle = true`), not only for logging in to
     /// the application.
     pub lifecycle_ca: bool,
+    /// The longest its request body may pause (its connection's idle timeout).
+    pub body_stall: std::time::Duration,
 }
 
 /// Why a verified certificate does not name a caller.

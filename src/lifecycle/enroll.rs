@@ -114,9 +114,11 @@ impl Lifecycle {
     ///
     /// Until the PIN is verified, every refusal (unknown corporation or user, no permit, wrong
     /// PIN) is the same [`LifecycleError::BadCredentials`] after exactly one PIN verification,
-    /// so that neither the answer nor its timing tells who exists. A permit locked by wrong PINs
-    /// is always [`LifecycleError::PermitLocked`]. The other refusals (suspended, administrator
-    /// first, expired, used) come only after a correct PIN.
+    /// so that neither the answer nor its timing tells who exists. That a permit is locked by
+    /// wrong PINs is also said only to the PIN's holder ([`LifecycleError::PermitLocked`] after a
+    /// correct PIN): to anyone else, a locked permit answers like a missing one, so that locking
+    /// a permit tells nobody that its holder exists. The other refusals (suspended,
+    /// administrator first, expired, used) come only after a correct PIN.
     pub async fn enroll(
         &self,
         holder: Holder,
@@ -125,8 +127,13 @@ impl Lifecycle {
         ctx: &Context,
     ) -> Result<Enrolled, LifecycleError> {
         let result = self.enroll_checked(&holder, pin, key, ctx).await;
-        if let Err(err) = &result {
-            self.audit_refusal(ctx, "enroll", Some(&holder), err).await;
+        match &result {
+            // Not audited: a flood of them would flood the registry it protects.
+            Err(LifecycleError::Busy { .. }) => {
+                tracing::warn!(holder = %holder.key(), "enrollment attempt refused: too many at once");
+            }
+            Err(err) => self.audit_refusal(ctx, "enroll", Some(&holder), err).await,
+            Ok(_) => {}
         }
         result
     }
@@ -144,6 +151,7 @@ impl Lifecycle {
         if pin.expose_secret().is_empty() {
             return Err(LifecycleError::CredentialsRequired);
         }
+        let _slot = self.pin_slot().await?;
         let standing = self.enrollment_standing(holder).await?;
         let phc = standing.as_ref().map(|s| s.permit.pin_hash.clone());
         let matches = self.verify_pin(pin, phc).await?;
@@ -152,7 +160,11 @@ impl Lifecycle {
         };
         let permit = &standing.permit;
         if permit.state == PermitState::Locked {
-            return Err(LifecycleError::PermitLocked);
+            return Err(if matches {
+                LifecycleError::PermitLocked
+            } else {
+                LifecycleError::BadCredentials
+            });
         }
         if !matches {
             if permit.state == PermitState::Active {
@@ -168,7 +180,7 @@ impl Lifecycle {
                     .record_permit_failure(permit.permit_id, self.rules().max_pin_failures, &audit)
                     .await?;
                 if failure.locked {
-                    return Err(LifecycleError::PermitLocked);
+                    tracing::warn!(holder = %holder.key(), "a permit is locked by wrong PINs");
                 }
             }
             return Err(LifecycleError::BadCredentials);

@@ -103,6 +103,14 @@ pub enum LifecycleError {
     /// `certgate init` has not been run: nothing can be issued.
     #[error("certificate issuing is not set up here; the bank runs `certgate init` first")]
     NoCa,
+    /// Too many enrollment attempts are being checked at once.
+    #[error(
+        "too many enrollments are being checked right now; try again in {retry_after_secs} seconds"
+    )]
+    Busy {
+        /// When to try again.
+        retry_after_secs: u64,
+    },
     /// A server-side failure (registry, CA files); details are in the log.
     #[error("internal error: {0}")]
     Internal(String),

@@ -141,7 +141,14 @@ struct Inner {
     rules: LifecycleConfig,
     identity: IdentityConfig,
     wiring: Wiring,
+    /// Enrollment attempts checked at once (each costs one argon2 verification, about 19 MiB
+    /// and 20 ms of a core, and a few registry statements): a flood of attempts queues here
+    /// instead of exhausting memory and the registry's connections.
+    pin_slots: tokio::sync::Semaphore,
 }
+
+/// How long an enrollment attempt waits for a slot before it is told to come back.
+const PIN_SLOT_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 impl Lifecycle {
     /// The service over an open registry and (if initialised) the CA.
@@ -159,6 +166,21 @@ impl Lifecycle {
                 rules,
                 identity,
                 wiring,
+                pin_slots: tokio::sync::Semaphore::new(
+                    std::thread::available_parallelism().map_or(2, |cores| cores.get() * 2),
+                ),
+            }),
+        }
+    }
+
+    /// A slot for checking one PIN, or [`LifecycleError::Busy`] when too many are being checked.
+    pub(crate) async fn pin_slot(
+        &self,
+    ) -> Result<tokio::sync::SemaphorePermit<'_>, LifecycleError> {
+        match tokio::time::timeout(PIN_SLOT_WAIT, self.inner.pin_slots.acquire()).await {
+            Ok(Ok(slot)) => Ok(slot),
+            _ => Err(LifecycleError::Busy {
+                retry_after_secs: 5,
             }),
         }
     }

@@ -288,3 +288,49 @@ async fn crls_are_re_signed_at_start_and_on_schedule_without_any_revocation() {
     let validity = crl.next_update().unwrap().to_datetime() - crl.last_update().to_datetime();
     assert_eq!(validity, time::Duration::hours(2));
 }
+
+#[tokio::test]
+async fn enrollment_attempts_beyond_the_pin_slots_are_told_to_come_back() {
+    let setup = setup_with("", "").await;
+    // Every slot taken, as by a flood of attempts in their PIN check.
+    let mut slots = Vec::new();
+    while let Ok(slot) = tokio::time::timeout(
+        std::time::Duration::from_millis(50),
+        setup.lifecycle.pin_slot(),
+    )
+    .await
+    {
+        slots.push(slot.unwrap());
+    }
+    assert!(slots.len() >= 2);
+    let holder = Holder::user(CORP, "taro");
+    let err = setup
+        .lifecycle
+        .enroll(
+            holder.clone(),
+            &SecretString::from("SOME-PIN-123456".to_owned()),
+            KeySource::Csr(csr()),
+            &Context {
+                actor: Actor::Enrollee(holder),
+                client_addr: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            LifecycleError::Busy {
+                retry_after_secs: 5
+            }
+        ),
+        "{err}"
+    );
+    // Not audited: a flood of refusals would flood the registry.
+    let audit = setup.lifecycle.store().list_audit(None, 100).await.unwrap();
+    assert!(
+        audit.iter().all(|entry| !entry.result.contains("too many")),
+        "{audit:?}"
+    );
+    drop(slots);
+}

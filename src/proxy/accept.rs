@@ -31,9 +31,11 @@ pub struct ConnectionLimits {
     pub handshake_timeout: Duration,
     /// `max_connections`: beyond it, new connections wait in the kernel's backlog.
     pub max_connections: usize,
-    /// `max_connections_per_ip`: connections from one address without a certificate (those
-    /// still in their handshake count too).
+    /// `max_connections_per_ip`: connections from one address (IPv6: /64) in their handshake,
+    /// and, counted apart, connections from it without a certificate.
     pub max_connections_per_ip: usize,
+    /// `max_anonymous_connections`: connections without a certificate, from everywhere.
+    pub max_anonymous_connections: usize,
     /// `idle_timeout`: no request in flight for this long closes the connection.
     pub idle_timeout: Duration,
     /// `anonymous_idle_timeout`: the same for a connection without a certificate.
@@ -47,6 +49,7 @@ impl ConnectionLimits {
             handshake_timeout: server.handshake_timeout,
             max_connections: server.max_connections,
             max_connections_per_ip: server.max_connections_per_ip,
+            max_anonymous_connections: server.max_anonymous_connections,
             idle_timeout: server.idle_timeout,
             anonymous_idle_timeout: server.anonymous_idle_timeout,
         }
@@ -66,7 +69,11 @@ pub async fn serve_tls(
     // HTTP/1.1 connections are drained through this (see `serve_h1`); h2 ones through `graceful`.
     let (drain_tx, drain_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(limits.max_connections));
-    let per_ip = Arc::new(PerIp::new(limits.max_connections_per_ip));
+    let handshaking = Arc::new(PerIp::new(limits.max_connections_per_ip));
+    let anonymous = Anonymous {
+        per_ip: Arc::new(PerIp::new(limits.max_connections_per_ip)),
+        everywhere: Arc::new(Semaphore::new(limits.max_anonymous_connections)),
+    };
     let http = Arc::new(Http::new(&limits));
     tokio::pin!(shutdown);
     loop {
@@ -91,10 +98,12 @@ pub async fn serve_tls(
                 }
             },
         };
-        // Until it presents a certificate, a connection counts against its address's limit, so
-        // that one address cannot fill the server with connections that never authenticate.
-        let Some(anonymous) = per_ip.acquire(peer.ip()) else {
-            tracing::debug!(%peer, "too many connections without a certificate from this address; closed");
+        // During its handshake a connection counts against its address's limit, so that one
+        // address cannot fill the server with handshakes that never end; the connections that
+        // end up without a certificate are counted apart (see `connection`), so that those
+        // cannot keep a certificate holder behind the same address from its handshake.
+        let Some(handshake_slot) = handshaking.acquire(peer.ip()) else {
+            tracing::debug!(%peer, "too many handshakes from this address; closed");
             proxy.metrics().handshake(HandshakeOutcome::Other.label());
             continue;
         };
@@ -113,7 +122,7 @@ pub async fn serve_tls(
             proxy.clone(),
             http.clone(),
             drain,
-            (slot, anonymous),
+            (slot, handshake_slot, anonymous.clone()),
             limits,
         ));
     }
@@ -171,7 +180,7 @@ impl Http {
     }
 }
 
-/// Connections from each address that have not presented a certificate (yet).
+/// Connections from each address (IPv6: each /64), up to a limit.
 struct PerIp {
     limit: usize,
     counts: std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>,
@@ -186,8 +195,8 @@ impl PerIp {
     }
 
     /// A slot for one more connection from `ip`, or `None` at the limit.
-    fn acquire(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AnonymousSlot> {
-        let ip = ip.to_canonical();
+    fn acquire(self: &Arc<Self>, ip: std::net::IpAddr) -> Option<AddressSlot> {
+        let ip = crate::http::client_key(ip);
         let mut counts = self
             .counts
             .lock()
@@ -197,20 +206,36 @@ impl PerIp {
             return None;
         }
         *count += 1;
-        Some(AnonymousSlot {
+        Some(AddressSlot {
             per_ip: self.clone(),
             ip,
         })
     }
 }
 
-/// Held while a connection has no certificate; dropped once it presents one, or when it ends.
-struct AnonymousSlot {
+/// One connection counted against its address; given back when dropped.
+struct AddressSlot {
     per_ip: Arc<PerIp>,
     ip: std::net::IpAddr,
 }
 
-impl Drop for AnonymousSlot {
+/// The limits on connections without a certificate: per address, and from everywhere.
+#[derive(Clone)]
+struct Anonymous {
+    per_ip: Arc<PerIp>,
+    everywhere: Arc<Semaphore>,
+}
+
+impl Anonymous {
+    /// Room for one more connection without a certificate from `ip`, or `None`.
+    fn admit(&self, ip: std::net::IpAddr) -> Option<(AddressSlot, OwnedSemaphorePermit)> {
+        let address = self.per_ip.acquire(ip)?;
+        let everywhere = self.everywhere.clone().try_acquire_owned().ok()?;
+        Some((address, everywhere))
+    }
+}
+
+impl Drop for AddressSlot {
     fn drop(&mut self) {
         let mut counts = self
             .per_ip
@@ -248,7 +273,7 @@ fn connection(
     proxy: Arc<Proxy>,
     http: Arc<Http>,
     drain: Drain,
-    (slot, anonymous): (OwnedSemaphorePermit, AnonymousSlot),
+    (slot, handshake_slot, anonymous): (OwnedSemaphorePermit, AddressSlot, Anonymous),
     limits: ConnectionLimits,
 ) -> impl Future<Output = ()> + Send + 'static {
     let handshake = Box::pin(handshake(
@@ -258,12 +283,25 @@ fn connection(
         proxy.clone(),
         limits.handshake_timeout,
     ));
-    handshake.then(move |stream| match stream {
-        None => Either::Right(std::future::ready(())),
-        Some(stream) => {
+    handshake.then(move |stream| {
+        drop(handshake_slot);
+        let Some(stream) = stream else {
+            return Either::Right(std::future::ready(()));
+        };
+        let has_certificate = stream.get_ref().1.peer_certificates().is_some();
+        let anonymous = if has_certificate {
+            None
+        } else {
+            match anonymous.admit(peer.ip()) {
+                Some(admitted) => Some(admitted),
+                None => {
+                    tracing::debug!(%peer, "too many connections without a certificate; closed");
+                    return Either::Right(std::future::ready(()));
+                }
+            }
+        };
+        {
             let open = OpenConnection::new(proxy.clone());
-            let has_certificate = stream.get_ref().1.peer_certificates().is_some();
-            let anonymous = (!has_certificate).then_some(anonymous);
             let served = accepted(stream, peer, &listener_tls, &proxy, &http, drain);
             Either::Left(served.map(move |served| {
                 drop((open, slot, anonymous));
@@ -316,7 +354,15 @@ fn accepted(
     };
 
     let anonymous = matches!(cert, ClientCert::Absent);
-    let connection = Arc::new(Connection { peer, cert });
+    let connection = Arc::new(Connection {
+        peer,
+        cert,
+        body_stall: if anonymous {
+            http.idle_anonymous
+        } else {
+            http.idle
+        },
+    });
     let proxy = proxy.clone();
     let in_flight = Arc::new(InFlight::default());
     let counting = in_flight.clone();
@@ -483,22 +529,31 @@ where
     async move {
         let _watcher = watcher;
         let mut seen = in_flight.started();
-        loop {
+        let draining = loop {
             tokio::select! {
                 biased;
                 served = &mut conn => return served.map_err(|err| Box::new(err) as BoxError),
-                _ = signal.wait_for(|draining| *draining) => break,
+                _ = signal.wait_for(|draining| *draining) => break true,
                 () = tokio::time::sleep(idle) => {
                     let now = in_flight.started();
                     if now == seen && in_flight.idle() {
-                        break;
+                        break false;
                     }
                     seen = now;
                 }
             }
-        }
+        };
         Pin::new(&mut conn).graceful_shutdown();
-        (&mut conn).await.map_err(|err| Box::new(err) as BoxError)
+        if draining {
+            // `shutdown_grace` bounds the drain.
+            return (&mut conn).await.map_err(|err| Box::new(err) as BoxError);
+        }
+        // The GOAWAY is followed by a PING whose answer ends the connection; a client that never
+        // answers would keep it open, so it gets `idle` once more and is then dropped.
+        match tokio::time::timeout(idle, &mut conn).await {
+            Ok(served) => served.map_err(|err| Box::new(err) as BoxError),
+            Err(_) => Ok(()),
+        }
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::net::TcpListener;
 pub async fn echo_response<B>(request: Request<B>) -> Response<Full<Bytes>>
 where
     B: Body + Unpin,
-    B::Error: std::fmt::Display,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, mut body) = request.into_parts();
     let mut body_bytes: u64 = 0;
@@ -31,10 +31,15 @@ where
                 }
             }
             Err(err) => {
+                let err: Box<dyn std::error::Error + Send + Sync> = err.into();
                 let mut response = Response::new(Full::new(Bytes::from(format!(
                     "request body failed: {err}\n"
                 ))));
-                *response.status_mut() = StatusCode::BAD_REQUEST;
+                *response.status_mut() = if err.is::<crate::http::BodyStalled>() {
+                    StatusCode::REQUEST_TIMEOUT
+                } else {
+                    StatusCode::BAD_REQUEST
+                };
                 return response;
             }
         }

@@ -23,6 +23,21 @@ pub enum UpstreamError {
     /// No response head within `upstream.request_timeout`.
     #[error("upstream gave no response within {0:?}")]
     Timeout(Duration),
+    /// The client stopped sending its request body (the application was not at fault).
+    #[error("the client stopped sending its request body")]
+    ClientStalled,
+}
+
+/// Whether `err`, or one of its causes, is a client's stalled body.
+fn client_stalled(err: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(err);
+    while let Some(current) = cause {
+        if current.is::<crate::http::BodyStalled>() {
+            return true;
+        }
+        cause = current.source();
+    }
+    false
 }
 
 enum Target {
@@ -120,7 +135,8 @@ impl Upstream {
         *request.version_mut() = Version::HTTP_11;
         match tokio::time::timeout(self.request_timeout, pool.send(request)).await {
             Err(_) => Err(UpstreamError::Timeout(self.request_timeout)),
-            Ok(Err(err)) => Err(UpstreamError::Unavailable(err.to_string())),
+            Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),
+            Ok(Err(err)) => Err(UpstreamError::Unavailable(crate::model::error_chain(&err))),
             Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
         }
     }

@@ -9,20 +9,51 @@ use super::policy::Permit;
 use crate::config::HeaderNames;
 use crate::identity::IdentityHeaders;
 
-/// Removed from every request whatever the configuration: the standard ways to pass a client
-/// certificate, which the application might read, and the headers with which IIS, Symfony and
-/// Zend let a front end override the path the application serves (certgate decided on the path
-/// it forwards, and no header may change it).
-const ALWAYS_STRIPPED: [HeaderName; 6] = [
-    crate::identity::headers_consts::CLIENT_CERT,
-    crate::identity::headers_consts::CLIENT_CERT_CHAIN,
-    crate::identity::headers_consts::XFCC,
-    HeaderName::from_static("x-original-url"),
-    HeaderName::from_static("x-rewrite-url"),
-    HeaderName::from_static("x-original-uri"),
-];
+/// Whether an inbound header (lowercase name) is removed whatever the configuration: the ways
+/// proxies, load balancers and web servers pass a client certificate, a client address or the
+/// original scheme, path or method, which an application may trust because it came from "the
+/// front end". certgate is the front end: it sets `X-Forwarded-For`/`-Proto`/`-Host` itself, and
+/// no header may change the path or method it decided on.
+fn is_always_stripped(name: &str) -> bool {
+    matches!(
+        name,
+        // Client certificates (RFC 9440, Envoy, IIS/ASP.NET, AWS, Traefik, Apache conventions).
+        "client-cert"
+            | "client-cert-chain"
+            | "x-forwarded-client-cert"
+            | "x-arr-clientcert"
+            | "certificate"
+            | "x-client-cert"
+            | "x-client-certificate"
+            | "x-ssl-cert"
+            // Client addresses.
+            | "forwarded"
+            | "x-real-ip"
+            | "true-client-ip"
+            | "cf-connecting-ip"
+            | "x-client-ip"
+            | "x-cluster-client-ip"
+            | "x-proxyuser-ip"
+            | "fastly-client-ip"
+            // Scheme.
+            | "front-end-https"
+            | "x-url-scheme"
+            // Path and method overrides (IIS, Symfony, Zend, Envoy; Rails, Spring, ASP.NET).
+            | "x-original-url"
+            | "x-rewrite-url"
+            | "x-original-uri"
+            | "x-override-url"
+            | "x-envoy-original-path"
+            | "x-http-method-override"
+            | "x-http-method"
+            | "x-method-override"
+    ) || name.starts_with("x-forwarded-")
+        || name.starts_with("x-ssl-client")
+        || name.starts_with("ssl-client-")
+        || name.starts_with("x-amzn-mtls-")
+}
 
-const HOP_BY_HOP: [HeaderName; 9] = [
+const HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -32,6 +63,8 @@ const HOP_BY_HOP: [HeaderName; 9] = [
     header::TRAILER,
     header::TRANSFER_ENCODING,
     header::UPGRADE,
+    // RFC 9113 removed the h2c upgrade; its settings header belongs to the connection.
+    HeaderName::from_static("http2-settings"),
 ];
 
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
@@ -67,11 +100,12 @@ pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> Vec<Heade
     spoofed
 }
 
-/// Whether a (lowercase) header name is one that only certgate may set.
+/// Whether a (lowercase) header name is one that only certgate may set, or one it removes.
 fn is_protected(name: &str, names: &HeaderNames) -> bool {
     (!names.strip_prefix.is_empty() && name.starts_with(names.strip_prefix.as_str()))
         || names.all().iter().any(|own| own.as_str() == name)
-        || ALWAYS_STRIPPED.iter().any(|always| always.as_str() == name)
+        || is_always_stripped(name)
+        || names.strip.iter().any(|extra| extra.as_str() == name)
 }
 
 /// Headers certgate sets on every forwarded request, which no `Connection` header may name.
@@ -96,6 +130,18 @@ pub fn check_framing<B>(
     let host = hosts.next();
     if hosts.next().is_some() {
         return Err("The request has two Host headers.");
+    }
+    match host {
+        // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
+        None if request.version() == http::Version::HTTP_11 => {
+            return Err("The request has no Host header.");
+        }
+        Some(host)
+            if host.is_empty() || http::uri::Authority::try_from(host.as_bytes()).is_err() =>
+        {
+            return Err("The Host header is not a host name (and port).");
+        }
+        _ => {}
     }
     if let (Some(host), Some(authority)) = (host, request.uri().authority()) {
         if !host
@@ -149,10 +195,18 @@ pub fn inject_identity(
     }
 }
 
-/// Whether this is an HTTP/1.1 protocol upgrade (WebSocket and the like) to pass through.
-pub fn is_upgrade(headers: &HeaderMap) -> bool {
-    headers.contains_key(header::UPGRADE)
-        && connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"))
+/// Whether this is an HTTP/1.1 WebSocket upgrade, the one protocol upgrade certgate passes
+/// through. Any other (`h2c` above all: the application would then read HTTP/2 requests that
+/// certgate never sees, with whatever path and headers the client likes) is ignored, as RFC 9110
+/// §7.8 lets a server do: `Upgrade` is removed and the request is forwarded as plain HTTP/1.1.
+pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+    connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"))
+        && headers
+            .get_all(header::UPGRADE)
+            .iter()
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket"))
 }
 
 fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
@@ -165,9 +219,10 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
         .filter(|token| !token.is_empty())
 }
 
-/// Removes hop-by-hop headers and those the `Connection` header lists. For an upgrade, `Upgrade`
-/// and `Connection: upgrade` are kept: they are the point of the message.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
+/// Removes hop-by-hop headers and those the `Connection` header lists. For a WebSocket upgrade,
+/// `Upgrade: websocket` (and nothing else it offered) and `Connection: upgrade` are set: they are
+/// the point of the message.
+pub fn remove_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     // Most messages carry none: one pass over the names they have is cheaper than a hashed
     // removal per hop-by-hop name. (Headers listed in `Connection` only count when it is there.)
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
@@ -176,17 +231,39 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let listed: Vec<HeaderName> = connection_tokens(headers)
         .filter_map(|token| HeaderName::from_bytes(token.as_bytes()).ok())
         .collect();
-    let upgrade = if keep_upgrade {
-        headers.remove(header::UPGRADE)
-    } else {
-        None
-    };
     for name in listed.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
-    if let Some(upgrade) = upgrade {
-        headers.insert(header::UPGRADE, upgrade);
+    if websocket {
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
+}
+
+/// An h2 request as one HTTP/1.1 message: `cookie` fields joined into one header with `; `
+/// (RFC 9113 §8.2.3; HTTP/1.1 allows one `Cookie` line), and a `content-length` repeated with the
+/// same value (h2 resets a stream where they differ) sent once.
+pub fn for_http1(headers: &mut HeaderMap) {
+    if headers.get_all(header::COOKIE).iter().nth(1).is_some() {
+        let joined: Vec<u8> = headers
+            .get_all(header::COOKIE)
+            .iter()
+            .map(HeaderValue::as_bytes)
+            .collect::<Vec<_>>()
+            .join(&b"; "[..]);
+        if let Ok(value) = HeaderValue::from_bytes(&joined) {
+            headers.insert(header::COOKIE, value);
+        }
+    }
+    if headers
+        .get_all(header::CONTENT_LENGTH)
+        .iter()
+        .nth(1)
+        .is_some()
+    {
+        if let Some(first) = headers.get(header::CONTENT_LENGTH).cloned() {
+            headers.insert(header::CONTENT_LENGTH, first);
+        }
     }
 }
 
@@ -305,16 +382,64 @@ mod tests {
             "keep-alive, x-forwarded-for",
         ] {
             let request = http::Request::get("/")
+                .header("host", "bank")
                 .header("connection", listed)
                 .body(())
                 .unwrap();
             assert!(check_framing(&request, &names()).is_err(), "{listed}");
         }
         let harmless = http::Request::get("/")
+            .header("host", "bank")
             .header("connection", "keep-alive, x-private-hop")
             .body(())
             .unwrap();
         assert!(check_framing(&harmless, &names()).is_ok());
+    }
+
+    #[test]
+    fn http11_needs_one_well_formed_host() {
+        let bare = http::Request::get("/").body(()).unwrap();
+        assert_eq!(
+            check_framing(&bare, &names()),
+            Err("The request has no Host header.")
+        );
+        let old = http::Request::get("/")
+            .version(http::Version::HTTP_10)
+            .body(())
+            .unwrap();
+        assert!(check_framing(&old, &names()).is_ok());
+        for bad in ["local host", "", "bank/x", "a b:443"] {
+            let request = http::Request::get("/")
+                .header("host", bad)
+                .body(())
+                .unwrap();
+            assert!(check_framing(&request, &names()).is_err(), "{bad:?}");
+        }
+        for good in [
+            "bank.example",
+            "bank.example:8443",
+            "[::1]:8443",
+            "127.0.0.1",
+        ] {
+            let request = http::Request::get("/")
+                .header("host", good)
+                .body(())
+                .unwrap();
+            assert!(check_framing(&request, &names()).is_ok(), "{good:?}");
+        }
+    }
+
+    #[test]
+    fn h2_cookies_become_one_header_and_a_repeated_length_one() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        for_http1(&mut headers);
+        assert_eq!(headers.get_all(header::COOKIE).iter().count(), 1);
+        assert_eq!(headers[header::COOKIE], "a=1; b=2");
+        assert_eq!(headers.get_all(header::CONTENT_LENGTH).iter().count(), 1);
     }
 
     #[test]
@@ -340,14 +465,83 @@ mod tests {
     }
 
     #[test]
-    fn upgrade_keeps_its_two_headers() {
+    fn only_a_websocket_upgrade_keeps_its_two_headers() {
         let mut headers = HeaderMap::new();
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
-        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
-        assert!(is_upgrade(&headers));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("h2c, WebSocket"));
+        assert!(is_websocket_upgrade(&headers));
         remove_hop_by_hop(&mut headers, true);
         assert_eq!(headers[header::UPGRADE], "websocket");
         assert_eq!(headers[header::CONNECTION], "upgrade");
+
+        for offered in ["h2c", "TLS/1.2", "websocketx"] {
+            let mut headers = HeaderMap::new();
+            headers.insert(
+                header::CONNECTION,
+                HeaderValue::from_static("Upgrade, HTTP2-Settings"),
+            );
+            headers.insert(header::UPGRADE, HeaderValue::from_str(offered).unwrap());
+            headers.insert(
+                "http2-settings",
+                HeaderValue::from_static("AAMAAABkAARAAAAA"),
+            );
+            assert!(!is_websocket_upgrade(&headers), "{offered}");
+            remove_hop_by_hop(&mut headers, false);
+            assert!(headers.is_empty(), "{offered}: {headers:?}");
+        }
+        let mut without_connection = HeaderMap::new();
+        without_connection.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        assert!(!is_websocket_upgrade(&without_connection));
+    }
+
+    #[test]
+    fn forwarding_client_certificate_and_override_headers_are_removed() {
+        let mut names = names();
+        names.strip = vec![HeaderName::from_static("x-legacy-user")];
+        let removed_names = [
+            "x-real-ip",
+            "true-client-ip",
+            "cf-connecting-ip",
+            "x-proxyuser-ip",
+            "x-forwarded-port",
+            "x-forwarded-prefix",
+            "x-forwarded-server",
+            "x-forwarded-scheme",
+            "x-forwarded-ssl",
+            "x-forwarded-uri",
+            "x-forwarded-tls-client-cert",
+            "front-end-https",
+            "x-url-scheme",
+            "x-arr-clientcert",
+            "x-ssl-client-cert",
+            "x-ssl-client-verify",
+            "x-ssl-client-dn",
+            "ssl-client-cert",
+            "ssl-client-verify",
+            "x-amzn-mtls-clientcert",
+            "certificate",
+            "x-http-method-override",
+            "x-http-method",
+            "x-method-override",
+            "x-envoy-original-path",
+            "x-override-url",
+            "x-legacy-user",
+        ];
+        let mut headers = HeaderMap::new();
+        for name in removed_names {
+            headers.insert(
+                HeaderName::from_static(name),
+                HeaderValue::from_static("forged"),
+            );
+        }
+        headers.insert("x-request-id", HeaderValue::from_static("kept"));
+        headers.insert(
+            "x-forwarded",
+            HeaderValue::from_static("kept: not the family"),
+        );
+        let removed = strip_identity(&mut headers, &names);
+        assert_eq!(removed.len(), removed_names.len(), "{removed:?}");
+        assert_eq!(headers.len(), 2, "{headers:?}");
     }
 
     #[test]

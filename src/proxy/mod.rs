@@ -47,4 +47,6 @@ pub struct Connection {
     pub peer: std::net::SocketAddr,
     /// Its certificate.
     pub cert: ClientCert,
+    /// The longest its request bodies may pause (its idle timeout).
+    pub body_stall: std::time::Duration,
 }

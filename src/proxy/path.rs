@@ -10,9 +10,14 @@
 //! refused: an encoded `/`, `\` or NUL, a double-encoded one of those or of `.`, a literal `\`,
 //! and `..` above the root.
 //!
+//! A segment with parameters but no name (`/;x/admin`) is dropped, as Tomcat drops it; bytes
+//! outside ASCII are percent-encoded (their one normal form, RFC 3986 §2.1).
+//!
 //! Two results: the path to forward (segment parameters such as `;jsessionid=` kept, since
 //! legacy Java applications need them) and the path to match routes, the login guard and
-//! certgate's own paths on (parameters removed, as those applications match).
+//! certgate's own paths on (parameters removed, as those applications match, and trailing dots
+//! and spaces removed from names, as IIS and Windows servers do: `/admin.` and `/admin%20` are
+//! `/admin` there).
 
 use std::borrow::Cow;
 
@@ -85,8 +90,8 @@ pub fn normalise(path: &str) -> Result<Normalised<'_>, PathError> {
         let name = segment.split(';').next().unwrap_or("");
         let is_last = index == last;
         match name {
-            // `//` merged; a final empty segment is the trailing slash.
-            "" if segment.is_empty() => {
+            // `//` merged, and `/;x/` with it; a final empty segment is the trailing slash.
+            "" => {
                 if is_last {
                     trailing_slash = true;
                 }
@@ -104,12 +109,12 @@ pub fn normalise(path: &str) -> Result<Normalised<'_>, PathError> {
             }
         }
     }
-    let join = |strip_parameters: bool| {
+    let join = |for_matching: bool| {
         let mut out = String::with_capacity(decoded.len());
         for segment in &segments {
             out.push('/');
-            if strip_parameters {
-                out.push_str(segment.split(';').next().unwrap_or(""));
+            if for_matching {
+                out.push_str(windows_name(segment.split(';').next().unwrap_or("")));
             } else {
                 out.push_str(segment);
             }
@@ -120,10 +125,11 @@ pub fn normalise(path: &str) -> Result<Normalised<'_>, PathError> {
         out
     };
     let forward = join(false);
-    let matching = if forward.contains(';') {
-        Cow::Owned(join(true))
-    } else {
+    let matching = join(true);
+    let matching = if matching == forward {
         Cow::Owned(forward.clone())
+    } else {
+        Cow::Owned(matching)
     };
     Ok(Normalised {
         forward: Cow::Owned(forward),
@@ -131,11 +137,32 @@ pub fn normalise(path: &str) -> Result<Normalised<'_>, PathError> {
     })
 }
 
+/// A segment name as Windows servers read it: without trailing dots and spaces (unless nothing
+/// would be left).
+fn windows_name(name: &str) -> &str {
+    let mut trimmed = name;
+    loop {
+        let shorter = trimmed
+            .strip_suffix('.')
+            .or_else(|| trimmed.strip_suffix("%20"))
+            .unwrap_or(trimmed);
+        if shorter.len() == trimmed.len() {
+            break;
+        }
+        trimmed = shorter;
+    }
+    if trimmed.is_empty() { name } else { trimmed }
+}
+
 /// Nothing to decode, merge, remove or strip.
 fn is_plain(path: &str) -> bool {
     let bytes = path.as_bytes();
-    !bytes.iter().any(|byte| matches!(byte, b'%' | b';' | b'\\'))
+    !bytes
+        .iter()
+        .any(|byte| matches!(byte, b'%' | b';' | b'\\') || !byte.is_ascii())
         && !path.contains("//")
+        && !path.contains("./")
+        && !path.ends_with('.')
         && !bytes
             .windows(2)
             .enumerate()
@@ -189,8 +216,15 @@ fn decode(path: &str) -> Result<String, PathError> {
                 }
                 at += 3;
             }
+            _ if !byte.is_ascii() => {
+                // Raw UTF-8 (which HTTP parsers let through): its percent-encoded form, so that
+                // the bytes are never read as Latin-1 characters.
+                out.push('%');
+                out.push(char::from(upper_hex(byte >> 4)));
+                out.push(char::from(upper_hex(byte)));
+                at += 1;
+            }
             _ => {
-                // The request target was already checked to be ASCII by the HTTP parser.
                 out.push(char::from(byte));
                 at += 1;
             }
@@ -275,6 +309,40 @@ mod tests {
             both("/a;x=1/b;y=2/"),
             ("/a;x=1/b;y=2/".into(), "/a/b/".into())
         );
+    }
+
+    #[test]
+    fn a_segment_of_parameters_alone_is_dropped() {
+        for attack in [
+            "/;x/admin/",
+            "/;/admin/",
+            "/;jsessionid=1/admin/",
+            "/;x/;y/admin/",
+        ] {
+            assert_eq!(both(attack).1, "/admin/", "{attack}");
+        }
+        assert_eq!(both("/admin/;x"), ("/admin/".into(), "/admin/".into()));
+    }
+
+    #[test]
+    fn trailing_dots_and_spaces_are_matched_as_windows_servers_read_them() {
+        assert_eq!(both("/admin."), ("/admin.".into(), "/admin".into()));
+        assert_eq!(
+            both("/admin%20/x"),
+            ("/admin%20/x".into(), "/admin/x".into())
+        );
+        assert_eq!(
+            both("/admin.%20./"),
+            ("/admin.%20./".into(), "/admin/".into())
+        );
+        // A name of dots alone is left as it is (`...` is no dot-segment).
+        assert_eq!(both("/a/.../b").1, "/a/.../b");
+    }
+
+    #[test]
+    fn raw_utf8_is_percent_encoded_not_read_as_latin1() {
+        assert_eq!(forward("/public/\u{e9}/./x"), "/public/%C3%A9/x");
+        assert_eq!(forward("/caf\u{e9}"), "/caf%C3%A9");
     }
 
     #[test]

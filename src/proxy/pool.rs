@@ -40,9 +40,10 @@ pub enum SendError {
     /// Refused, unresolvable, TLS failure.
     #[error("connect to {address}: {reason}")]
     Connect { address: String, reason: String },
-    /// The connection failed while the request was on it.
-    #[error("{0}")]
-    Http(String),
+    /// The connection failed while the request was on it (its cause kept: it may be the
+    /// client's body that failed, not the application).
+    #[error("the request failed on the connection to the application")]
+    Http(#[source] hyper::Error),
 }
 
 struct Idle {
@@ -107,9 +108,7 @@ impl Pool {
                 Err(mut err) => match err.take_message() {
                     Some(unsent) if reused => request = unsent,
                     _ => {
-                        return Err(SendError::Http(crate::model::error_chain(
-                            &err.into_error(),
-                        )));
+                        return Err(SendError::Http(err.into_error()));
                     }
                 },
             }

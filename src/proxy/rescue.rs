@@ -79,8 +79,30 @@ pub fn upstream(error: &UpstreamError, accept: Option<&HeaderValue>) -> Response
         ),
         UpstreamError::Unavailable(_) => UPSTREAM_UNAVAILABLE
             .detail("The banking application cannot be reached right now. Please try again later."),
+        UpstreamError::ClientStalled => Kind::new(408, "body-stalled", "Request body stalled")
+            .detail("The request body stopped arriving."),
     };
     problem.respond(accept)
+}
+
+/// The response when the application answered 101 to a request that was not a WebSocket
+/// upgrade (or switched to another protocol): never tunnelled.
+pub fn upstream_switched(accept: Option<&HeaderValue>) -> Response<Body> {
+    UPSTREAM_UNAVAILABLE
+        .detail("The banking application answered in a way certgate does not pass on.")
+        .respond(accept)
+}
+
+/// `CONNECT`: a reverse proxy opens no tunnels to where the client says.
+pub fn connect_refused(accept: Option<&HeaderValue>) -> Response<Body> {
+    let mut response = Kind::new(405, "method-not-allowed", "Method not allowed")
+        .detail("certgate does not forward CONNECT.")
+        .respond(accept);
+    response.headers_mut().insert(
+        http::header::ALLOW,
+        HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+    );
+    response
 }
 
 /// A request certgate cannot read or will not pass on (an oversized login form, a path that
@@ -94,6 +116,8 @@ pub fn bad_request(
         Kind::TOO_LARGE
     } else if status == http::StatusCode::UNSUPPORTED_MEDIA_TYPE {
         Kind::new(415, "unsupported-media-type", "Unsupported media type")
+    } else if status == http::StatusCode::REQUEST_TIMEOUT {
+        Kind::new(408, "body-stalled", "Request body stalled")
     } else {
         BAD_REQUEST
     };

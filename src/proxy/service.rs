@@ -17,7 +17,7 @@ use super::routes::Routes;
 use super::tunnel::tunnel;
 use super::{ClientCert, Connection, headers, path, policy, rescue};
 use crate::config::{Config, ConfigError, LoginConfig, OnStale, Route};
-use crate::http::{Body, Kind, discard_before_refusal};
+use crate::http::{Body, ClientBody, Kind, discard_before_refusal};
 use crate::identity::{Caller, IdentityCache};
 use crate::model::Clock;
 use crate::ops::{Metrics, RouteCounters};
@@ -34,6 +34,8 @@ pub struct Proxy {
     standing: Standing,
     own: Arc<dyn OwnPaths>,
     login: Option<LoginConfig>,
+    /// `identity.corp_id`: what a corporation ID looks like, for the login guard.
+    corp_pattern: regex::Regex,
     metrics: Arc<Metrics>,
     access_log: bool,
     clock: Arc<dyn Clock>,
@@ -75,6 +77,7 @@ impl Proxy {
             standing,
             own,
             login: config.login.clone(),
+            corp_pattern: config.identity.corp_id.clone(),
             metrics,
             access_log: config.log.access,
             clock,
@@ -107,6 +110,11 @@ impl Proxy {
             tracing::info!(peer = %connection.peer, reason = why, "request refused: framing");
             discard_before_refusal(request.into_body()).await;
             return rescue::bad_request(StatusCode::BAD_REQUEST, why, accept.as_ref());
+        }
+        if request.method() == http::Method::CONNECT {
+            tracing::info!(peer = %connection.peer, "request refused: CONNECT");
+            discard_before_refusal(request.into_body()).await;
+            return rescue::connect_refused(accept.as_ref());
         }
         // Decide on the path the application will serve, and forward that path.
         let uri = request.uri().clone();
@@ -168,6 +176,7 @@ impl Proxy {
                     identity,
                     role: permit.role,
                     lifecycle_ca: permit.lifecycle_ca,
+                    body_stall: connection.body_stall,
                 };
                 self.own.answer(caller, request).await
             }
@@ -246,9 +255,12 @@ impl Proxy {
         now: i64,
         standing: &crate::revocation::Snapshot,
     ) -> Response<Body> {
-        let upgrade =
-            request.version() == Version::HTTP_11 && headers::is_upgrade(request.headers());
+        let upgrade = request.version() == Version::HTTP_11
+            && headers::is_websocket_upgrade(request.headers());
         headers::remove_hop_by_hop(request.headers_mut(), upgrade);
+        if request.version() == Version::HTTP_2 {
+            headers::for_http1(request.headers_mut());
+        }
         let host = request.headers().get(header::HOST).cloned().or_else(|| {
             request
                 .uri()
@@ -262,7 +274,16 @@ impl Proxy {
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 
         let request = match login {
-            Some(login) => match Box::pin(guard_login(login, &permit, request, standing)).await {
+            Some(login) => match Box::pin(guard_login(
+                login,
+                &self.corp_pattern,
+                connection.body_stall,
+                &permit,
+                request,
+                standing,
+            ))
+            .await
+            {
                 Ok(buffered) => buffered,
                 Err(refusal) => {
                     tracing::info!(peer = %connection.peer, reason = ?refusal, "login form refused");
@@ -272,7 +293,10 @@ impl Proxy {
                     };
                 }
             },
-            None => request.map(|body| Either::Left(Either::Left(body))),
+            None => {
+                let stall = connection.body_stall;
+                request.map(|body| Either::Left(Either::Left(ClientBody::new(body, stall))))
+            }
         };
 
         let sent = Instant::now();
@@ -282,6 +306,15 @@ impl Proxy {
                     .upstream_latency
                     .observe(sent.elapsed().as_secs_f64());
                 let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+                // A switch nobody asked for, or to another protocol than WebSocket, would join
+                // the client to the application with nothing checking what passes.
+                if switching
+                    && (client_upgrade.is_none()
+                        || !headers::is_websocket_upgrade(response.headers()))
+                {
+                    tracing::warn!(peer = %connection.peer, "the application switched protocols unasked; answered 502");
+                    return rescue::upstream_switched(accept);
+                }
                 if let (true, Some(client_side)) = (switching, client_upgrade) {
                     tunnel(
                         client_side,

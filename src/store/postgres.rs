@@ -108,11 +108,18 @@ pub(super) async fn open(options: &StoreOptions) -> Result<SqlRegistry, StoreErr
     let pool = AnyPoolOptions::new()
         .max_connections(options.pool.max_connections)
         .acquire_timeout(options.pool.connect_timeout)
+        .connect_with(connect.clone())
+        .await
+        .map_err(open_err)?;
+    // The change feed's own connections (see `SqlRegistry`).
+    let feed = AnyPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(options.pool.connect_timeout)
         .connect_with(connect)
         .await
         .map_err(open_err)?;
     Migrator::new(Embedded).await?.run(&pool).await?;
-    let registry = SqlRegistry::new(pool, Dialect::Postgres);
+    let registry = SqlRegistry::new(pool, feed, Dialect::Postgres);
     registry.fill_issuer_keys().await?;
     Ok(registry)
 }

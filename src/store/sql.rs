@@ -62,14 +62,21 @@ impl Dialect {
 #[derive(Debug, Clone)]
 pub struct SqlRegistry {
     pool: AnyPool,
+    /// Connections kept for reading the change feed, so that a flood of other work (enrollment
+    /// attempts queueing for the pool) can never make the revocation snapshot stale.
+    feed: AnyPool,
     dialect: Dialect,
 }
 
 type Tx = Transaction<'static, Any>;
 
 impl SqlRegistry {
-    pub(super) fn new(pool: AnyPool, dialect: Dialect) -> Self {
-        Self { pool, dialect }
+    pub(super) fn new(pool: AnyPool, feed: AnyPool, dialect: Dialect) -> Self {
+        Self {
+            pool,
+            feed,
+            dialect,
+        }
     }
 
     /// The connection pool (tests that look at the database itself).
@@ -86,12 +93,20 @@ impl SqlRegistry {
 
     /// A read transaction, so that multi-statement reads see one snapshot.
     async fn read(&self) -> Result<Tx, StoreError> {
+        self.read_on(&self.pool).await
+    }
+
+    /// The same on the feed's own connections.
+    async fn read_feed(&self) -> Result<Tx, StoreError> {
+        self.read_on(&self.feed).await
+    }
+
+    async fn read_on(&self, pool: &AnyPool) -> Result<Tx, StoreError> {
         let statement = match self.dialect {
             Dialect::Sqlite => "BEGIN",
             Dialect::Postgres => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
         };
-        self.pool
-            .begin_with(statement)
+        pool.begin_with(statement)
             .await
             .map_err(StoreError::db("begin a read transaction"))
     }
@@ -1164,7 +1179,7 @@ impl Registry for SqlRegistry {
     ) -> Result<i64, StoreError> {
         // One read transaction: the head of the feed and the state it stands for agree. Rows
         // stream one by one; the registry is never all in memory at once.
-        let mut tx = self.read().await?;
+        let mut tx = self.read_feed().await?;
         let head: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM changes")
             .fetch_one(&mut *tx)
             .await
@@ -1239,7 +1254,7 @@ impl Registry for SqlRegistry {
         ))
         .bind(seq)
         .bind(i64::from(limit))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.feed)
         .await
         .map_err(StoreError::db("read the change feed"))?
         .iter()
@@ -1356,7 +1371,7 @@ impl Registry for SqlRegistry {
 
     async fn feed_head(&self) -> Result<i64, StoreError> {
         let head: Option<i64> = sqlx::query_scalar("SELECT max(seq) FROM changes")
-            .fetch_one(&self.pool)
+            .fetch_one(&self.feed)
             .await
             .map_err(StoreError::db("read the head of the change feed"))?;
         Ok(head.unwrap_or(0))
@@ -1370,5 +1385,6 @@ impl Registry for SqlRegistry {
 
     async fn close(&self) {
         self.pool.close().await;
+        self.feed.close().await;
     }
 }

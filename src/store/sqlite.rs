@@ -23,6 +23,31 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(15);
 /// SQLite has one writer at a time; more connections only help concurrent readers.
 const MAX_CONNECTIONS: u32 = 8;
 
+/// Connections of the change feed's own pool (see `SqlRegistry`).
+const FEED_CONNECTIONS: u32 = 2;
+
+/// The registry holds PIN hashes and, for a few minutes, the `certificate.p12` files sent: only
+/// its owner may read it, whatever the umask (its WAL and shared-memory files are created with
+/// the database's mode).
+fn restrict_to_owner(path: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for file in [
+        path.to_owned(),
+        format!("{path}-wal"),
+        format!("{path}-shm"),
+    ] {
+        if let Ok(metadata) = std::fs::metadata(&file) {
+            let mut permissions = metadata.permissions();
+            if permissions.mode() & 0o077 != 0 {
+                permissions.set_mode(permissions.mode() & 0o700);
+                if let Err(err) = std::fs::set_permissions(&file, permissions) {
+                    tracing::warn!(file, error = %err, "cannot make the registry readable by its owner only");
+                }
+            }
+        }
+    }
+}
+
 /// The schema migrations, embedded at build time (`include_str!`, so that editing one triggers a
 /// rebuild).
 #[derive(Debug)]
@@ -77,7 +102,11 @@ pub(super) async fn open(url: &str) -> Result<SqlRegistry, StoreError> {
     let path = path.split('?').next().unwrap_or(path);
     if let Some(dir) = std::path::Path::new(path).parent() {
         if !dir.as_os_str().is_empty() {
-            tokio::fs::create_dir_all(dir)
+            // Owner only, like the database in it.
+            tokio::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
                 .await
                 .map_err(|source| StoreError::CreateDir {
                     path: dir.to_path_buf(),
@@ -91,26 +120,29 @@ pub(super) async fn open(url: &str) -> Result<SqlRegistry, StoreError> {
         format!("{url}?mode=rwc")
     };
     let options = AnyConnectOptions::from_str(&with_mode).map_err(open_err)?;
-    let pool = AnyPoolOptions::new()
-        .max_connections(MAX_CONNECTIONS)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                for pragma in [
-                    "PRAGMA journal_mode = WAL",
-                    "PRAGMA synchronous = FULL",
-                    "PRAGMA foreign_keys = ON",
-                    &format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()),
-                ] {
-                    sqlx::query(pragma).execute(&mut *conn).await?;
-                }
-                Ok(())
+    let pool_of = |size: u32| {
+        AnyPoolOptions::new()
+            .max_connections(size)
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    for pragma in [
+                        "PRAGMA journal_mode = WAL",
+                        "PRAGMA synchronous = FULL",
+                        "PRAGMA foreign_keys = ON",
+                        &format!("PRAGMA busy_timeout = {}", BUSY_TIMEOUT.as_millis()),
+                    ] {
+                        sqlx::query(pragma).execute(&mut *conn).await?;
+                    }
+                    Ok(())
+                })
             })
-        })
-        .connect_with(options)
-        .await
-        .map_err(open_err)?;
+            .connect_with(options.clone())
+    };
+    let pool = pool_of(MAX_CONNECTIONS).await.map_err(open_err)?;
+    restrict_to_owner(path);
+    let feed = pool_of(FEED_CONNECTIONS).await.map_err(open_err)?;
     Migrator::new(Embedded).await?.run(&pool).await?;
-    let registry = SqlRegistry::new(pool, Dialect::Sqlite);
+    let registry = SqlRegistry::new(pool, feed, Dialect::Sqlite);
     registry.fill_issuer_keys().await?;
     Ok(registry)
 }

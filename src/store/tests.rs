@@ -1488,6 +1488,56 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
 }
 
 #[tokio::test]
+async fn the_database_is_readable_by_its_owner_only_whatever_the_umask() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("made/here/certgate.db");
+    let reg = sqlite::open(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    add_corp(&reg, CORP).await;
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+    assert_eq!(
+        mode(&path),
+        0o600,
+        "PIN hashes and kept certificate.p12 files"
+    );
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    assert_eq!(
+        mode(&dir.path().join("made/here/certgate.db-wal")) & 0o077,
+        0
+    );
+}
+
+#[tokio::test]
+async fn the_change_feed_is_read_while_every_other_connection_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let reg = sqlite::open(&format!("sqlite://{}/r.db", dir.path().display()))
+        .await
+        .unwrap();
+    add_corp(&reg, CORP).await;
+    // A flood of enrollment attempts holds every connection of the pool…
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(reg.pool().acquire().await.unwrap());
+    }
+    // …and the snapshot still reads the feed, at once.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(5), reg.changes_since(0, 10))
+        .await
+        .expect("the feed has connections of its own")
+        .unwrap();
+    assert_eq!(read.len(), 1);
+    assert_eq!(
+        tokio::time::timeout(std::time::Duration::from_secs(5), reg.feed_head())
+            .await
+            .unwrap()
+            .unwrap(),
+        read[0].seq
+    );
+}
+
+#[tokio::test]
 async fn constraints_hold_even_without_the_rust_checks() {
     let (_dir, reg) = {
         let dir = tempfile::tempdir().unwrap();

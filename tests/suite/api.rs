@@ -32,18 +32,33 @@ async fn wrong_pin_five_times_locks_the_permit_and_a_missing_credential_is_not_a
         bank.permit_state(CORP_A, Some("taro")).await,
         (PermitState::Active, 0)
     );
-    for attempt in 1..=5 {
+    // Wrong PINs all answer alike, before and after the permit locks: whoever guesses learns
+    // neither that the holder exists nor that the permit is now locked.
+    for attempt in 1..=7 {
         let (status, json) = bank
             .enroll_json(CORP_A, Some("taro"), "WRONG-PIN-12345", &csr)
             .await;
-        let expected = if attempt < 5 { 401 } else { 423 };
-        assert_eq!(status, expected, "attempt {attempt}: {json}");
+        assert_eq!(
+            (status, problem_type(&json)),
+            (401, "urn:certgate:problem:bad-credentials"),
+            "attempt {attempt}: {json}"
+        );
     }
     assert_eq!(
-        bank.permit_state(CORP_A, Some("taro")).await.0,
-        PermitState::Locked
+        bank.permit_state(CORP_A, Some("taro")).await,
+        (PermitState::Locked, 5)
     );
-    // Even the right PIN no longer works.
+    let (status, unknown) = bank
+        .enroll_json(CORP_A, Some("nobody"), "WRONG-PIN-12345", &csr)
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        unknown["detail"],
+        bank.enroll_json(CORP_A, Some("taro"), "WRONG-PIN-12345", &csr)
+            .await
+            .1["detail"]
+    );
+    // The right PIN no longer works, and its holder (only) is told why.
     let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
     assert_eq!(status, 423);
     assert_eq!(problem_type(&json), "urn:certgate:problem:permit-locked");

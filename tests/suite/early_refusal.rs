@@ -37,7 +37,11 @@ fn curl(dir: &Path, port: u16, h2: bool, path: &str, body: &str, extra: &[&str])
 #[tokio::test]
 async fn early_refusals_reach_curl_intact_over_h1_and_h2() {
     let fixture = Fixture::new();
-    let server = fixture.start("client_auth = \"optional\"", "");
+    // Many enrollment attempts from one address, on purpose: no per-address limit here.
+    let server = fixture.start(
+        "client_auth = \"optional\"",
+        "[lifecycle]\nenroll_attempts_per_minute = 10000\n",
+    );
     let dir = fixture.dir.path();
     std::fs::write(dir.join("small.bin"), vec![b'x'; 10 * 1024]).unwrap();
     std::fs::write(dir.join("large.bin"), vec![b'x'; 200 * 1024]).unwrap();

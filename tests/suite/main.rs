@@ -24,6 +24,7 @@ mod identity_headers;
 mod layout;
 mod life;
 mod load;
+mod login_form;
 mod paths;
 mod proxy;
 mod registry;

@@ -104,3 +104,37 @@ async fn the_echo_receives_the_normalised_path_and_the_query_unchanged() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(echoed(&body.into())["path"], "/a/c/~x?q=%2e%2e/x");
 }
+
+/// An open parent with a protected child, the layout the attack found open: Tomcat drops a
+/// segment of parameters alone (`/;x/admin/` is `/admin/`), IIS drops trailing dots and spaces
+/// (`/admin.` is `/admin`). Before, certgate matched `//admin` and `/admin.` to the open `/` and
+/// Tomcat served the admin area without a certificate.
+#[tokio::test]
+async fn spellings_that_java_and_windows_servers_read_as_a_protected_child_need_its_certificate() {
+    let fixture = Fixture::new();
+    let server = fixture.start(
+        "client_auth = \"optional\"",
+        "[[route]]\npath = \"/\"\nrequire_cert = false\n[[route]]\npath = \"/admin\"\nrequire_cert = true\n",
+    );
+    let anonymous = client_config(&fixture.ca, None, &[b"http/1.1"]);
+    for h2 in [false, true] {
+        for attack in [
+            "/;x/admin/",
+            "/;/admin/secret.txt",
+            "/;jsessionid=1/admin/",
+            "/;x/;y/admin/index.html",
+            "/admin.",
+            "/admin./x",
+            "/admin%20/x",
+            "/ADMIN%20./",
+        ] {
+            let (status, body) = get_path(server.addr, anonymous.clone(), h2, attack).await;
+            assert_eq!(status, 401, "{attack} (h2: {h2}): {body}");
+        }
+        // The reject twins: the open parent, and names that only look alike.
+        for open in ["/", "/public", "/administrator", "/;x/public"] {
+            let (status, body) = get_path(server.addr, anonymous.clone(), h2, open).await;
+            assert_eq!(status, 200, "{open} (h2: {h2}): {body}");
+        }
+    }
+}

@@ -148,3 +148,132 @@ async fn framing_the_application_could_read_differently_is_refused() {
     assert!(seen["headers"].get("x-private-hop").is_none(), "{seen}");
     assert_eq!(seen["headers"]["host"], "localhost");
 }
+
+/// The headers with which proxies, load balancers and web servers pass a client's address,
+/// certificate or original path and method: an application may trust them as set by "the front
+/// end", which certgate is. None reaches it (the attack found them all passed through).
+#[tokio::test]
+async fn forwarding_client_certificate_and_override_headers_never_reach_the_application() {
+    let fixture = Fixture::new();
+    let wsgi = wsgi_echo();
+    let server = fixture.start("", &format!("[upstream]\nurl = \"http://{}\"\n", wsgi.addr));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let forged = [
+        "X-Real-IP",
+        "True-Client-IP",
+        "CF-Connecting-IP",
+        "X-ProxyUser-Ip",
+        "X-Forwarded-Port",
+        "X-Forwarded-Prefix",
+        "X-Forwarded-Server",
+        "X-Forwarded-Scheme",
+        "X-Forwarded-Ssl",
+        "X-Forwarded-Uri",
+        "X-Forwarded-Tls-Client-Cert",
+        "Front-End-Https",
+        "X-Url-Scheme",
+        "X-ARR-ClientCert",
+        "X-SSL-Client-Cert",
+        "X-SSL-Client-Verify",
+        "X-SSL-Client-DN",
+        "SSL-Client-Cert",
+        "SSL-Client-Verify",
+        "X-Amzn-Mtls-Clientcert",
+        "Certificate",
+        "X-HTTP-Method-Override",
+        "X-HTTP-Method",
+        "X-Method-Override",
+        "X-Envoy-Original-Path",
+        "X-Override-URL",
+    ];
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let mut conn = Conn::open(
+            server.addr,
+            client_config(&fixture.ca, Some(&leaf), &[alpn]),
+        )
+        .await
+        .unwrap();
+        let mut headers: Vec<(&str, &str)> = forged.iter().map(|name| (*name, "forged")).collect();
+        headers.push(("x-app-note", "kept"));
+        let (status, _, body) = conn.get("/app", &headers).await.unwrap();
+        assert_eq!(status, 200);
+        let seen = echoed(&body);
+        for name in forged {
+            let variable = format!("HTTP_{}", name.to_uppercase().replace('-', "_"));
+            assert!(
+                seen.get(&variable).is_none(),
+                "{variable} reached the application: {seen}"
+            );
+        }
+        assert_eq!(seen["HTTP_X_APP_NOTE"], "kept", "{seen}");
+        assert_eq!(seen["HTTP_X_FORWARDED_FOR"], "127.0.0.1", "{seen}");
+    }
+}
+
+/// An HTTP/1.1 request without Host, or with one that is no host name, is refused (RFC 9112
+/// §3.2), and CONNECT is never forwarded.
+#[tokio::test]
+async fn a_missing_or_malformed_host_and_connect_are_refused() {
+    let fixture = Fixture::new();
+    let server = fixture.start(
+        "client_auth = \"optional\"",
+        "[[route]]\npath = \"/\"\nrequire_cert = false\n",
+    );
+    let anonymous = client_config(&fixture.ca, None, &[b"http/1.1"]);
+    for (request, expected) in [
+        ("GET /x HTTP/1.1\r\nConnection: close\r\n\r\n", 400),
+        (
+            "GET /x HTTP/1.1\r\nHost: local host\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            "GET /x HTTP/1.1\r\nHost: bank/evil\r\nConnection: close\r\n\r\n",
+            400,
+        ),
+        (
+            "CONNECT bank.example:443 HTTP/1.1\r\nHost: bank.example:443\r\nConnection: close\r\n\r\n",
+            405,
+        ),
+        // The twins.
+        (
+            "GET /x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            200,
+        ),
+        ("GET /x HTTP/1.0\r\n\r\n", 200),
+    ] {
+        let (status, head, _) = raw_h1(server.addr, anonymous.clone(), request).await;
+        assert_eq!(status, expected, "{request:?}: {head}");
+    }
+}
+
+/// `headers.strip` removes the bank's own legacy headers too; the twin keeps the others.
+#[tokio::test]
+async fn headers_listed_in_strip_never_reach_the_application() {
+    let fixture = Fixture::new();
+    let wsgi = wsgi_echo();
+    let server = fixture.start(
+        "",
+        &format!(
+            "[upstream]\nurl = \"http://{}\"\n[headers]\nstrip = [\"X-Legacy-User\"]\n",
+            wsgi.addr
+        ),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut conn = Conn::open(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let (status, _, body) = conn
+        .get(
+            "/app",
+            &[("x-legacy-user", "admin"), ("x-legacy-other", "kept")],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let seen = echoed(&body);
+    assert!(seen.get("HTTP_X_LEGACY_USER").is_none(), "{seen}");
+    assert_eq!(seen["HTTP_X_LEGACY_OTHER"], "kept", "{seen}");
+}

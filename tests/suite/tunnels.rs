@@ -102,3 +102,68 @@ async fn revoking_or_suspending_closes_open_websockets_and_only_theirs() {
     // The twin: a tunnel whose certificate is in good standing goes on.
     assert!(echoes(&mut hana_socket, "after").await);
 }
+
+/// `Upgrade: h2c` on an open route, to an application that honours it (hypercorn): certgate
+/// forwards the request as plain HTTP/1.1 and never joins the connections. Before, it passed the
+/// upgrade on, tunnelled the 101, and the client then spoke HTTP/2 to the application with any
+/// path and forged identity headers.
+#[tokio::test]
+async fn h2c_upgrades_are_never_passed_on_and_only_websocket_is_tunnelled() {
+    let fixture = Fixture::new();
+    let hypercorn = hypercorn_echo();
+    let server = fixture.start(
+        "client_auth = \"optional\"",
+        &format!(
+            "[[route]]\npath = \"/public\"\nrequire_cert = false\n[upstream]\nurl = \"http://{}\"\n",
+            hypercorn.addr
+        ),
+    );
+    let anonymous = client_config(&fixture.ca, None, &[b"http/1.1"]);
+    for (connection, upgrade) in [
+        ("Upgrade, HTTP2-Settings", "h2c"),
+        ("upgrade", "h2c"),
+        ("Upgrade", "websocket-not, h2c"),
+        ("Upgrade", "TLS/1.2"),
+    ] {
+        let request = format!(
+            "GET /public/x HTTP/1.1\r\nHost: localhost\r\nConnection: {connection}\r\n\
+             Upgrade: {upgrade}\r\nHTTP2-Settings: AAMAAABkAARAAAAA\r\n\r\n\
+             PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+        );
+        let (status, head, body) = raw_h1(server.addr, anonymous.clone(), &request).await;
+        assert_eq!(status, 200, "{upgrade}: {head}");
+        let seen: serde_json::Value = serde_json::from_str(
+            body.lines()
+                .find(|line| line.starts_with('{'))
+                .unwrap_or(""),
+        )
+        .unwrap_or_else(|_| panic!("{upgrade}: {body}"));
+        assert_eq!(seen["http_version"], "1.1", "{seen}");
+        assert!(seen["headers"].get("upgrade").is_none(), "{seen}");
+        assert!(seen["headers"].get("http2-settings").is_none(), "{seen}");
+    }
+}
+
+/// An application that switches protocols unasked (or to another protocol than WebSocket) gets
+/// no tunnel: the client is answered 502.
+#[tokio::test]
+async fn an_unasked_protocol_switch_is_answered_502() {
+    let fixture = Fixture::new();
+    let upstream = switching_upstream().await;
+    let server = fixture.start(
+        "client_auth = \"optional\"",
+        &format!(
+            "[[route]]\npath = \"/\"\nrequire_cert = false\n[upstream]\nurl = \"http://{upstream}\"\n"
+        ),
+    );
+    let anonymous = client_config(&fixture.ca, None, &[b"http/1.1"]);
+    for extra in [
+        "",
+        "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n",
+    ] {
+        let request =
+            format!("GET /x HTTP/1.1\r\nHost: localhost\r\n{extra}Connection: close\r\n\r\n");
+        let (status, head, _) = raw_h1(server.addr, anonymous.clone(), &request).await;
+        assert_eq!(status, 502, "{extra:?}: {head}");
+    }
+}

@@ -140,6 +140,56 @@ pub fn wsgi_echo() -> Program {
     }
 }
 
+/// `peers/asgi_echo.py` on hypercorn, which honours `Upgrade: h2c`.
+pub fn hypercorn_echo() -> Program {
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = spawn(
+        "python3 -m hypercorn",
+        "python3-hypercorn",
+        Command::new("python3")
+            .args([
+                "-m",
+                "hypercorn",
+                "--bind",
+                &addr.to_string(),
+                "asgi_echo:app",
+            ])
+            .current_dir(peers)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_listening(&mut child, addr, "hypercorn");
+    Program {
+        child,
+        addr,
+        _dir: None,
+    }
+}
+
+/// PHP's built-in server on `peers/php` (the login form of a PHP application).
+pub fn php_app() -> Program {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers/php");
+    let port = free_port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let mut child = spawn(
+        "php",
+        "php-cli",
+        Command::new("php")
+            .args(["-S", &addr.to_string(), "-t"])
+            .arg(root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    wait_listening(&mut child, addr, "php -S");
+    Program {
+        child,
+        addr,
+        _dir: None,
+    }
+}
+
 /// Holds the SQLite registry at `db` unreadable (see `peers/lock_sqlite.py`) until dropped.
 pub struct RegistryLock {
     child: Child,
