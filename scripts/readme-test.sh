@@ -8,5 +8,13 @@ cd "$(dirname "$0")/.."
 readme=${1:-README.md}
 cargo build --quiet --bin certgate
 work=$(mktemp -d)
-trap 'pkill -f "$work/target/release/certgate" 2>/dev/null || true; rm -rf "$work"' EXIT
+# Servers the walk-through started, found by their working directory (their command line is the
+# README's, relative), are stopped whatever happened.
+stop_servers() {
+  for pid in $(pgrep -f 'target/release/certgate' || true); do
+    [ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$work" ] && kill "$pid" 2>/dev/null
+  done
+  rm -rf "$work"
+}
+trap stop_servers EXIT
 python3 scripts/readme_walkthrough.py "$readme" target/debug/certgate "$work"

@@ -102,7 +102,9 @@ def main():
 
     steps = [(title, substitute(command), [substitute(line) for line in expected], command)
              for title, block in walk for command, expected in block]
-    script = ["set -m", "set -u", f'cd "{work}"', 'export CERTGATE_TEST_WORK="$PWD"']
+    # Whatever happens (a failed step exits at once), the servers it started are stopped.
+    script = ["set -m", "set -u", "trap 'jobs -p | xargs -r kill 2>/dev/null; wait' EXIT",
+              f'cd "{work}"', 'export CERTGATE_TEST_WORK="$PWD"']
     for index, (_, command, _, _) in enumerate(steps):
         if command.rstrip().endswith("&"):
             script.append(f"{command.rstrip()[:-1]} > bg-{index}.log 2>&1 &")
