@@ -2,7 +2,8 @@
 # Runs every test: formatting, clippy, the Dockerfile's build context, unit and integration tests
 # (debug profile). Installs what the tests need when it is missing, so that a fresh machine
 # passes: curl and openssl (clients), nginx, python3, hypercorn and PHP (real upstreams),
-# strongSwan's pki (an EST client), PostgreSQL (the second registry backend). Tests start their own throw-away servers on
+# strongSwan's pki (an EST client), PostgreSQL (the second registry backend), Redis (the
+# replicas' change stream). Tests start their own throw-away servers on
 # free loopback ports and stop them; tests that only need a PostgreSQL database make one on the
 # machine's server (CERTGATE_TEST_POSTGRES, by default 127.0.0.1:5432) and drop it, and when no
 # server answers there this script starts one of its own for the run.
@@ -24,6 +25,7 @@ need pki strongswan-pki
 # the attack tests.
 python3 -c 'import hypercorn' >/dev/null 2>&1 || need_apt+=(python3-hypercorn)
 need php php-cli
+need redis-server redis-server
 need psql postgresql-client
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
   || need_apt+=(postgresql)

@@ -28,6 +28,7 @@ fn main() -> ExitCode {
         Command::Ca { command, common } => cli::run(&common, Operator::Ca(command)),
         Command::Crl { common } => cli::run(&common, Operator::Crl),
         Command::Standing { command, common } => cli::run(&common, Operator::Standing(command)),
+        Command::Tickets { command } => cli::tickets(command),
         Command::Client { command } => cli::run_client(command),
     }
 }

@@ -16,7 +16,7 @@ use crate::lifecycle::{Announced, ChangeListener, CrlWriter, Lifecycle, Wiring};
 use crate::model::{Clock, SystemClock};
 use crate::ops::{Metrics, Readiness, Signal, Signals};
 use crate::proxy::{Answer, ConnectionLimits, OwnPaths, Proxy, serve_tls};
-use crate::revocation::Standing;
+use crate::revocation::{RedisFeed, Standing};
 use crate::tls::{HandshakeOutcome, ReloadableTls};
 
 /// Why `serve` stopped with a failure.
@@ -62,7 +62,8 @@ pub fn check_config(config_path: &Path) -> Result<(), ServeError> {
         Ok(pki) => pki.trust_anchors(crate::model::now()),
         Err(_) => Vec::new(),
     };
-    crate::tls::server_config(&config, &anchors)?;
+    let tickets = crate::tls::shared_ticketer(&config)?;
+    crate::tls::server_config(&config, &anchors, tickets.as_ref())?;
     crate::proxy::Upstream::new(&config.upstream)?;
     Ok(())
 }
@@ -131,17 +132,90 @@ fn lifecycle_over(
 }
 
 /// The revocation snapshot hears of the lifecycle's changes: it re-reads the registry before the
-/// change's caller is answered.
-struct CatchUp(Standing);
+/// change's caller is answered, and hands what it read to Redis for the other replicas.
+struct CatchUp {
+    standing: Standing,
+    redis: Option<Arc<RedisFeed>>,
+}
 
 impl ChangeListener for CatchUp {
     fn standing_changed(&self) -> Announced<'_> {
         Box::pin(async {
-            if let Err(err) = self.0.catch_up().await {
-                tracing::error!(error = %err, "cannot read the change feed after a change; the next poll will");
+            match self.standing.catch_up_read().await {
+                Ok(read) => {
+                    if let Some(redis) = &self.redis {
+                        redis.publish(&read).await;
+                    }
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "cannot read the change feed after a change; the next poll will");
+                }
             }
         })
     }
+}
+
+/// The operator CLI's changes, handed to Redis for the running replicas: the feed from where it
+/// stood when the command started.
+struct PublishSince {
+    store: Arc<dyn crate::store::Registry>,
+    seen: tokio::sync::Mutex<i64>,
+    redis: RedisFeed,
+}
+
+impl ChangeListener for PublishSince {
+    fn standing_changed(&self) -> Announced<'_> {
+        Box::pin(async {
+            let mut seen = self.seen.lock().await;
+            match self.store.changes_since(*seen, 10_000).await {
+                Ok(read) => {
+                    if let Some(last) = read.last() {
+                        *seen = last.seq;
+                    }
+                    self.redis.publish(&read).await;
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "cannot read the change feed to publish it; the replicas' poll will");
+                }
+            }
+        })
+    }
+}
+
+/// The Redis feed of `[revocation] redis_url`, if set (password from `CERTGATE_REDIS_PASSWORD`
+/// when the URL has none).
+pub fn redis_feed(config: &Config) -> Result<Option<RedisFeed>, ConfigError> {
+    let Some(url) = &config.revocation.redis_url else {
+        return Ok(None);
+    };
+    let password = std::env::var(REDIS_PASSWORD_ENV)
+        .ok()
+        .filter(|password| !password.is_empty())
+        .map(secrecy::SecretString::from);
+    RedisFeed::new(url, password.as_ref())
+        .map(Some)
+        .map_err(|err| ConfigError::new("revocation.redis_url", err.to_string()))
+}
+
+/// The environment variable with the Redis password, so that it stays out of the config file.
+pub const REDIS_PASSWORD_ENV: &str = "CERTGATE_REDIS_PASSWORD";
+
+/// The lifecycle for an operator command: its changes reach the running replicas through Redis
+/// when one is configured (and through their poll of the registry in any case).
+pub async fn open_operator_lifecycle(config: &Config) -> Result<Lifecycle, ServeError> {
+    let store = open_registry(config).await?;
+    let mut wiring = Wiring::default();
+    if let Some(redis) = redis_feed(config)? {
+        let seen = store.feed_head().await.map_err(|err| {
+            ServeError::Runtime(format!("cannot read the registry's change feed: {err}"))
+        })?;
+        wiring.changes = Arc::new(PublishSince {
+            store: store.clone(),
+            seen: tokio::sync::Mutex::new(seen),
+            redis,
+        });
+    }
+    lifecycle_over(config, store, wiring)
 }
 
 /// certgate's own paths, as the proxy sees them.
@@ -191,6 +265,12 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
                 "cannot read revocations and users from the registry: {err}"
             ))
         })?;
+    let redis = redis_feed(&config)?.map(Arc::new);
+    let external_crls = crate::revocation::ExternalCrls::load(&config.trust)?.map(Arc::new);
+    if let Some(crls) = &external_crls {
+        standing.set_external(crls.set()).await;
+    }
+    let recheck_crls = Arc::new(tokio::sync::Notify::new());
     let labels = HandshakeOutcome::ALL.map(HandshakeOutcome::label);
     let metrics = Arc::new(Metrics::new(&labels));
     let crl_writer = CrlWriter::new();
@@ -199,15 +279,20 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         store,
         Wiring {
             clock,
-            changes: Arc::new(CatchUp(standing.clone())),
+            changes: Arc::new(CatchUp {
+                standing: standing.clone(),
+                redis: redis.clone(),
+            }),
             pin_checks: metrics.pin_verifications.clone(),
             crl_writer: Some(crl_writer.clone()),
         },
     )?;
-    let tls = Arc::new(ReloadableTls::new(crate::tls::server_config(
-        &config,
-        &lifecycle.trust_anchors(),
-    )?));
+    let tickets = crate::tls::shared_ticketer(&config)?;
+    let tls = Arc::new(ReloadableTls::new(
+        crate::tls::server_config(&config, &lifecycle.trust_anchors(), tickets.as_ref())?,
+        tickets.clone(),
+    ));
+    let ticket_watch = tickets.map(|tickets| tokio::spawn(tickets.watch()));
     let api: Arc<dyn OwnPaths> = Arc::new(Api::new(lifecycle.clone()));
     let proxy = Arc::new(Proxy::new(
         &config,
@@ -240,7 +325,16 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         tracing::info!(listener = "ops", %address, "listening");
         tokio::spawn(crate::ops::serve(ops, metrics.clone(), readiness.clone()));
     }
-    let refresher = tokio::spawn(standing.clone().poll_periodically(config.revocation.poll));
+    let refresher = tokio::spawn(standing.clone().poll_periodically(
+        config.revocation.poll,
+        config.revocation.resync,
+        redis.as_ref().map(|redis| redis.alive()),
+    ));
+    let follower = redis
+        .clone()
+        .map(|redis| tokio::spawn(redis.follow(standing.clone())));
+    let crl_watch = external_crls
+        .map(|crls| tokio::spawn(standing.clone().watch_crls(crls, recheck_crls.clone())));
     let freshness = tokio::spawn(watch_freshness(
         standing.clone(),
         lifecycle.clock().clone(),
@@ -264,6 +358,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
 
     while signals.recv().await == Signal::Reload {
         reload(config_path, &tls, &lifecycle);
+        recheck_crls.notify_one();
         // The whole standing too, in the background: requests keep the current one meanwhile.
         let standing = standing.clone();
         tokio::spawn(async move {
@@ -286,6 +381,9 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         Err(_) => tracing::warn!("shutdown_grace is over; closing the remaining connections"),
     }
     refresher.abort();
+    for task in [follower, ticket_watch, crl_watch].into_iter().flatten() {
+        task.abort();
+    }
     freshness.abort();
     crls.abort();
     sweeper.abort();
@@ -339,16 +437,32 @@ async fn watch_freshness(
     let max = i64::try_from(policy.max_staleness.as_secs()).unwrap_or(i64::MAX);
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
     let mut was_fresh = true;
+    let gauges = &metrics.revocation;
+    let (registry_age, redis_age) = (gauges.sync_age("registry"), gauges.sync_age("redis"));
+    let (from_registry, from_redis) = (gauges.applied("registry"), gauges.applied("redis"));
+    let mut counted = (0, 0);
     loop {
         tick.tick().await;
-        let age = standing.age(clock.unix());
+        let now = clock.unix();
+        let age = standing.age(now);
         metrics.revocation_age.set(age);
+        let (registry, redis) = standing.sync_ages(now);
+        registry_age.set(registry);
+        redis_age.set(redis.unwrap_or(-1));
+        let applied = standing.applied_counts();
+        from_registry.inc_by(applied.0.saturating_sub(counted.0));
+        from_redis.inc_by(applied.1.saturating_sub(counted.1));
+        counted = applied;
+        gauges
+            .entries
+            .set(i64::try_from(standing.snapshot().len()).unwrap_or(i64::MAX));
         let fresh = age <= max;
+        gauges.stale.set(i64::from(!fresh));
         if fresh != was_fresh {
             if fresh {
                 tracing::info!(age, "the revocation set is fresh again");
             } else {
-                tracing::error!(age, max_staleness = max, on_stale = ?policy.on_stale, "the revocation set is stale: the registry cannot be read");
+                tracing::error!(age, max_staleness = max, on_stale = ?policy.on_stale, "the revocation set is stale: neither the registry nor Redis can be read");
             }
             was_fresh = fresh;
         }

@@ -121,10 +121,29 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// TLS session ticket keys shared by every replica (`server.ticket_keys`).
+    Tickets {
+        #[command(subcommand)]
+        command: TicketsCommand,
+    },
     /// The user's side: enroll and renew, keeping the key on this machine.
     Client {
         #[command(subcommand)]
         command: ClientCommand,
+    },
+}
+
+/// `certgate tickets …`
+#[derive(Debug, Subcommand)]
+pub enum TicketsCommand {
+    /// Move the keys one stage along: a new key enters as next (decrypt only), next becomes
+    /// current (encrypts), current becomes previous (decrypt only), previous is dropped. Makes the
+    /// file (current and next) when it does not exist. Written atomically, mode 0600; replicas
+    /// read it within seconds (and on SIGHUP). Rotate more often than `server.ticket_lifetime`.
+    Rotate {
+        /// The key file every replica's `server.ticket_keys` names.
+        #[arg(long)]
+        file: PathBuf,
     },
 }
 

@@ -158,12 +158,7 @@ pub fn run(common: &Common, command: Operator) -> ExitCode {
         Err(code) => return code,
     };
     runtime.block_on(async {
-        let lifecycle = match crate::serve::open_lifecycle(
-            &config,
-            crate::lifecycle::Wiring::default(),
-        )
-        .await
-        {
+        let lifecycle = match crate::serve::open_operator_lifecycle(&config).await {
             Ok(lifecycle) => lifecycle,
             Err(err) => return serve_failure(&err),
         };
@@ -177,6 +172,37 @@ pub fn run(common: &Common, command: Operator) -> ExitCode {
             Err(err) => fail(exit_code(&err), &err.to_string()),
         }
     })
+}
+
+/// `certgate tickets rotate`.
+pub fn tickets(command: args::TicketsCommand) -> ExitCode {
+    let args::TicketsCommand::Rotate { file } = command;
+    let existing = if file.exists() {
+        match crate::tls::read_key_file(&file) {
+            Ok(existing) => Some(existing),
+            Err(err) => return fail(BAD_INPUT, &err.to_string()),
+        }
+    } else {
+        None
+    };
+    let rotated = match crate::tls::KeyFile::rotated(existing.as_ref()) {
+        Ok(rotated) => rotated,
+        Err(why) => return fail(REFUSED, &why),
+    };
+    if let Err(err) = crate::tls::write_key_file(&file, &rotated) {
+        return fail(REFUSED, &format!("cannot write {}: {err}", file.display()));
+    }
+    println!(
+        "{} {}: {}",
+        if existing.is_some() {
+            "rotated"
+        } else {
+            "made"
+        },
+        file.display(),
+        rotated.stages().join(", ")
+    );
+    ExitCode::SUCCESS
 }
 
 /// Runs a client command.

@@ -48,6 +48,9 @@ pub struct ServerFile {
     pub max_connections: Option<i64>,
     pub max_connections_per_ip: Option<i64>,
     pub max_anonymous_connections: Option<i64>,
+    pub proxy_protocol: Option<Vec<String>>,
+    pub ticket_keys: Option<String>,
+    pub ticket_lifetime: Option<String>,
     pub idle_timeout: Option<String>,
     pub anonymous_idle_timeout: Option<String>,
     pub shutdown_grace: Option<String>,
@@ -67,6 +70,15 @@ pub struct TrustCaFile {
     pub name: String,
     pub cert: String,
     pub lifecycle: Option<bool>,
+    pub crl: Option<OneOrMany>,
+}
+
+/// A path, or a list of them.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -146,6 +158,7 @@ pub struct PkiFile {
     pub unit: Option<String>,
     pub validity_days: Option<i64>,
     pub crl_validity: Option<String>,
+    pub crl_refresh: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -173,4 +186,7 @@ pub struct RevocationFile {
     pub poll: Option<String>,
     pub max_staleness: Option<String>,
     pub on_stale: Option<String>,
+    pub redis_url: Option<String>,
+    pub resync: Option<String>,
+    pub close_connections: Option<bool>,
 }

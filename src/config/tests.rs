@@ -229,6 +229,75 @@ fn store_urls_and_pool_are_checked_without_showing_a_password() {
 }
 
 #[test]
+fn replica_keys_have_defaults_and_bad_values_are_named() {
+    let config = Config::parse(MINIMAL).unwrap();
+    assert_eq!(config.revocation.redis_url, None);
+    assert_eq!(config.revocation.resync, Duration::from_secs(30));
+    assert!(!config.revocation.close_connections);
+    assert_eq!(config.server.ticket_keys, None);
+    assert_eq!(
+        config.server.ticket_lifetime,
+        Duration::from_secs(12 * 3600)
+    );
+    assert!(config.server.proxy_protocol.is_empty());
+    assert_eq!(config.server.max_anonymous_connections, 5000);
+    assert_eq!(config.pki.crl_refresh, Duration::from_secs(60));
+    let config = Config::parse(&format!(
+        "{MINIMAL}\n[revocation]\nredis_url = \"rediss://:s3cret@cache.example:6380/2\"\nclose_connections = true"
+    ))
+    .unwrap();
+    assert!(config.revocation.close_connections);
+    let server = |extra: &str| {
+        format!("[server]\ncert = \"a\"\nkey = \"b\"\nclient_auth = \"none\"\n{extra}")
+    };
+    let config = Config::parse(&server(
+        "proxy_protocol = [\"10.0.0.0/8\", \"192.0.2.10\", \"2001:db8::/32\"]",
+    ))
+    .unwrap();
+    assert_eq!(config.server.proxy_protocol.len(), 3);
+    for (text, key) in [
+        (server("proxy_protocol = [\"10.0.0.0/33\"]"), "server.proxy_protocol[0]"),
+        (server("proxy_protocol = [\"lb.example\"]"), "server.proxy_protocol[0]"),
+        (server("ticket_lifetime = \"25h\""), "server.ticket_lifetime"),
+        (server("ticket_lifetime = \"0s\""), "server.ticket_lifetime"),
+        (server("max_anonymous_connections = 0"), "server.max_anonymous_connections"),
+        (
+            server("max_connections = 10\nmax_anonymous_connections = 11"),
+            "server.max_anonymous_connections",
+        ),
+        (
+            format!("{MINIMAL}\n[revocation]\nredis_url = \"http://:s3cret@cache:6379\""),
+            "revocation.redis_url",
+        ),
+        (
+            format!("{MINIMAL}\n[revocation]\nredis_url = \"cache:6379\""),
+            "revocation.redis_url",
+        ),
+        (
+            format!("{MINIMAL}\n[revocation]\npoll = \"5s\"\nresync = \"2s\""),
+            "revocation.resync",
+        ),
+        (format!("{MINIMAL}\n[pki]\ncrl_refresh = \"2h\""), "pki.crl_refresh"),
+        (
+            format!("{MINIMAL}\n[headers]\nstrip = [\"X Bad\"]"),
+            "headers.strip[0]",
+        ),
+        (
+            format!("{MINIMAL}\n[lifecycle]\nenroll_attempts_per_minute = 0"),
+            "lifecycle.enroll_attempts_per_minute",
+        ),
+        (
+            "[server]\ncert = \"a\"\nkey = \"b\"\n[[trust.ca]]\nname = \"x\"\ncert = \"c\"\ncrl = [\"\"]".to_owned(),
+            "trust.ca[0].crl",
+        ),
+    ] {
+        let error = Config::parse(&text).unwrap_err();
+        assert_eq!(error.key, key, "{text}");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+    }
+}
+
+#[test]
 fn ops_listener_can_be_turned_off() {
     let config = Config::parse(&format!("{MINIMAL}\n[ops]\nlisten = \"\"")).unwrap();
     assert_eq!(config.ops.listen, None);

@@ -50,6 +50,14 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// `dev_ca`: when set and `cert` is missing, a development CA is made in this directory.
     pub dev_ca: Option<PathBuf>,
+    /// `ticket_keys`: a file of TLS session ticket keys shared by every replica (made and rotated
+    /// by `certgate tickets rotate`); per-process keys when unset.
+    pub ticket_keys: Option<PathBuf>,
+    /// `ticket_lifetime`, default 12 h, at most 24 h: how long a client may resume a session.
+    pub ticket_lifetime: Duration,
+    /// `proxy_protocol`: the networks of the L4 load balancers whose connections start with a
+    /// PROXY protocol header (v1 or v2) naming the real client; none by default.
+    pub proxy_protocol: Vec<ipnet::IpNet>,
 }
 
 /// One `[[trust.ca]]` entry: a CA generation whose certificates are accepted.
@@ -62,6 +70,9 @@ pub struct TrustCa {
     /// `lifecycle`, default false: its certificates may use certgate's own operations (EST
     /// re-enrollment, renewal, the admin API), not only log in to the application.
     pub lifecycle: bool,
+    /// `crl`: the CRL files (DER or PEM) this CA publishes, whose revocations are refused like
+    /// certgate's own; none by default.
+    pub crls: Vec<PathBuf>,
 }
 
 /// `[identity]`: how a certificate's CN maps to a corporation and a user.
@@ -228,8 +239,12 @@ pub struct PkiConfig {
     /// `validity_days` of issued client certificates, default 365.
     pub validity_days: u32,
     /// `crl_validity`: nextUpdate − thisUpdate of each CRL, default 7 days; CRLs are re-signed at
-    /// half of it, at start and after every revocation.
+    /// half of it, at start and after revocations.
     pub crl_validity: Duration,
+    /// `crl_refresh`: the shortest time between two signatures of one CRL while revocations
+    /// come in, default 1 min (the proxy refuses a revoked certificate within a second anyway;
+    /// this bounds the work of signing large CRLs).
+    pub crl_refresh: Duration,
 }
 
 /// `[lifecycle]`: the rules of enrollment and renewal.
@@ -270,6 +285,15 @@ pub struct RevocationConfig {
     /// `poll`: how often the registry is read for changes made elsewhere (the operator CLI,
     /// another replica), default 1 s; shorter than `max_staleness`.
     pub poll: Duration,
+    /// `redis_url`: the Redis that pushes changes to every replica at once (`redis://…`,
+    /// `rediss://…`); none by default. The password may be in `CERTGATE_REDIS_PASSWORD`.
+    pub redis_url: Option<String>,
+    /// `resync`: with Redis, how often the registry is still read, to repair anything Redis
+    /// missed, default 30 s.
+    pub resync: Duration,
+    /// `close_connections`, default false: a revoked certificate's keep-alive and h2
+    /// connections are closed too (its upgraded tunnels always are).
+    pub close_connections: bool,
 }
 
 /// `[login]`: the application's ID + PIN login form, which certgate guards once a corporation

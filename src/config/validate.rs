@@ -133,6 +133,37 @@ fn validate_server(file: file::ServerFile) -> Result<ServerConfig, ConfigError> 
         )?,
         shutdown_grace: duration("server.shutdown_grace", file.shutdown_grace, "30s")?,
         dev_ca: file.dev_ca.filter(|dir| !dir.is_empty()).map(PathBuf::from),
+        ticket_keys: file
+            .ticket_keys
+            .filter(|path| !path.is_empty())
+            .map(PathBuf::from),
+        ticket_lifetime: {
+            let lifetime = duration("server.ticket_lifetime", file.ticket_lifetime, "12h")?;
+            if lifetime.is_zero() || lifetime > Duration::from_secs(24 * 3600) {
+                return Err(ConfigError::new(
+                    "server.ticket_lifetime",
+                    format!("{lifetime:?} is out of range; use more than 0 and at most 24h (RFC 8446 §4.6.1)"),
+                ));
+            }
+            lifetime
+        },
+        proxy_protocol: file
+            .proxy_protocol
+            .unwrap_or_default()
+            .iter()
+            .enumerate()
+            .map(|(index, text)| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map(|net| net.trunc())
+                    .map_err(|_| {
+                        ConfigError::new(
+                            format!("server.proxy_protocol[{index}]"),
+                            format!("{text:?} is not an address or network; write e.g. \"10.0.0.0/8\" or \"192.0.2.10\""),
+                        )
+                    })
+            })
+            .collect::<Result<_, _>>()?,
     })
 }
 
@@ -163,10 +194,22 @@ fn validate_trust(file: file::TrustFile) -> Result<Vec<TrustCa>, ConfigError> {
                 "is empty; give the path of a PEM file with the CA certificate(s)",
             ));
         }
+        let crls = match ca.crl {
+            None => Vec::new(),
+            Some(file::OneOrMany::One(path)) => vec![path],
+            Some(file::OneOrMany::Many(paths)) => paths,
+        };
+        if crls.iter().any(String::is_empty) {
+            return Err(ConfigError::new(
+                format!("{key}.crl"),
+                "has an empty path; give the CRL file(s) the CA publishes (DER or PEM)",
+            ));
+        }
         trust.push(TrustCa {
             name: ca.name,
             cert: PathBuf::from(ca.cert),
             lifecycle: ca.lifecycle.unwrap_or(false),
+            crls: crls.into_iter().map(PathBuf::from).collect(),
         });
     }
     Ok(trust)
@@ -480,6 +523,18 @@ fn validate_pki(file: file::PkiFile) -> Result<PkiConfig, ConfigError> {
             }
             validity
         },
+        crl_refresh: {
+            let refresh = duration("pki.crl_refresh", file.crl_refresh, "1m")?;
+            if refresh.is_zero() || refresh > Duration::from_secs(3600) {
+                return Err(ConfigError::new(
+                    "pki.crl_refresh",
+                    format!(
+                        "{refresh:?} is out of range; use more than 0 and at most 1h, e.g. \"1m\""
+                    ),
+                ));
+            }
+            refresh
+        },
     })
 }
 
@@ -541,6 +596,50 @@ fn validate_revocation(file: file::RevocationFile) -> Result<RevocationConfig, C
                 ));
             }
         },
+        redis_url: match file.redis_url.filter(|url| !url.is_empty()) {
+            None => None,
+            Some(url) => {
+                // Never the URL itself in a message: it may carry a password.
+                let scheme = url.split_once("://").map(|(scheme, _)| scheme);
+                match scheme {
+                    Some("redis" | "rediss" | "redis+unix" | "unix") => {}
+                    Some(other) if !other.contains('/') => {
+                        return Err(ConfigError::new(
+                            "revocation.redis_url",
+                            format!(
+                                "the scheme {other:?} is not Redis; write redis://host:6379/0 or rediss://host:6380/0 (Sentinel and Cluster are not supported)"
+                            ),
+                        ));
+                    }
+                    _ => {
+                        return Err(ConfigError::new(
+                            "revocation.redis_url",
+                            "is not a URL; write redis://host:6379/0",
+                        ));
+                    }
+                }
+                if url::Url::parse(&url).is_err() {
+                    return Err(ConfigError::new(
+                        "revocation.redis_url",
+                        "does not parse as a URL; write redis://host:6379/0",
+                    ));
+                }
+                Some(url)
+            }
+        },
+        resync: {
+            let resync = duration("revocation.resync", file.resync, "30s")?;
+            if resync < poll {
+                return Err(ConfigError::new(
+                    "revocation.resync",
+                    format!(
+                        "{resync:?} is shorter than revocation.poll ({poll:?}); with Redis the registry is read less often, not more"
+                    ),
+                ));
+            }
+            resync
+        },
+        close_connections: file.close_connections.unwrap_or(false),
     })
 }
 

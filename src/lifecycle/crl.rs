@@ -28,8 +28,8 @@ use crate::store::{Change, SignedCrl};
 /// otherwise held only while signing (seconds, for a CRL of a hundred thousand entries).
 const LEASE: time::Duration = time::Duration::seconds(60);
 
-/// The shortest time between two signatures of one CRL while revocations stream in.
-const MIN_INTERVAL: Duration = Duration::from_secs(2);
+/// When another process is signing a CRL right now, how soon to look again.
+const BUSY_RETRY: Duration = Duration::from_secs(2);
 
 /// How often the writer reads the feed when nobody wakes it.
 const POLL: Duration = Duration::from_secs(1);
@@ -112,13 +112,14 @@ impl CrlWriter {
             lists.load(lifecycle).await?;
         }
         lists.catch_up(lifecycle).await?;
+        let refresh = lifecycle.crl_refresh();
         for generation in lifecycle.generation_names() {
             let due = match lists.signed_at.get(&generation) {
                 None => true,
                 Some(&(signed_at, again_after)) => {
                     let changed = lists.dirty.contains_key(&generation);
                     let since = signed_at.elapsed();
-                    (changed && since >= MIN_INTERVAL) || since >= again_after
+                    (changed && since >= refresh) || since >= again_after
                 }
             };
             if !due {
@@ -140,7 +141,7 @@ impl CrlWriter {
                 Signed::ByAnother => {
                     lists
                         .signed_at
-                        .insert(generation.clone(), (Instant::now(), MIN_INTERVAL));
+                        .insert(generation.clone(), (Instant::now(), BUSY_RETRY.min(every)));
                 }
                 // Another process signed everything known here recently: due when that one is.
                 Signed::Current { due_in } => {
@@ -383,6 +384,12 @@ impl Lifecycle {
         std::fs::read(&path).map_err(|_| LifecycleError::NotFound {
             what: format!("CRL of generation {generation}"),
         })
+    }
+
+    /// `pki.crl_refresh` of the CA in use.
+    fn crl_refresh(&self) -> Duration {
+        self.with_pki(|pki| Ok(pki.settings().crl_refresh))
+            .unwrap_or(Duration::from_secs(60))
     }
 
     /// `pki.crl_validity` of the CA in use.

@@ -36,6 +36,18 @@ pub fn rfc3339_unix(unix: i64) -> String {
         .unwrap_or_else(|_| unix.to_string())
 }
 
+/// A URL as it may be shown in messages and logs: its password replaced by `***`.
+pub fn url_without_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(the URL does not parse)".to_owned(),
+    }
+}
+
 /// An error with its causes, `outer: inner: root`, for messages that must say why (hyper and
 /// rustls errors keep the useful part in their sources).
 pub fn error_chain(err: &dyn std::error::Error) -> String {

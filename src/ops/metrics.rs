@@ -14,6 +14,38 @@ struct HandshakeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    source: &'static str,
+}
+
+/// The revocation snapshot's metrics, by where changes come from (`registry`, `redis`, `crl`).
+#[derive(Clone, Debug)]
+pub struct RevocationMetrics {
+    /// Entries held in the snapshot.
+    pub entries: Gauge,
+    /// 1 while the snapshot is older than `revocation.max_staleness`.
+    pub stale: Gauge,
+    /// Requests refused because their certificate is revoked.
+    pub refused_revoked: Counter,
+    sync_age: Family<SourceLabels, Gauge>,
+    applied: Family<SourceLabels, Counter>,
+}
+
+impl RevocationMetrics {
+    /// Seconds since the last successful read from `source`.
+    pub fn sync_age(&self, source: &'static str) -> Gauge {
+        self.sync_age
+            .get_or_create(&SourceLabels { source })
+            .clone()
+    }
+
+    /// Changes applied from `source`.
+    pub fn applied(&self, source: &'static str) -> Counter {
+        self.applied.get_or_create(&SourceLabels { source }).clone()
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     route: String,
     status: &'static str,
@@ -50,8 +82,11 @@ pub struct Metrics {
     pub open_connections: Gauge,
     /// PIN verifications (argon2) made: one per enrollment attempt, whoever asks.
     pub pin_verifications: Counter,
-    /// Seconds since the revocation set was last read from the registry.
+    /// Seconds since the revocation set was last brought up to date (from the registry or
+    /// Redis).
     pub revocation_age: Gauge,
+    /// The revocation snapshot, its sources and its refusals.
+    pub revocation: RevocationMetrics,
 }
 
 impl Metrics {
@@ -91,9 +126,45 @@ impl Metrics {
         let revocation_age = Gauge::default();
         registry.register(
             "revocation_age_seconds",
-            "Seconds since the revocation set was last read from the registry",
+            "Seconds since the revocation set was last brought up to date (registry or Redis)",
             revocation_age.clone(),
         );
+        let revocation = RevocationMetrics {
+            entries: Gauge::default(),
+            stale: Gauge::default(),
+            refused_revoked: Counter::default(),
+            sync_age: Family::default(),
+            applied: Family::default(),
+        };
+        registry.register(
+            "revocation_entries",
+            "Entries in the revocation snapshot (revoked and renewed certificates, users and corporations that are not in default standing)",
+            revocation.entries.clone(),
+        );
+        registry.register(
+            "revocation_stale",
+            "1 while the revocation snapshot is older than revocation.max_staleness",
+            revocation.stale.clone(),
+        );
+        registry.register(
+            "requests_refused_revoked",
+            "Requests refused because their certificate is revoked",
+            revocation.refused_revoked.clone(),
+        );
+        registry.register(
+            "revocation_sync_age_seconds",
+            "Seconds since the last successful read of changes, by source",
+            revocation.sync_age.clone(),
+        );
+        registry.register(
+            "revocation_changes_applied",
+            "Changes applied to the revocation snapshot, by source",
+            revocation.applied.clone(),
+        );
+        for source in ["registry", "redis"] {
+            revocation.sync_age(source);
+            revocation.applied(source);
+        }
         let handshake_counters = handshake_results
             .iter()
             .map(|&result| {
@@ -112,6 +183,7 @@ impl Metrics {
             open_connections,
             pin_verifications,
             revocation_age,
+            revocation,
         }
     }
 

@@ -4,6 +4,6 @@ mod metrics;
 mod server;
 mod signals;
 
-pub use metrics::{Metrics, RouteCounters};
+pub use metrics::{Metrics, RevocationMetrics, RouteCounters};
 pub use server::{Readiness, serve};
 pub use signals::{Signal, Signals};

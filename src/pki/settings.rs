@@ -77,6 +77,9 @@ pub struct PkiSettings {
     /// `pki.crl_validity`: nextUpdate − thisUpdate of every CRL, default 7 days; each CRL is
     /// re-signed at half of it.
     pub crl_validity: time::Duration,
+    /// `pki.crl_refresh`: the shortest time between two signatures of one CRL while revocations
+    /// come in, default 1 min.
+    pub crl_refresh: std::time::Duration,
 }
 
 /// X.520 upper bounds (RFC 5280 appendix A.1): longer values make certificates that strict
@@ -95,6 +98,7 @@ impl PkiSettings {
             unit: unit.to_owned(),
             validity_days: 365,
             crl_validity: time::Duration::days(7),
+            crl_refresh: std::time::Duration::from_secs(60),
         }
     }
 
@@ -146,6 +150,7 @@ impl From<&crate::config::PkiConfig> for PkiSettings {
             validity_days: config.validity_days,
             crl_validity: time::Duration::try_from(config.crl_validity)
                 .unwrap_or(time::Duration::days(7)),
+            crl_refresh: config.crl_refresh,
         }
     }
 }

@@ -20,12 +20,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
-use super::{ClientCert, Connection, Proxy};
+use super::{ClientCert, Connection, Proxy, balancer};
 use crate::identity::client_cert_chain;
 use crate::tls::{HandshakeOutcome, Listener, ReloadableTls};
 
 /// Per-connection limits from `[server]`.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ConnectionLimits {
     /// `handshake_timeout`.
     pub handshake_timeout: Duration,
@@ -40,6 +40,8 @@ pub struct ConnectionLimits {
     pub idle_timeout: Duration,
     /// `anonymous_idle_timeout`: the same for a connection without a certificate.
     pub anonymous_idle_timeout: Duration,
+    /// `proxy_protocol`: the balancers whose connections start with a PROXY header.
+    pub balancers: Arc<[ipnet::IpNet]>,
 }
 
 impl ConnectionLimits {
@@ -52,6 +54,7 @@ impl ConnectionLimits {
             max_anonymous_connections: server.max_anonymous_connections,
             idle_timeout: server.idle_timeout,
             anonymous_idle_timeout: server.anonymous_idle_timeout,
+            balancers: server.proxy_protocol.clone().into(),
         }
     }
 }
@@ -98,6 +101,56 @@ pub async fn serve_tls(
                 }
             },
         };
+        let _ = tcp.set_nodelay(true);
+        let listener_tls = tls.current();
+        let acceptor = TlsAcceptor::from(listener_tls.config.clone());
+        let drain = Drain {
+            watcher: graceful.watcher(),
+            signal: drain_rx.clone(),
+        };
+        let peer_ip = peer.ip().to_canonical();
+        if limits.balancers.iter().any(|net| net.contains(&peer_ip)) {
+            // The real client comes first, in the PROXY header; its handshake slot is taken by
+            // its own address, not the balancer's.
+            let (proxy, http, handshaking, anonymous, limits) = (
+                proxy.clone(),
+                http.clone(),
+                handshaking.clone(),
+                anonymous.clone(),
+                limits.clone(),
+            );
+            tokio::spawn(async move {
+                let mut tcp = tcp;
+                let client = match balancer::real_client(&mut tcp, peer, limits.handshake_timeout)
+                    .await
+                {
+                    Ok(client) => client,
+                    Err(err) => {
+                        tracing::warn!(balancer = %peer, error = %err, "connection from a balancer refused");
+                        proxy.metrics().handshake(HandshakeOutcome::Other.label());
+                        return;
+                    }
+                };
+                let Some(handshake_slot) = handshaking.acquire(client.ip()) else {
+                    tracing::debug!(peer = %client, "too many handshakes from this address; closed");
+                    proxy.metrics().handshake(HandshakeOutcome::Other.label());
+                    return;
+                };
+                connection(
+                    tcp,
+                    client,
+                    acceptor,
+                    listener_tls,
+                    proxy,
+                    http,
+                    drain,
+                    (slot, handshake_slot, anonymous),
+                    limits,
+                )
+                .await;
+            });
+            continue;
+        }
         // During its handshake a connection counts against its address's limit, so that one
         // address cannot fill the server with handshakes that never end; the connections that
         // end up without a certificate are counted apart (see `connection`), so that those
@@ -106,13 +159,6 @@ pub async fn serve_tls(
             tracing::debug!(%peer, "too many handshakes from this address; closed");
             proxy.metrics().handshake(HandshakeOutcome::Other.label());
             continue;
-        };
-        let _ = tcp.set_nodelay(true);
-        let listener_tls = tls.current();
-        let acceptor = TlsAcceptor::from(listener_tls.config.clone());
-        let drain = Drain {
-            watcher: graceful.watcher(),
-            signal: drain_rx.clone(),
         };
         tokio::spawn(connection(
             tcp,
@@ -123,7 +169,7 @@ pub async fn serve_tls(
             http.clone(),
             drain,
             (slot, handshake_slot, anonymous.clone()),
-            limits,
+            limits.clone(),
         ));
     }
     // The caller drains next (`graceful.shutdown()`), which waits for every `Watcher`, held by
@@ -288,7 +334,17 @@ fn connection(
         let Some(stream) = stream else {
             return Either::Right(std::future::ready(()));
         };
-        let has_certificate = stream.get_ref().1.peer_certificates().is_some();
+        let session = stream.get_ref().1;
+        if session.handshake_kind() == Some(rustls::HandshakeKind::Resumed) {
+            if let Some([leaf, intermediates @ ..]) = session.peer_certificates() {
+                if !listener_tls.accepts_now(leaf, intermediates) {
+                    tracing::info!(%peer, "resumed session refused: its chain is no longer trusted");
+                    proxy.metrics().handshake(HandshakeOutcome::UnknownCa.label());
+                    return Either::Right(std::future::ready(()));
+                }
+            }
+        }
+        let has_certificate = session.peer_certificates().is_some();
         let anonymous = if has_certificate {
             None
         } else {
@@ -363,6 +419,10 @@ fn accepted(
             http.idle
         },
     });
+    let drain = Drain {
+        signal: proxy.closing_signal(&connection, drain.signal),
+        watcher: drain.watcher,
+    };
     let proxy = proxy.clone();
     let in_flight = Arc::new(InFlight::default());
     let counting = in_flight.clone();

@@ -3,6 +3,7 @@
 //! inject, forward), and comes back through [`rescue`] when it is refused or fails.
 
 pub mod accept;
+mod balancer;
 mod echo;
 mod forward;
 mod headers;

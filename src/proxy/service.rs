@@ -41,6 +41,8 @@ pub struct Proxy {
     clock: Arc<dyn Clock>,
     max_staleness: i64,
     on_stale: OnStale,
+    /// `revocation.close_connections`.
+    close_refused: bool,
 }
 
 impl Proxy {
@@ -84,6 +86,7 @@ impl Proxy {
             max_staleness: i64::try_from(config.revocation.max_staleness.as_secs())
                 .unwrap_or(i64::MAX),
             on_stale: config.revocation.on_stale,
+            close_refused: config.revocation.close_connections,
         })
     }
 
@@ -95,6 +98,50 @@ impl Proxy {
     /// The metrics.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// With `revocation.close_connections`, a signal that turns true when the server drains (as
+    /// `draining` does) or when the connection's certificate would be refused now (revoked, its
+    /// user suspended, its corporation stopped): its keep-alive or h2 connection then finishes the
+    /// request in flight and closes. Without it, `draining` as it is.
+    pub fn closing_signal(
+        &self,
+        connection: &Arc<Connection>,
+        mut draining: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::sync::watch::Receiver<bool> {
+        if !self.close_refused || !matches!(connection.cert, ClientCert::Verified { .. }) {
+            return draining;
+        }
+        let (close, closing) = tokio::sync::watch::channel(false);
+        let standing = self.standing.clone();
+        let clock = self.clock.clone();
+        let connection = connection.clone();
+        // Any route that needs a certificate: the connection's standing, whatever it asks for.
+        let route = Route {
+            path: "/".to_owned(),
+            require_cert: true,
+        };
+        tokio::spawn(async move {
+            let mut changes = standing.changes();
+            loop {
+                tokio::select! {
+                    _ = draining.wait_for(|draining| *draining) => break,
+                    () = close.closed() => return,
+                    changed = changes.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        let snapshot = standing.snapshot();
+                        if let Err(denied) = policy::authorize(&connection.cert, &route, clock.unix(), &snapshot) {
+                            tracing::info!(peer = %connection.peer, reason = ?denied, "closing a connection: its certificate is refused now");
+                            break;
+                        }
+                    }
+                }
+            }
+            let _ = close.send(true);
+        });
+        closing
     }
 
     /// Serves one request of `connection`.
@@ -155,7 +202,7 @@ impl Proxy {
         let method = request.method().clone();
         let standing = self.standing.snapshot();
 
-        let authorized = if self.refuses_stale(&connection.cert, now) {
+        let authorized = if self.refuses_stale(&connection.cert, now, &standing) {
             Err(Refusal::Stale)
         } else {
             policy::authorize(&connection.cert, route, now, &standing).map_err(Refusal::Denied)
@@ -165,7 +212,12 @@ impl Proxy {
                 tracing::info!(peer = %connection.peer, route = %route.path, reason = ?refusal, "request refused");
                 discard_before_refusal(request.into_body()).await;
                 match refusal {
-                    Refusal::Denied(denied) => rescue::denied(&denied, accept.as_ref()),
+                    Refusal::Denied(denied) => {
+                        if matches!(denied, policy::Denied::Revoked { .. }) {
+                            self.metrics.revocation.refused_revoked.inc();
+                        }
+                        rescue::denied(&denied, accept.as_ref())
+                    }
                     Refusal::Stale => stale_refusal(accept.as_ref()),
                 }
             }
@@ -233,10 +285,21 @@ impl Proxy {
 
     /// Whether this request must be refused because the revocation set is too old to trust:
     /// only certificate-authenticated requests depend on it.
-    fn refuses_stale(&self, cert: &ClientCert, now: i64) -> bool {
+    fn refuses_stale(
+        &self,
+        cert: &ClientCert,
+        now: i64,
+        standing: &crate::revocation::Snapshot,
+    ) -> bool {
+        let ClientCert::Verified { resolved, .. } = cert else {
+            return false;
+        };
         self.on_stale == OnStale::Reject
-            && matches!(cert, ClientCert::Verified { .. })
-            && self.standing.age(now) > self.max_staleness
+            && (self.standing.age(now) > self.max_staleness
+                || resolved
+                    .as_ref()
+                    .as_ref()
+                    .is_ok_and(|resolved| standing.crl_is_stale(resolved.identity.issuer, now)))
     }
 
     /// The application's side: login guard, identity headers, forwarding, upgrades.

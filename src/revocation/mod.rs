@@ -15,18 +15,22 @@
 //! never wait. A full reload happens at start, on SIGHUP and when an operator asks for one
 //! (`certgate standing reload`).
 
+mod crls;
+mod redis;
 mod shards;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
 use crate::model::{Clock, IssuerKey, Role, Serial, StandingKey};
-use crate::store::{Change, Registry, StoreError};
+use crate::store::{Change, FeedEntry, Registry, StoreError};
 
+pub use crls::{ExternalCrls, ExternalSet};
+pub use redis::{RedisConfigError, RedisFeed};
 use shards::Sharded;
 
 /// How many changes are read from the feed at a time.
@@ -64,12 +68,19 @@ pub struct Snapshot {
     users: Sharded<StandingKey, UserStanding>,
     /// Corporations not in service or requiring certificates.
     corporations: Sharded<StandingKey, CorporationStanding>,
+    /// What the external CAs' CRLs say (shared, replaced whole when a CRL file changes).
+    external: Arc<ExternalSet>,
 }
 
 impl Snapshot {
-    /// Whether the certificate is revoked.
+    /// Whether the certificate is revoked (in the registry, or in its external CA's CRL).
     pub fn is_revoked(&self, issuer: IssuerKey, serial: &Serial) -> bool {
-        self.revoked.contains(&(issuer, *serial))
+        self.revoked.contains(&(issuer, *serial)) || self.external.is_revoked(issuer, serial)
+    }
+
+    /// Whether the CRL of the certificate's external CA is past its nextUpdate.
+    pub fn crl_is_stale(&self, issuer: IssuerKey, now_unix: i64) -> bool {
+        self.external.is_stale(issuer, now_unix)
     }
 
     /// Whether a renewal replaced the certificate.
@@ -94,7 +105,11 @@ impl Snapshot {
 
     /// How many entries are held in all, for the size metric.
     pub fn len(&self) -> usize {
-        self.revoked.len() + self.renewed.len() + self.users.len() + self.corporations.len()
+        self.revoked.len()
+            + self.renewed.len()
+            + self.users.len()
+            + self.corporations.len()
+            + self.external.len()
     }
 
     /// Whether nothing is held.
@@ -213,6 +228,10 @@ pub struct Standing {
     applied: Arc<tokio::sync::Mutex<Applied>>,
     /// Unix seconds of the last successful read of the registry.
     synced_at: Arc<AtomicI64>,
+    /// Unix seconds of the last successful read of the Redis stream (0: never).
+    redis_synced_at: Arc<AtomicI64>,
+    /// Changes applied, read from the registry and from Redis.
+    applied_from: Arc<[AtomicU64; 2]>,
     /// Counts swaps, so that open tunnels can re-check their certificate when one happens.
     version: Arc<watch::Sender<u64>>,
 }
@@ -229,6 +248,8 @@ impl Standing {
                 pruned_at: 0,
             })),
             synced_at: Arc::new(AtomicI64::new(0)),
+            redis_synced_at: Arc::new(AtomicI64::new(0)),
+            applied_from: Arc::new([AtomicU64::new(0), AtomicU64::new(0)]),
             version: Arc::new(watch::channel(0).0),
         };
         standing.reload().await?;
@@ -245,9 +266,35 @@ impl Standing {
         self.applied.lock().await.seq
     }
 
-    /// Seconds since the registry was last read successfully, at `now_unix`.
+    /// Seconds since the standing was last brought up to date, from the registry or from Redis,
+    /// at `now_unix`.
     pub fn age(&self, now_unix: i64) -> i64 {
-        now_unix - self.synced_at.load(Ordering::Acquire)
+        let registry = self.synced_at.load(Ordering::Acquire);
+        let redis = self.redis_synced_at.load(Ordering::Acquire);
+        now_unix - registry.max(redis)
+    }
+
+    /// Seconds since the last successful read of the registry, and of Redis (`None`: never).
+    pub fn sync_ages(&self, now_unix: i64) -> (i64, Option<i64>) {
+        let redis = self.redis_synced_at.load(Ordering::Acquire);
+        (
+            now_unix - self.synced_at.load(Ordering::Acquire),
+            (redis > 0).then(|| now_unix - redis),
+        )
+    }
+
+    /// Changes applied so far, read from the registry and from Redis.
+    pub fn applied_counts(&self) -> (u64, u64) {
+        (
+            self.applied_from[0].load(Ordering::Relaxed),
+            self.applied_from[1].load(Ordering::Relaxed),
+        )
+    }
+
+    /// The Redis stream was read successfully just now.
+    pub fn mark_redis_synced(&self) {
+        self.redis_synced_at
+            .store(self.clock.unix(), Ordering::Release);
     }
 
     /// Changes each time a new snapshot is swapped in (an upgraded tunnel waits on it to re-check
@@ -256,11 +303,41 @@ impl Standing {
         self.version.subscribe()
     }
 
+    /// Replaces what the external CAs' CRLs say.
+    pub async fn set_external(&self, external: ExternalSet) {
+        let _applied = self.applied.lock().await;
+        let mut snapshot = Snapshot::clone(&self.current.load());
+        snapshot.external = Arc::new(external);
+        self.publish(snapshot);
+    }
+
+    /// Reads the external CRL files again when they change (checked every 2 s, and at once when
+    /// `recheck` is notified, on SIGHUP), until the task is dropped.
+    pub async fn watch_crls(self, crls: Arc<ExternalCrls>, recheck: Arc<tokio::sync::Notify>) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_secs(2)) => {}
+                () = recheck.notified() => {}
+            }
+            let crls = crls.clone();
+            let changed = tokio::task::spawn_blocking(move || crls.refresh().then(|| crls.set()))
+                .await
+                .ok()
+                .flatten();
+            if let Some(set) = changed {
+                self.set_external(set).await;
+            }
+        }
+    }
+
     /// Loads the whole standing again and swaps it in.
     pub async fn reload(&self) -> Result<(), StoreError> {
         let mut applied = self.applied.lock().await;
         let now = self.clock.now();
-        let mut snapshot = Snapshot::default();
+        let mut snapshot = Snapshot {
+            external: self.current.load().external.clone(),
+            ..Snapshot::default()
+        };
         let seq = self
             .store
             .load_standing(now, &mut |change| {
@@ -278,6 +355,20 @@ impl Standing {
     /// Applies the changes after the last one applied, reading the feed until it is exhausted;
     /// returns how many were applied.
     pub async fn catch_up(&self) -> Result<usize, StoreError> {
+        self.catch_up_keeping(None).await
+    }
+
+    /// [`Self::catch_up`], also returning the changes it read (to publish them to Redis).
+    pub async fn catch_up_read(&self) -> Result<Vec<FeedEntry>, StoreError> {
+        let mut read = Vec::new();
+        self.catch_up_keeping(Some(&mut read)).await?;
+        Ok(read)
+    }
+
+    async fn catch_up_keeping(
+        &self,
+        mut keep: Option<&mut Vec<FeedEntry>>,
+    ) -> Result<usize, StoreError> {
         let mut applied = self.applied.lock().await;
         let mut count = 0;
         loop {
@@ -300,6 +391,10 @@ impl Standing {
                 applied.seq = entry.seq;
             }
             count += entries.len();
+            self.applied_from[0].fetch_add(entries.len() as u64, Ordering::Relaxed);
+            if let Some(keep) = keep.as_deref_mut() {
+                keep.extend(entries);
+            }
             if reload {
                 drop(applied);
                 tracing::info!("reloading the whole standing, as an operator asked");
@@ -310,19 +405,77 @@ impl Standing {
         }
     }
 
+    /// Applies changes pushed through Redis: each one that follows the last change applied, at
+    /// once; at the first that does not (one was missed), the rest come from the registry.
+    pub async fn apply_pushed(&self, entries: Vec<FeedEntry>) -> Result<(), StoreError> {
+        let mut applied = self.applied.lock().await;
+        let mut snapshot: Option<Snapshot> = None;
+        let mut count = 0u64;
+        let mut missed = false;
+        let mut reload = false;
+        for entry in &entries {
+            if entry.seq <= applied.seq {
+                continue;
+            }
+            if entry.prev_seq != Some(applied.seq) {
+                missed = true;
+                break;
+            }
+            let current = snapshot.get_or_insert_with(|| Snapshot::clone(&self.current.load()));
+            reload |= current.apply(&entry.change);
+            applied.seq = entry.seq;
+            count += 1;
+            if reload {
+                break;
+            }
+        }
+        self.applied_from[1].fetch_add(count, Ordering::Relaxed);
+        if let Some(snapshot) = snapshot {
+            if !reload {
+                self.publish(snapshot);
+            }
+        }
+        drop(applied);
+        if reload {
+            tracing::info!("reloading the whole standing, as an operator asked");
+            return self.reload().await;
+        }
+        if missed {
+            tracing::debug!(
+                "a change pushed through Redis does not follow the last one applied; reading the registry"
+            );
+            self.catch_up().await?;
+        }
+        Ok(())
+    }
+
     fn publish(&self, snapshot: Snapshot) {
         self.current.store(Arc::new(snapshot));
         self.synced_at.store(self.clock.unix(), Ordering::Release);
         self.version.send_modify(|version| *version += 1);
     }
 
-    /// Catches up every `every` (`revocation.poll`) until the task is dropped; a failed read
-    /// keeps the snapshot, is logged, and lets it age (see [`Self::age`]).
-    pub async fn poll_periodically(self, every: Duration) {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    /// Catches up from the registry until the task is dropped: every `poll`, or every `resync`
+    /// while Redis pushes changes (`redis_alive`). A failed read keeps the snapshot, is logged,
+    /// and lets it age (see [`Self::age`]).
+    pub async fn poll_periodically(
+        self,
+        poll: Duration,
+        resync: Duration,
+        redis_alive: Option<Arc<AtomicBool>>,
+    ) {
+        let mut last = tokio::time::Instant::now();
         loop {
-            tick.tick().await;
+            let pushed = redis_alive
+                .as_ref()
+                .is_some_and(|alive| alive.load(Ordering::Acquire));
+            let every = if pushed { resync } else { poll };
+            // Checked often, so that Redis going away shortens the wait at once.
+            tokio::time::sleep(poll.min(every)).await;
+            if last.elapsed() < every {
+                continue;
+            }
+            last = tokio::time::Instant::now();
             if let Err(err) = self.catch_up().await {
                 tracing::warn!(error = %err, "cannot read the registry's change feed; keeping the current standing");
             }
@@ -621,5 +774,40 @@ mod tests {
         );
         assert!(standing.applied_seq().await > before);
         assert_eq!(standing.snapshot().revoked_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn pushed_changes_apply_in_chain_and_a_missed_one_is_read_from_the_registry() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/r.db", dir.path().display());
+        let reg = crate::store::open(&url).await.unwrap();
+        let clock = crate::model::ManualClock::starting_now();
+        let at = clock.now();
+        seeded(&*reg, at, 10).await;
+        let standing = Standing::load(reg.clone(), Arc::new(clock)).await.unwrap();
+        let head = standing.applied_seq().await;
+        for i in [0, 4, 1] {
+            change_number(&*reg, at, i).await;
+        }
+        let pushed = reg.changes_since(head, 10).await.unwrap();
+        assert_eq!(pushed.len(), 3);
+        // The first was missed: the rest cannot be applied from the push alone.
+        standing.apply_pushed(pushed[1..].to_vec()).await.unwrap();
+        assert_eq!(
+            standing.applied_counts(),
+            (3, 0),
+            "all three from the registry"
+        );
+        assert_eq!(standing.snapshot().revoked_count(), 2);
+        // Pushed again (a replay after a reconnect): nothing happens twice.
+        standing.apply_pushed(pushed.clone()).await.unwrap();
+        assert_eq!(standing.applied_counts(), (3, 0));
+        // The next one follows the last applied: taken from the push.
+        change_number(&*reg, at, 8).await;
+        let next = reg.changes_since(pushed[2].seq, 10).await.unwrap();
+        assert_eq!(next[0].prev_seq, Some(pushed[2].seq));
+        standing.apply_pushed(next).await.unwrap();
+        assert_eq!(standing.applied_counts(), (3, 1));
+        assert_eq!(standing.snapshot().revoked_count(), 3);
     }
 }

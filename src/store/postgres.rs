@@ -40,33 +40,35 @@ struct Embedded;
 impl MigrationSource<'static> for Embedded {
     fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
         Box::pin(async {
-            Ok(vec![Migration::new(
-                1,
-                Cow::Borrowed("registry"),
-                MigrationType::Simple,
-                Cow::Borrowed(include_str!("../../migrations/postgres/0001_registry.sql")),
-                false,
-            )])
+            let migration = |version, description, sql| {
+                Migration::new(
+                    version,
+                    Cow::Borrowed(description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(sql),
+                    false,
+                )
+            };
+            Ok(vec![
+                migration(
+                    1,
+                    "registry",
+                    include_str!("../../migrations/postgres/0001_registry.sql"),
+                ),
+                migration(
+                    2,
+                    "feed chain",
+                    include_str!("../../migrations/postgres/0002_feed_chain.sql"),
+                ),
+            ])
         })
-    }
-}
-
-/// The URL without its password, for messages.
-pub(super) fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        Ok(parsed) => parsed.to_string(),
-        Err(_) => "(the URL does not parse)".to_owned(),
     }
 }
 
 /// Connects, migrates and returns the registry.
 pub(super) async fn open(options: &StoreOptions) -> Result<SqlRegistry, StoreError> {
     sqlx::any::install_default_drivers();
-    let shown = redacted(&options.url);
+    let shown = crate::model::url_without_password(&options.url);
     let open_err = |source| StoreError::Open {
         url: shown.clone(),
         source,
@@ -126,7 +128,7 @@ pub(super) async fn open(options: &StoreOptions) -> Result<SqlRegistry, StoreErr
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::model::url_without_password as redacted;
 
     #[test]
     fn a_password_never_shows() {

@@ -189,7 +189,7 @@ pub(super) fn audit(row: &AnyRow) -> Result<AuditEntry, StoreError> {
     })
 }
 
-pub(super) const CHANGE_COLS: &str = "seq, kind, corp_id, user_id, role, suspended, removed, \
+pub(super) const CHANGE_COLS: &str = "seq, prev_seq, kind, corp_id, user_id, role, suspended, removed, \
      active, cert_required, issuer_key, serial, generation, not_after, revoked_at, reason, renewed";
 
 /// A row of the feed (or of the standing loaded at start, which has the same columns).

@@ -153,8 +153,14 @@ impl SqlRegistry {
                 .await
                 .map_err(StoreError::db("lock the change feed"))?;
         }
+        // The row before, for the chain (see `FeedEntry::prev_seq`): writers are serialised, so
+        // the last row now is the last committed one.
+        let mut prev: i64 = sqlx::query_scalar("SELECT COALESCE(max(seq), 0) FROM changes")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(StoreError::db("read the head of the change feed"))?;
         for change in changes {
-            insert_change(tx, at, change).await?;
+            prev = insert_change(tx, at, prev, change).await?;
         }
         Ok(())
     }
@@ -168,11 +174,13 @@ fn flag(value: bool) -> i64 {
     i64::from(value)
 }
 
+/// Appends one change after `prev`; returns its sequence number.
 async fn insert_change(
     conn: &mut AnyConnection,
     at: OffsetDateTime,
+    prev: i64,
     change: &Change,
-) -> Result<(), StoreError> {
+) -> Result<i64, StoreError> {
     let query = match change {
         Change::Certificate {
             issuer,
@@ -182,10 +190,11 @@ async fn insert_change(
             revoked,
             renewed,
         } => sqlx::query(
-            "INSERT INTO changes (at, kind, issuer_key, serial, generation, not_after, \
+            "INSERT INTO changes (prev_seq, at, kind, issuer_key, serial, generation, not_after, \
              revoked_at, reason, renewed) \
-             VALUES ($1, 'certificate', $2, $3, $4, $5, $6, $7, $8)",
+             VALUES ($1, $2, 'certificate', $3, $4, $5, $6, $7, $8, $9) RETURNING seq",
         )
+        .bind(prev)
         .bind(to_unix(at))
         .bind(issuer.to_stored())
         .bind(serial.to_hex())
@@ -201,36 +210,40 @@ async fn insert_change(
             suspended,
             removed,
         } => sqlx::query(
-            "INSERT INTO changes (at, kind, corp_id, user_id, role, suspended, removed) \
-             VALUES ($1, 'user', $2, $3, $4, $5, $6)",
+            "INSERT INTO changes (prev_seq, at, kind, corp_id, user_id, role, suspended, removed) \
+             VALUES ($1, $2, 'user', $3, $4, $5, $6, $7) RETURNING seq",
         )
+        .bind(prev)
         .bind(to_unix(at))
         .bind(corp_id.clone())
         .bind(user_id.clone())
         .bind(role.as_str())
         .bind(flag(*suspended))
         .bind(flag(*removed)),
-        Change::Reload => {
-            sqlx::query("INSERT INTO changes (at, kind) VALUES ($1, 'reload')").bind(to_unix(at))
-        }
+        Change::Reload => sqlx::query(
+            "INSERT INTO changes (prev_seq, at, kind) VALUES ($1, $2, 'reload') RETURNING seq",
+        )
+        .bind(prev)
+        .bind(to_unix(at)),
         Change::Corporation {
             corp_id,
             active,
             cert_required,
         } => sqlx::query(
-            "INSERT INTO changes (at, kind, corp_id, active, cert_required) \
-             VALUES ($1, 'corporation', $2, $3, $4)",
+            "INSERT INTO changes (prev_seq, at, kind, corp_id, active, cert_required) \
+             VALUES ($1, $2, 'corporation', $3, $4, $5) RETURNING seq",
         )
+        .bind(prev)
         .bind(to_unix(at))
         .bind(corp_id.clone())
         .bind(flag(*active))
         .bind(flag(*cert_required)),
     };
-    query
-        .execute(conn)
+    let row = query
+        .fetch_one(conn)
         .await
         .map_err(StoreError::db("append to the change feed"))?;
-    Ok(())
+    rows::col(&row, "seq")
 }
 
 fn certificate_change(cert: &RevokedCert) -> Change {
@@ -1261,6 +1274,7 @@ impl Registry for SqlRegistry {
         .map(|row| {
             Ok(FeedEntry {
                 seq: rows::col(row, "seq")?,
+                prev_seq: rows::col(row, "prev_seq")?,
                 change: rows::change(row)?,
             })
         })

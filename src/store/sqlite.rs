@@ -81,6 +81,11 @@ impl MigrationSource<'static> for Embedded {
                     "change feed",
                     include_str!("../../migrations/sqlite/0003_change_feed.sql"),
                 ),
+                migration(
+                    4,
+                    "feed chain",
+                    include_str!("../../migrations/sqlite/0004_feed_chain.sql"),
+                ),
             ])
         })
     }

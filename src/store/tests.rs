@@ -940,6 +940,11 @@ async fn feed_records_every_change_that_decides_a_refusal(reg: Arc<dyn Registry>
     let entries = feed(reg).await;
     let seqs: Vec<i64> = entries.iter().map(|entry| entry.seq).collect();
     assert!(seqs.windows(2).all(|pair| pair[0] < pair[1]), "{seqs:?}");
+    // Each names the one before it: a process that applied that one may apply this one.
+    assert_eq!(entries[0].prev_seq, Some(0));
+    for pair in entries.windows(2) {
+        assert_eq!(pair[1].prev_seq, Some(pair[0].seq), "{entries:?}");
+    }
     assert_eq!(reg.feed_head().await.unwrap(), *seqs.last().unwrap());
     let changes: Vec<Change> = entries.into_iter().map(|entry| entry.change).collect();
     let user = |suspended| Change::User {
@@ -1451,7 +1456,7 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
     enroll(&reg, &Holder::user(CORP, "alice"), "0102", t(0)).await;
     // Opening again while it is open migrates nothing.
     sqlite::open(&url).await.unwrap().close().await;
-    assert_eq!(applied_migrations(&reg).await, 3);
+    assert_eq!(applied_migrations(&reg).await, 4);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(reg.pool())
         .await
@@ -1470,7 +1475,7 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
     reg.close().await;
 
     let reopened = sqlite::open(&url).await.unwrap();
-    assert_eq!(applied_migrations(&reopened).await, 3);
+    assert_eq!(applied_migrations(&reopened).await, 4);
     let corp = reopened.corporation(CORP).await.unwrap().unwrap();
     assert_eq!(corp.created_at, t(0));
     let cert = reopened.certificate(&"0102".into()).await.unwrap().unwrap();

@@ -586,8 +586,12 @@ pub enum Change {
 /// A change with its place in the feed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FeedEntry {
-    /// Its sequence number: increasing, committed in order.
+    /// Its sequence number: increasing, committed in order (not without gaps: a transaction that
+    /// rolls back leaves its number unused).
     pub seq: i64,
+    /// The sequence number of the change before it (0 for the first; `None` for changes written
+    /// before the chain was kept): whoever applied exactly that one may apply this one.
+    pub prev_seq: Option<i64>,
     /// The change.
     pub change: Change,
 }

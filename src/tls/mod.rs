@@ -1,8 +1,10 @@
 //! The listener's rustls configuration: server certificate, client-certificate verification over
 //! every trusted CA generation, ALPN, session tickets, and hot reload.
 
+mod tickets;
 mod verifier;
 
+pub use tickets::{KeyFile, SharedTicketer, read_key_file, write_key_file};
 pub use verifier::CachingClientVerifier;
 
 use std::io;
@@ -163,6 +165,21 @@ pub struct Listener {
 }
 
 impl Listener {
+    /// Whether the CAs trusted now still accept a chain. A resumed TLS session skips chain
+    /// verification (it was verified when the session was made): with shared ticket keys a
+    /// session outlives reloads, so a resumed chain is checked here against the current trust.
+    pub fn accepts_now(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+    ) -> bool {
+        self.verifier.as_ref().is_none_or(|verifier| {
+            verifier
+                .verify_client_cert(end_entity, intermediates, rustls_pki_types::UnixTime::now())
+                .is_ok()
+        })
+    }
+
     /// Whether a chain the handshake accepted may use certgate's own operations.
     pub fn is_lifecycle_chain(
         &self,
@@ -175,12 +192,24 @@ impl Listener {
     }
 }
 
+/// The shared session ticket keys of `server.ticket_keys`, if set.
+pub fn shared_ticketer(config: &Config) -> Result<Option<Arc<SharedTicketer>>, ConfigError> {
+    config
+        .server
+        .ticket_keys
+        .as_deref()
+        .map(|path| SharedTicketer::open(path, config.server.ticket_lifetime))
+        .transpose()
+}
+
 /// Builds the listener's rustls config from the files the config names.
 /// `extra_anchors` are certgate's own CA generations, trusted automatically (for login and for
-/// certgate's own operations).
+/// certgate's own operations); `tickets`, the keys shared by every replica (else per-process
+/// keys, new with each build).
 pub fn server_config(
     config: &Config,
     extra_anchors: &[CertificateDer<'static>],
+    tickets: Option<&Arc<SharedTicketer>>,
 ) -> Result<Listener, ConfigError> {
     let chain = load_certs("server.cert", &config.server.cert)?;
     let key = load_key("server.key", &config.server.key)?;
@@ -209,14 +238,19 @@ pub fn server_config(
         .with_client_cert_verifier(as_dyn)
         .with_cert_resolver(Arc::new(SingleCertAndKey::from(certified)));
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    // Stateless TLS 1.3 tickets: resumption without a shared cache. A new ticketer per build means
-    // a reload (say, a CA removed from trust) also ends resumption of sessions made before it.
-    server.ticketer = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|err| {
-        ConfigError::new(
-            "server",
-            format!("cannot create the session ticket key: {err}"),
-        )
-    })?;
+    // Stateless TLS 1.3 tickets: resumption without a shared cache. Without shared keys, a new
+    // ticketer per build means a reload (say, a CA removed from trust) also ends resumption of
+    // sessions made before it; with them, the accept stage checks a resumed chain against the
+    // CAs trusted now.
+    server.ticketer = match tickets {
+        Some(shared) => shared.clone(),
+        None => rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|err| {
+            ConfigError::new(
+                "server",
+                format!("cannot create the session ticket key: {err}"),
+            )
+        })?,
+    };
     server.send_tls13_tickets = 1;
     server.session_storage = rustls::server::ServerSessionMemoryCache::new(10_240);
     Ok(Listener {
@@ -228,13 +262,15 @@ pub fn server_config(
 /// The current listener config; replaced as a whole on reload, read lock-free per connection.
 pub struct ReloadableTls {
     current: ArcSwap<Listener>,
+    tickets: Option<Arc<SharedTicketer>>,
 }
 
 impl ReloadableTls {
-    /// Holds `initial` as the current config.
-    pub fn new(initial: Listener) -> Self {
+    /// Holds `initial` as the current config; `tickets`, the shared keys it was built with.
+    pub fn new(initial: Listener, tickets: Option<Arc<SharedTicketer>>) -> Self {
         Self {
             current: ArcSwap::from_pointee(initial),
+            tickets,
         }
     }
 
@@ -249,7 +285,10 @@ impl ReloadableTls {
         config: &Config,
         extra_anchors: &[CertificateDer<'static>],
     ) -> Result<(), ConfigError> {
-        let fresh = server_config(config, extra_anchors)?;
+        if let Some(tickets) = &self.tickets {
+            tickets.reload_if_changed();
+        }
+        let fresh = server_config(config, extra_anchors, self.tickets.as_ref())?;
         self.current.store(Arc::new(fresh));
         Ok(())
     }

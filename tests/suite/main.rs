@@ -28,6 +28,7 @@ mod login_form;
 mod paths;
 mod proxy;
 mod registry;
+mod replicas;
 mod rights;
 mod spoofing;
 mod stale;

@@ -1,6 +1,7 @@
 //! A bank with two corporations seeded through the lifecycle, each with its administrator
 //! enrolled, and certgate serving it: the set-up of the tests of certgate's own endpoints.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -85,7 +86,14 @@ impl Bank {
 
     /// Like [`Self::open`], over a fixture the test prepared.
     pub async fn open_with(fixture: Fixture, lifecycle_extra: &str) -> Self {
-        let text = fixture.config("client_auth = \"optional\"", lifecycle_extra);
+        Self::open_configured(fixture, "", lifecycle_extra).await
+    }
+
+    /// Like [`Self::open_with`], with more `[server]` lines.
+    pub async fn open_configured(fixture: Fixture, server_extra: &str, rest: &str) -> Self {
+        let server_lines = format!("client_auth = \"optional\"\n{server_extra}");
+        let lifecycle_extra = rest;
+        let text = fixture.config(&server_lines, lifecycle_extra);
         let config = certgate::config::Config::parse(&text).unwrap();
         certgate::pki::Pki::init(
             certgate::pki::PkiSettings::from(&config.pki),
@@ -112,7 +120,7 @@ impl Bank {
         }
         let admin_a = enroll_admin(&lifecycle, CORP_A).await;
         let admin_b = enroll_admin(&lifecycle, CORP_B).await;
-        let server = fixture.start("client_auth = \"optional\"", lifecycle_extra);
+        let server = fixture.start(&server_lines, lifecycle_extra);
         Self {
             fixture,
             server,
@@ -219,4 +227,97 @@ impl Bank {
 
 pub fn problem_type(json: &serde_json::Value) -> &str {
     json["type"].as_str().unwrap_or("")
+}
+
+/// A bank on a throw-away PostgreSQL database, served by two certgate processes.
+pub struct Replicas {
+    pub bank: Bank,
+    pub second: Server,
+    _database: ScratchDatabase,
+}
+
+impl Replicas {
+    pub async fn open(lifecycle_extra: &str) -> Self {
+        Self::open_configured("", lifecycle_extra).await
+    }
+
+    /// Two servers with more `[server]` lines and the rest of the config.
+    pub async fn open_configured(server_extra: &str, rest: &str) -> Self {
+        let database = ScratchDatabase::create();
+        let fixture = Fixture::new();
+        *fixture.store_url.lock().unwrap() = Some(database.url.clone());
+        let bank = Bank::open_configured(fixture, server_extra, rest).await;
+        let second = bank.fixture.start_named(
+            "second.toml",
+            &format!("client_auth = \"optional\"\n{server_extra}"),
+            rest,
+        );
+        Self {
+            bank,
+            second,
+            _database: database,
+        }
+    }
+
+    pub fn first(&self) -> SocketAddr {
+        self.bank.server.addr
+    }
+
+    pub async fn status_at(&self, server: SocketAddr, leaf: &Leaf) -> u16 {
+        get_once(server, self.bank.client(Some(leaf)), "/app", &[])
+            .await
+            .unwrap()
+            .0
+            .as_u16()
+    }
+
+    pub async fn wait_status(&self, server: SocketAddr, leaf: &Leaf, status: u16, what: &str) {
+        wait_until(what, || async {
+            self.status_at(server, leaf).await == status
+        })
+        .await;
+    }
+
+    /// Enrolls `user` of corporation A (registered here unless the bank has them) with a new
+    /// permit, at `server`.
+    pub async fn enroll_at(&self, server: SocketAddr, user: &str) -> Leaf {
+        if !["taro", "boss"].contains(&user) {
+            self.bank
+                .lifecycle
+                .add_user(
+                    CORP_A,
+                    user,
+                    certgate::model::Role::General,
+                    None,
+                    &certgate::lifecycle::Context::operator(),
+                )
+                .await
+                .unwrap();
+        }
+        let pin = self.bank.permit(CORP_A, Some(user)).await;
+        let (csr_pem, key) = csr();
+        let body =
+            serde_json::json!({"corp_id": CORP_A, "user_id": user, "pin": pin, "csr": csr_pem});
+        let (status, _, json, _) = self
+            .bank
+            .post_to(
+                server,
+                None,
+                "/certgate/api/enroll",
+                &[("content-type", "application/json")],
+                body.to_string(),
+            )
+            .await;
+        assert_eq!(status, 200, "{json}");
+        leaf_from(&json, key)
+    }
+}
+
+pub fn leaf_from(json: &serde_json::Value, key_pem: String) -> Leaf {
+    Leaf {
+        cert_pem: json["certificate"].as_str().unwrap().to_owned(),
+        key_pem,
+        der: vec![],
+        serial: vec![],
+    }
 }

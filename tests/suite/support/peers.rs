@@ -190,6 +190,62 @@ pub fn php_app() -> Program {
     }
 }
 
+/// A `redis-server` of the test's own on a free port (no persistence), stopped on drop; it can be
+/// killed and started again on the same port.
+pub struct RedisServer {
+    pub port: u16,
+    child: Option<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+            _dir: tempfile::tempdir().unwrap(),
+        };
+        server.resume();
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Starts it (again), waiting until it listens.
+    pub fn resume(&mut self) {
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let mut child = spawn(
+            "redis-server",
+            "redis-server",
+            Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(self._dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        wait_listening(&mut child, addr, "redis-server");
+        self.child = Some(child);
+    }
+
+    /// Kills it at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// Holds the SQLite registry at `db` unreadable (see `peers/lock_sqlite.py`) until dropped.
 pub struct RegistryLock {
     child: Child,

@@ -94,6 +94,28 @@ impl Ca {
         }
     }
 
+    /// A DER CRL of this CA listing `serials`, valid from an hour ago until `next_update`.
+    pub fn crl(&self, serials: &[&[u8]], number: u64, next_update: OffsetDateTime) -> Vec<u8> {
+        let now = OffsetDateTime::now_utc();
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: now - time::Duration::hours(1),
+            next_update,
+            crl_number: SerialNumber::from(number),
+            issuing_distribution_point: None,
+            revoked_certs: serials
+                .iter()
+                .map(|serial| rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: now - time::Duration::minutes(5),
+                    reason_code: Some(rcgen::RevocationReason::KeyCompromise),
+                    invalidity_date: None,
+                })
+                .collect(),
+            key_identifier_method: rcgen::KeyIdMethod::Sha256,
+        };
+        params.signed_by(&self.issuer).unwrap().der().to_vec()
+    }
+
     pub fn client(&self, cn: &str) -> Leaf {
         self.leaf(LeafSpec::client(cn))
     }

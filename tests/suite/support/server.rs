@@ -84,6 +84,7 @@ url = "{store}"
 
 [pki]
 dir = "{dir}/pki"
+crl_refresh = "1s"
 
 {rest}
 "#,
