@@ -7,6 +7,8 @@ COPY Cargo.toml Cargo.lock ./
 COPY src ./src
 COPY migrations ./migrations
 COPY benches ./benches
+# Every workspace member's manifest must be there for cargo to build even the server.
+COPY tools ./tools
 RUN cargo build --release --locked --bin certgate
 # The working directory of the final image, owned by its non-root user (the default config
 # writes the registry and the CA under it).

@@ -61,7 +61,9 @@ fi
 command -v taskset >/dev/null || { echo "compare.sh: taskset (util-linux) is needed" >&2; exit 2; }
 [ "$(nproc)" -ge 2 ] || { echo "compare.sh: needs 2 CPUs (server on one, load on the other)" >&2; exit 2; }
 
-cargo build --release --bins --quiet
+# The server and the load tool are separate packages of the workspace; both land in one target dir.
+cargo build --release --quiet -p certgate --bin certgate
+cargo build --release --quiet -p certgate-load
 bin=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d /tmp/certgate-compare.XXXXXX)
 upstream_pid=""; certgate_pid=""; nginx_pid=""

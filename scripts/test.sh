@@ -41,6 +41,8 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
 fi
+# When python3 is not Debian's (pyenv), the Debian package does not reach it: its own pip does.
+python3 -c 'import hypercorn' >/dev/null 2>&1 || python3 -m pip install --quiet hypercorn
 
 # A PostgreSQL server for the throw-away databases: the one given, the machine's, or our own.
 own_pg=
@@ -69,11 +71,11 @@ fi
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy"
-cargo clippy --all-targets --quiet -- -D warnings
+cargo clippy --workspace --all-targets --quiet -- -D warnings
 echo "test.sh: the Dockerfile's build context"
 scripts/docker-context.sh
 echo "test.sh: cargo test"
-cargo test --all-targets 2>&1
+cargo test --workspace --all-targets 2>&1
 echo "test.sh: README.md's walk-through"
 scripts/readme-test.sh
 # The walk-through test must fail when the README does: a copy with one command broken.

@@ -11,6 +11,10 @@ use certgate::cli::{self, Cli, Command, Operator};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
+    // The redis crate builds its `rediss://` TLS client from the process-wide default provider;
+    // the rest of certgate passes `tls::provider()` explicitly. Installing fails only when a
+    // default is already set, which is then the same one.
+    let _ = rustls::crypto::CryptoProvider::install_default((*certgate::tls::provider()).clone());
     match Cli::parse().command {
         Command::Serve { config } => cli::serve(&config),
         Command::CheckConfig { config } => cli::check_config(&config),

@@ -23,7 +23,6 @@ mod handshake;
 mod identity_headers;
 mod layout;
 mod life;
-mod load;
 mod login_form;
 mod paths;
 mod proxy;

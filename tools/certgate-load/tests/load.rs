@@ -1,16 +1,24 @@
-//! `certgate-load` against a real mTLS server (certgate on its built-in echo): every mode runs and
-//! reports what it did, a refused client certificate shows up as errors and exit 1, and bad
-//! command-line input is refused with exit 2 and a message naming what is wrong.
+//! `certgate-load` end to end, against the tests' own mTLS server (`support`): every mode runs
+//! and reports what it did, a client certificate the server refuses (one from another CA) shows
+//! up as errors and exit 1, and bad command-line input is refused with exit 2 and a message
+//! naming what is wrong.
 
-use std::path::PathBuf;
+#![allow(
+    clippy::unwrap_used,
+    reason = "a test that cannot go on should fail loudly, at the line that could not"
+)]
+
+mod support;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::support::*;
+use support::{Ca, Leaf, MtlsServer};
 
 struct Target {
     // Held for the server's lifetime and its files.
-    _fixture: Fixture,
-    _server: Server,
+    _server: MtlsServer,
+    dir: tempfile::TempDir,
     addr: String,
     cert: PathBuf,
     key: PathBuf,
@@ -19,19 +27,19 @@ struct Target {
 
 impl Target {
     fn start() -> Self {
-        let fixture = Fixture::new();
-        let server = fixture.start("client_auth = \"required\"", "");
-        let leaf = fixture.ca.client("12345678901234 taro");
-        let cert = fixture.write("load-client.pem", &leaf.cert_pem);
-        let key = fixture.write("load-client.key", &leaf.key_pem);
-        let ca = fixture.ca_path.clone();
+        let ca = Ca::new("load");
+        let server = MtlsServer::start(&ca);
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = write_leaf(dir.path(), "load-client", &ca.client("load client"));
+        let ca_path = dir.path().join("ca.pem");
+        std::fs::write(&ca_path, &ca.cert_pem).unwrap();
         Self {
             addr: server.addr.to_string(),
-            _fixture: fixture,
             _server: server,
+            dir,
             cert,
             key,
-            ca,
+            ca: ca_path,
         }
     }
 
@@ -39,7 +47,7 @@ impl Target {
         self.load_as(&self.cert, &self.key, args)
     }
 
-    fn load_as(&self, cert: &PathBuf, key: &PathBuf, args: &[&str]) -> Output {
+    fn load_as(&self, cert: &Path, key: &Path, args: &[&str]) -> Output {
         Command::new(env!("CARGO_BIN_EXE_certgate-load"))
             .args(["--target", &self.addr, "--sni", "localhost"])
             .arg("--cert")
@@ -52,6 +60,15 @@ impl Target {
             .output()
             .unwrap()
     }
+}
+
+/// Writes `leaf` as `<name>.pem` and `<name>.key` in `dir`.
+fn write_leaf(dir: &Path, name: &str, leaf: &Leaf) -> (PathBuf, PathBuf) {
+    let cert = dir.join(format!("{name}.pem"));
+    let key = dir.join(format!("{name}.key"));
+    std::fs::write(&cert, &leaf.cert_pem).unwrap();
+    std::fs::write(&key, &leaf.key_pem).unwrap();
+    (cert, key)
 }
 
 fn report(output: &Output) -> serde_json::Value {
@@ -110,12 +127,9 @@ fn every_mode_runs_against_an_mtls_server_and_reports_it() {
 #[test]
 fn a_refused_client_certificate_is_counted_as_errors_and_exits_1() {
     let target = Target::start();
-    let stranger = Ca::new("stranger").client("12345678901234 taro");
-    let dir = tempfile::tempdir().unwrap();
-    let cert = dir.path().join("stranger.pem");
-    let key = dir.path().join("stranger.key");
-    std::fs::write(&cert, &stranger.cert_pem).unwrap();
-    std::fs::write(&key, &stranger.key_pem).unwrap();
+    // The server trusts only its own CA.
+    let stranger = Ca::new("stranger").client("load client");
+    let (cert, key) = write_leaf(target.dir.path(), "stranger", &stranger);
     let output = target.load_as(
         &cert,
         &key,
