@@ -176,7 +176,10 @@ impl Pki {
         }];
         let cert = params.signed_by(&key, &self.ca_issuer).unwrap();
         let (_, parsed) = x509_parser::parse_x509_certificate(cert.der()).unwrap();
-        let serial = certgate::model::hex(parsed.raw_serial());
+        // The registry keeps serials canonical: without the leading zero byte DER may carry.
+        let serial = certgate::model::Serial::from_be_bytes(parsed.raw_serial())
+            .expect("a serial of at most 20 bytes")
+            .to_hex();
         (cert.pem(), key.serialize_pem(), serial)
     }
 }

@@ -113,14 +113,7 @@ async fn certificate_carries_the_permits_identity_not_the_csrs() {
     let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr().0).await;
     assert_eq!(status, 200);
     let pem = json["certificate"].as_str().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("c.pem"), pem).unwrap();
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-noout", "-subject", "-in", "c.pem"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    let subject = String::from_utf8(out.stdout).unwrap();
+    let subject = openssl_x509(pem, &["-subject"]);
     assert!(
         subject.contains(&format!("CN = {CORP_A} taro")),
         "{subject}"
@@ -486,20 +479,6 @@ async fn renewal_keeps_the_old_certificate_unless_configured_to_revoke_it() {
             "revoke_old_on_renew = {revoke_old}"
         );
     }
-}
-
-fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The parts of a multipart body: (headers, body) each, split at the boundary of `content_type`.

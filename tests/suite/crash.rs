@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::support::*;
-use certgate::lifecycle::{Context, KeySource};
+use certgate::lifecycle::Context;
 use certgate::model::{Holder, Role};
 use certgate::store::PermitState;
 use secrecy::ExposeSecret as _;
@@ -12,50 +12,20 @@ use secrecy::ExposeSecret as _;
 const CORP: &str = "33333333333333";
 const USERS: usize = 50;
 
-fn csr_pem() -> String {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.serialize_request(&key).unwrap().pem().unwrap()
-}
-
 #[tokio::test]
 async fn kill_9_during_parallel_enrollments_loses_nothing_a_client_received() {
     let fixture = Fixture::new();
-    let config_text = fixture.config("client_auth = \"optional\"", "");
-    let config = certgate::config::Config::parse(&config_text).unwrap();
-    certgate::pki::Pki::init(
-        certgate::pki::PkiSettings::from(&config.pki),
-        certgate::model::now(),
-    )
-    .unwrap();
 
     // The registry: a corporation whose administrator is enrolled, and 50 users with permits.
-    let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
-        .await
-        .unwrap();
+    let lifecycle = fixture
+        .open_lifecycle("client_auth = \"optional\"", "", true)
+        .await;
     let operator = Context::operator();
     lifecycle
         .add_corporation(CORP, "Crash Test Co", "admin@crash.example", &operator)
         .await
         .unwrap();
-    let admin = Holder {
-        corp_id: CORP.into(),
-        user_id: None,
-    };
-    let admin_pin = lifecycle.issue_permit(&admin, &operator).await.unwrap().pin;
-    let enrollee = Context {
-        actor: certgate::lifecycle::Actor::Enrollee(admin.clone()),
-        client_addr: None,
-    };
-    lifecycle
-        .enroll(
-            admin,
-            &admin_pin,
-            KeySource::Csr(csr_pem().into_bytes()),
-            &enrollee,
-        )
-        .await
-        .unwrap();
+    enroll_admin(&lifecycle, CORP).await;
     let mut pins = Vec::new();
     for index in 0..USERS {
         let user_id = format!("user{index}");
@@ -87,7 +57,7 @@ async fn kill_9_during_parallel_enrollments_loses_nothing_a_client_received() {
     for (user_id, pin) in pins {
         let (addr, client, received) = (server.addr, client.clone(), received.clone());
         tasks.push(tokio::spawn(async move {
-            let body = serde_json::json!({ "corp_id": CORP, "user_id": user_id, "pin": pin, "csr": csr_pem() });
+            let body = serde_json::json!({ "corp_id": CORP, "user_id": user_id, "pin": pin, "csr": csr().0 });
             let Ok(mut conn) = Conn::open(addr, client).await else { return };
             let request = http::Request::post("/certgate/api/enroll")
                 .header("host", "localhost")
@@ -123,9 +93,9 @@ async fn kill_9_during_parallel_enrollments_loses_nothing_a_client_received() {
 
     // Restart: the ledger has every certificate a client received, and permits are whole.
     let restarted = fixture.start("client_auth = \"optional\"", "");
-    let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
-        .await
-        .unwrap();
+    let lifecycle = fixture
+        .open_lifecycle("client_auth = \"optional\"", "", false)
+        .await;
     for serial in &received {
         let record = lifecycle
             .certificate(&serial.parse().unwrap())

@@ -53,19 +53,7 @@ async fn crl_text(bank: &Bank) -> String {
         .unwrap();
     let (status, _, der) = conn.get("/certgate/crl/g1.crl", &[]).await.unwrap();
     assert_eq!(status, 200);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("g1.crl"), &der).unwrap();
-    let out = std::process::Command::new("openssl")
-        .args(["crl", "-inform", "DER", "-in", "g1.crl", "-noout", "-text"])
-        .current_dir(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    openssl_crl_text(&der)
 }
 
 /// The reason line of `serial` in `text`: `Some(name)`, `None` when it has none, or a panic

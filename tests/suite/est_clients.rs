@@ -32,17 +32,7 @@ fn pki(dir: &Path, args: &[&str]) -> String {
 }
 
 fn subject_of(dir: &Path, file: &str) -> String {
-    let out = Command::new("openssl")
-        .current_dir(dir)
-        .args(["x509", "-in", file, "-noout", "-subject"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_in(dir, "openssl", &["x509", "-in", file, "-noout", "-subject"])
 }
 
 #[tokio::test]

@@ -230,14 +230,6 @@ async fn with_switches_off_no_certificate_body_is_sent() {
 }
 
 fn openssl_dn(cert_pem: &str, which: &str) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("c.pem");
-    std::fs::write(&path, cert_pem).unwrap();
-    let out = std::process::Command::new("openssl")
-        .args(["x509", "-noout", which, "-nameopt", "RFC2253", "-in"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8(out.stdout).unwrap();
+    let text = openssl_x509(cert_pem, &[which, "-nameopt", "RFC2253"]);
     text.trim().split_once('=').unwrap().1.to_owned()
 }

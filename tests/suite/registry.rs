@@ -116,15 +116,9 @@ async fn two_servers_on_one_postgres_registry_apply_each_others_changes() {
     assert_eq!(replicas.status_at(first, &renewed).await, 200);
 
     // Revoked through the first (the administrator's API): the second refuses it.
-    let (status, _, json, _) = replicas
+    let (status, json) = replicas
         .bank
-        .post_to(
-            first,
-            Some(&replicas.bank.admin_a),
-            "/certgate/api/admin/users/taro/revoke",
-            &[("content-type", "application/json")],
-            r#"{"reason": "keyCompromise"}"#,
-        )
+        .admin_action(first, "taro", "revoke", r#"{"reason": "keyCompromise"}"#)
         .await;
     assert_eq!(status, 200, "{json}");
     assert_eq!(
@@ -261,15 +255,9 @@ async fn standing_reload_applies_a_change_made_to_the_database_by_hand() {
     // A change made through certgate after it reaches the second server from the feed; the
     // hand-made one, not in the feed, does not.
     let hana = replicas.enroll_at(replicas.first(), "hana").await;
-    let (status, _, json, _) = replicas
+    let (status, json) = replicas
         .bank
-        .post_to(
-            replicas.first(),
-            Some(&replicas.bank.admin_a),
-            "/certgate/api/admin/users/hana/suspend",
-            &[],
-            "",
-        )
+        .admin_action(replicas.first(), "hana", "suspend", "")
         .await;
     assert_eq!(status, 200, "{json}");
     replicas

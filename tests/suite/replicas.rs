@@ -19,13 +19,12 @@ fn with_redis(redis: &RedisServer) -> String {
 }
 
 async fn revoke_taro_on_first(replicas: &Replicas) {
-    let (status, _, json, _) = replicas
+    let (status, json) = replicas
         .bank
-        .post_to(
+        .admin_action(
             replicas.first(),
-            Some(&replicas.bank.admin_a),
-            "/certgate/api/admin/users/taro/revoke",
-            &[("content-type", "application/json")],
+            "taro",
+            "revoke",
             r#"{"reason": "keyCompromise"}"#,
         )
         .await;
@@ -89,6 +88,22 @@ async fn a_revocation_on_one_replica_reaches_the_other_through_redis() {
             "the CLI's suspension reaches the replica",
         )
         .await;
+}
+
+/// `rediss://`: the stream over TLS, the Redis server's certificate verified against the
+/// system's CAs (here the test CA, through `SSL_CERT_FILE`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_works_over_tls() {
+    let fixture = Fixture::new();
+    let redis_cert = fixture.ca.server();
+    let redis = RedisServer::start_tls(&redis_cert.cert_pem, &redis_cert.key_pem);
+    assert!(redis.url().starts_with("rediss://"));
+    let config = fixture.write("certgate.toml", &fixture.config("", &with_redis(&redis)));
+    let server = Server::start_with_env(
+        &config,
+        &[("SSL_CERT_FILE", fixture.ca_path.to_str().unwrap())],
+    );
+    server.wait_for_log("following the change stream in Redis");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,13 +182,19 @@ async fn resumed_get(
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let tcp = tokio::net::TcpStream::connect(server).await.unwrap();
     let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(config)
+    let Ok(mut tls) = tokio_rustls::TlsConnector::from(config)
         .connect(name, tcp)
         .await
-        .unwrap();
-    tls.write_all(b"GET /app HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+    else {
+        return (0, false);
+    };
+    if tls
+        .write_all(b"GET /app HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
-        .unwrap();
+        .is_err()
+    {
+        return (0, false);
+    }
     let mut answer = Vec::new();
     let _ = tls.read_to_end(&mut answer).await;
     let resumed = tls.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
@@ -260,15 +281,9 @@ async fn with_redis_down_a_revocation_arrives_through_the_registry_and_redis_res
         .second
         .metric("certgate_revocation_changes_applied_total{source=\"redis\"}")
         .await;
-    let (status, _, json, _) = replicas
+    let (status, json) = replicas
         .bank
-        .post_to(
-            replicas.first(),
-            Some(&replicas.bank.admin_a),
-            "/certgate/api/admin/users/hana/suspend",
-            &[],
-            "",
-        )
+        .admin_action(replicas.first(), "hana", "suspend", "")
         .await;
     assert_eq!(status, 200, "{json}");
     replicas
@@ -489,6 +504,50 @@ async fn a_balancers_proxy_header_names_the_client_and_nobody_else_may_send_one(
         "{answer}"
     );
     let _ = Duration::ZERO;
+}
+
+/// With shared ticket keys a session outlives a reload, so a resumed chain is checked against
+/// the CAs trusted now: a CA dropped from `[[trust.ca]]` by SIGHUP no longer lets its
+/// certificates resume. (Per-process keys gave that for free: a new key with each reload.)
+#[tokio::test]
+async fn a_session_of_a_ca_no_longer_trusted_does_not_resume_after_a_reload() {
+    let fixture = Fixture::new();
+    let keys = fixture.dir.path().join("tickets.keys");
+    let out = certgate()
+        .args(["tickets", "rotate", "--file"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let g2 = Ca::new("g2");
+    std::fs::write(
+        &fixture.ca_path,
+        format!("{}{}", fixture.ca.cert_pem, g2.cert_pem),
+    )
+    .unwrap();
+    let server = fixture.start(&format!("ticket_keys = \"{}\"", keys.display()), "");
+    let g2_leaf = g2.client("12345678901234 hanako");
+    let client = client_config(&fixture.ca, Some(&g2_leaf), &[b"http/1.1"]);
+    assert_eq!(resumed_get(server.addr, client.clone()).await, (200, false));
+    assert_eq!(resumed_get(server.addr, client.clone()).await, (200, true));
+
+    // g2 leaves the trust list.
+    std::fs::write(&fixture.ca_path, &fixture.ca.cert_pem).unwrap();
+    server.signal("HUP");
+    server.wait_for_log("reloaded the server certificate");
+    assert_eq!(
+        resumed_get(server.addr, client).await.0,
+        0,
+        "refused, not served"
+    );
+    // A CA still trusted resumes as before.
+    let g1_leaf = fixture.ca.client("12345678901234 taro");
+    let g1_client = client_config(&fixture.ca, Some(&g1_leaf), &[b"http/1.1"]);
+    assert_eq!(
+        resumed_get(server.addr, g1_client.clone()).await,
+        (200, false)
+    );
+    assert_eq!(resumed_get(server.addr, g1_client).await, (200, true));
 }
 
 #[test]

@@ -14,12 +14,9 @@ const LOGIN: &str = "[login]\npath = \"/login\"\ncorp_field = \"corp\"\nuser_fie
 
 /// Seeds the registry the server will read, through the library on the same SQLite file.
 async fn seed(fixture: &Fixture) {
-    let config =
-        certgate::config::Config::parse(&fixture.config("client_auth = \"optional\"", LOGIN))
-            .unwrap();
-    let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
-        .await
-        .unwrap();
+    let lifecycle = fixture
+        .open_lifecycle("client_auth = \"optional\"", LOGIN, false)
+        .await;
     let operator = Context::operator();
     lifecycle
         .add_corporation(CORP_A, "A Trading", "admin@a.example", &operator)

@@ -75,17 +75,7 @@ impl Story {
 }
 
 fn openssl(args: &[&str], dir: &Path) -> String {
-    let out = Command::new("openssl")
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    run_in(dir, "openssl", args)
 }
 
 fn leaf_of(cert_pem: &str, key_pem: &str) -> Leaf {

@@ -93,16 +93,9 @@ impl Bank {
     pub async fn open_configured(fixture: Fixture, server_extra: &str, rest: &str) -> Self {
         let server_lines = format!("client_auth = \"optional\"\n{server_extra}");
         let lifecycle_extra = rest;
-        let text = fixture.config(&server_lines, lifecycle_extra);
-        let config = certgate::config::Config::parse(&text).unwrap();
-        certgate::pki::Pki::init(
-            certgate::pki::PkiSettings::from(&config.pki),
-            certgate::model::now(),
-        )
-        .unwrap();
-        let lifecycle = certgate::serve::open_lifecycle(&config, Default::default())
-            .await
-            .unwrap();
+        let lifecycle = fixture
+            .open_lifecycle(&server_lines, lifecycle_extra, true)
+            .await;
         let operator = Context::operator();
         for corp in [CORP_A, CORP_B] {
             lifecycle
@@ -185,6 +178,27 @@ impl Bank {
         let bytes = body.collect().await.unwrap().to_bytes();
         let json = serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null);
         (parts.status.as_u16(), parts.headers, json, bytes)
+    }
+
+    /// The administrator of corporation A acts on `user` through the admin API of `server`
+    /// (`suspend`, `resume`, `revoke`, `reissue`): the status and the answer.
+    pub async fn admin_action(
+        &self,
+        server: SocketAddr,
+        user: &str,
+        action: &str,
+        body: &str,
+    ) -> (u16, serde_json::Value) {
+        let (status, _, json, _) = self
+            .post_to(
+                server,
+                Some(&self.admin_a),
+                &format!("/certgate/api/admin/users/{user}/{action}"),
+                &[("content-type", "application/json")],
+                body.to_owned(),
+            )
+            .await;
+        (status, json)
     }
 
     pub async fn enroll_json(

@@ -9,6 +9,7 @@ mod peers;
 mod pki;
 mod postgres;
 mod server;
+mod tools;
 mod upstreams;
 
 pub use bank::*;
@@ -17,4 +18,5 @@ pub use peers::*;
 pub use pki::*;
 pub use postgres::*;
 pub use server::*;
+pub use tools::*;
 pub use upstreams::*;

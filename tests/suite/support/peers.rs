@@ -195,32 +195,80 @@ pub fn php_app() -> Program {
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Certificate and key files when it speaks TLS only.
+    tls: Option<(std::path::PathBuf, std::path::PathBuf)>,
     _dir: tempfile::TempDir,
 }
 
 impl RedisServer {
     pub fn start() -> Self {
+        Self::started(None)
+    }
+
+    /// A Redis that speaks TLS only, with this server certificate and key (PEM).
+    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
+        std::fs::write(&cert, cert_pem).unwrap();
+        std::fs::write(&key, key_pem).unwrap();
+        let server = Self::started(Some((cert, key)));
+        drop(dir);
+        server
+    }
+
+    fn started(tls: Option<(std::path::PathBuf, std::path::PathBuf)>) -> Self {
         let mut server = Self {
             port: free_port(),
             child: None,
+            tls,
             _dir: tempfile::tempdir().unwrap(),
         };
+        if let Some((cert, key)) = server.tls.take() {
+            // Kept beside the server's own files, which outlive this call.
+            let (kept_cert, kept_key) = (
+                server._dir.path().join("redis.pem"),
+                server._dir.path().join("redis.key"),
+            );
+            std::fs::copy(cert, &kept_cert).unwrap();
+            std::fs::copy(key, &kept_key).unwrap();
+            server.tls = Some((kept_cert, kept_key));
+        }
         server.resume();
         server
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Starts it (again), waiting until it listens.
     pub fn resume(&mut self) {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let mut command = Command::new("redis-server");
+        match &self.tls {
+            None => {
+                command.args(["--port", &self.port.to_string()]);
+            }
+            Some((cert, key)) => {
+                command
+                    .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                    .arg("--tls-cert-file")
+                    .arg(cert)
+                    .arg("--tls-key-file")
+                    .arg(key)
+                    .args(["--tls-auth-clients", "no"]);
+            }
+        }
         let mut child = spawn(
             "redis-server",
             "redis-server",
-            Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            command
+                .args(["--bind", "127.0.0.1"])
                 .args(["--save", "", "--appendonly", "no"])
                 .arg("--dir")
                 .arg(self._dir.path())

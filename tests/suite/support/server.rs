@@ -119,6 +119,27 @@ crl_refresh = "1s"
         self.start_named("certgate.toml", server_extra, rest)
     }
 
+    /// The lifecycle over this fixture's registry (and its CA, made here when `with_ca`), as the
+    /// config with `server_extra` and `rest` says: how a test seeds the registry a server reads.
+    pub async fn open_lifecycle(
+        &self,
+        server_extra: &str,
+        rest: &str,
+        with_ca: bool,
+    ) -> certgate::lifecycle::Lifecycle {
+        let config = certgate::config::Config::parse(&self.config(server_extra, rest)).unwrap();
+        if with_ca {
+            certgate::pki::Pki::init(
+                certgate::pki::PkiSettings::from(&config.pki),
+                certgate::model::now(),
+            )
+            .unwrap();
+        }
+        certgate::serve::open_lifecycle(&config, Default::default())
+            .await
+            .unwrap()
+    }
+
     /// Like `start`, with the config written under `name` (for a second server in one test).
     pub fn start_named(&self, name: &str, server_extra: &str, rest: &str) -> Server {
         let path = self.write(name, &self.config(server_extra, rest));
