@@ -7,8 +7,10 @@
 //! Run: `cargo bench --bench pin_timing`. Shape: `enroll_refused/{known_user_wrong_pin,
 //! unknown_user,unknown_corporation}`, one lifecycle on a temporary SQLite registry.
 
-// criterion_group! generates an undocumented public function.
-#![allow(missing_docs)]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented public function"
+)]
 
 use std::hint::black_box;
 

@@ -21,8 +21,10 @@
 //! Run: `cargo bench --bench request_path` (add `-- --quick` for a short run). `cargo test
 //! --all-targets` only compiles it.
 
-// criterion_group! generates an undocumented public function.
-#![allow(missing_docs)]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented public function"
+)]
 
 use std::convert::Infallible;
 use std::sync::Arc;

@@ -10,8 +10,10 @@
 //! Run: `cargo bench --bench revocation` (add `-- --quick` for a short run). `cargo test
 //! --all-targets` only compiles it.
 
-// criterion_group! generates an undocumented public function.
-#![allow(missing_docs)]
+#![expect(
+    missing_docs,
+    reason = "criterion_group! generates an undocumented public function"
+)]
 
 use std::collections::HashSet;
 use std::hint::black_box;

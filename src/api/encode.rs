@@ -9,7 +9,7 @@ use secrecy::SecretString;
 use crate::model::Holder;
 
 /// PEM block of `der` under `label`.
-pub fn pem(label: &str, der: &[u8]) -> String {
+pub(super) fn pem(label: &str, der: &[u8]) -> String {
     format!(
         "-----BEGIN {label}-----\n{}-----END {label}-----\n",
         wrapped_base64(der)
@@ -18,7 +18,7 @@ pub fn pem(label: &str, der: &[u8]) -> String {
 
 /// Base64 on one line ending in one newline: what every EST client reads (strongSwan's `pki`
 /// fails on line breaks inside; `openssl base64 -d -A` and libest read it too).
-pub fn one_line_base64(bytes: &[u8]) -> String {
+pub(super) fn one_line_base64(bytes: &[u8]) -> String {
     let mut out = STANDARD.encode(bytes);
     out.push('\n');
     out
@@ -36,10 +36,10 @@ fn wrapped_base64(bytes: &[u8]) -> String {
 }
 
 /// The boundary of `serverkeygen` answers; it cannot occur in base64 text.
-pub const BOUNDARY: &str = "certgate-est-boundary";
+pub(super) const BOUNDARY: &str = "certgate-est-boundary";
 
 /// RFC 7030 §4.4.2: the private key part, then the certificate part, each one line of base64.
-pub fn serverkeygen_multipart(pkcs8: &[u8], certs_only: &[u8]) -> String {
+pub(super) fn serverkeygen_multipart(pkcs8: &[u8], certs_only: &[u8]) -> String {
     format!(
         "--{BOUNDARY}\r\nContent-Type: application/pkcs8\r\nContent-Transfer-Encoding: base64\r\n\r\n{key}\r\n--{BOUNDARY}\r\nContent-Type: application/pkcs7-mime; smime-type=certs-only\r\nContent-Transfer-Encoding: base64\r\n\r\n{certs}\r\n--{BOUNDARY}--\r\n",
         key = STANDARD.encode(pkcs8),
@@ -49,7 +49,7 @@ pub fn serverkeygen_multipart(pkcs8: &[u8], certs_only: &[u8]) -> String {
 
 /// Why Basic credentials were not usable.
 #[derive(Debug, PartialEq, Eq)]
-pub enum BasicError {
+pub(super) enum BasicError {
     /// No `Authorization` header.
     Missing,
     /// Present but not `Basic base64(user:password)` with `C` or `C.U` as the user.
@@ -58,7 +58,7 @@ pub enum BasicError {
 
 /// Reads EST enrollment credentials: user `C` (the corporation's administrator) or `C.U`
 /// (user U of corporation C); the password is the temporary PIN.
-pub fn basic_credentials(
+pub(super) fn basic_credentials(
     header: Option<&http::HeaderValue>,
 ) -> Result<(Holder, SecretString), BasicError> {
     let header = header

@@ -39,12 +39,12 @@ const CA_NOT_INITIALISED: Kind =
     Kind::new(503, "ca-not-initialised", "Certificate issuing not set up");
 
 /// Bad input, naming what is wrong.
-pub fn invalid(detail: impl Into<std::borrow::Cow<'static, str>>) -> Response<Body> {
+pub(super) fn invalid(detail: impl Into<std::borrow::Cow<'static, str>>) -> Response<Body> {
     Kind::INVALID_REQUEST.detail(detail).json()
 }
 
 /// Bad input in one field, named in `detail` and in the `field` extension member.
-pub fn invalid_field(
+pub(super) fn invalid_field(
     field: &str,
     detail: impl Into<std::borrow::Cow<'static, str>>,
 ) -> Response<Body> {
@@ -55,7 +55,7 @@ pub fn invalid_field(
 }
 
 /// The problem for a lifecycle refusal or failure.
-pub fn lifecycle_problem(err: &LifecycleError) -> Problem {
+pub(super) fn lifecycle_problem(err: &LifecycleError) -> Problem {
     use LifecycleError as E;
     let detail = err.to_string();
     let kind = match err {
@@ -100,7 +100,7 @@ pub fn lifecycle_problem(err: &LifecycleError) -> Problem {
 }
 
 /// The problem JSON for a lifecycle refusal; a 401 carries a Basic challenge.
-pub fn lifecycle(err: &LifecycleError) -> Response<Body> {
+pub(super) fn lifecycle(err: &LifecycleError) -> Response<Body> {
     let mut response = lifecycle_problem(err).json();
     if let LifecycleError::Busy { retry_after_secs } = err {
         response

@@ -13,7 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 const SWEEP_EVERY: u32 = 4096;
 
 /// The per-address allowance of enrollment attempts.
-pub struct EnrollThrottle {
+pub(super) struct EnrollThrottle {
     limiter: DefaultKeyedRateLimiter<IpAddr>,
     clock: DefaultClock,
     checks: AtomicU32,
@@ -21,7 +21,7 @@ pub struct EnrollThrottle {
 
 impl EnrollThrottle {
     /// `per_minute` attempts per address.
-    pub fn new(per_minute: u32) -> Self {
+    pub(super) fn new(per_minute: u32) -> Self {
         let per_minute = NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN);
         Self {
             limiter: RateLimiter::keyed(Quota::per_minute(per_minute)),
@@ -31,7 +31,7 @@ impl EnrollThrottle {
     }
 
     /// Counts one attempt from `peer`: `Err(seconds)` to wait when it has none left.
-    pub fn check(&self, peer: IpAddr) -> Result<(), u64> {
+    pub(super) fn check(&self, peer: IpAddr) -> Result<(), u64> {
         if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
             self.limiter.retain_recent();
         }

@@ -34,9 +34,10 @@ pub struct Common {
 }
 
 /// `certgate <command>`.
-// The `command` and `common` fields are documented by their types; a doc comment there would
-// become clap help text.
-#[allow(missing_docs)]
+#[expect(
+    missing_docs,
+    reason = "the `command` and `common` fields are documented by their types; a doc comment there would become clap help text"
+)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve: terminate TLS, verify client certificates, forward to the upstream.

@@ -522,7 +522,6 @@ pub fn read_pin() -> Result<String, ClientError> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -60,7 +60,7 @@ fn as_object(fields: Vec<(&'static str, Value)>) -> Value {
 }
 
 /// Runs one command; the caller prints the output.
-pub async fn operate(
+pub(super) async fn operate(
     lifecycle: &Lifecycle,
     config: &Config,
     command: Operator,

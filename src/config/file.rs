@@ -8,7 +8,7 @@ use serde::Deserialize;
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct FileConfig {
+pub(super) struct FileConfig {
     #[serde(default)]
     pub server: ServerFile,
     #[serde(default)]
@@ -39,7 +39,7 @@ pub struct FileConfig {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerFile {
+pub(super) struct ServerFile {
     pub listen: Option<String>,
     pub cert: Option<String>,
     pub key: Option<String>,
@@ -59,14 +59,14 @@ pub struct ServerFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrustFile {
+pub(super) struct TrustFile {
     #[serde(default)]
     pub ca: Vec<TrustCaFile>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TrustCaFile {
+pub(super) struct TrustCaFile {
     pub name: String,
     pub cert: String,
     pub lifecycle: Option<bool>,
@@ -76,14 +76,14 @@ pub struct TrustCaFile {
 /// A path, or a list of them.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum OneOrMany {
+pub(super) enum OneOrMany {
     One(String),
     Many(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct IdentityFile {
+pub(super) struct IdentityFile {
     pub cn: Option<String>,
     pub corp_id: Option<String>,
     pub user_id: Option<String>,
@@ -91,7 +91,7 @@ pub struct IdentityFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HeadersFile {
+pub(super) struct HeadersFile {
     pub strip_prefix: Option<String>,
     pub strip: Option<Vec<String>>,
     pub verify: Option<String>,
@@ -111,14 +111,14 @@ pub struct HeadersFile {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RouteFile {
+pub(super) struct RouteFile {
     pub path: String,
     pub require_cert: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamFile {
+pub(super) struct UpstreamFile {
     pub url: Option<String>,
     pub ca: Option<String>,
     pub connect_timeout: Option<String>,
@@ -129,13 +129,13 @@ pub struct UpstreamFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct OpsFile {
+pub(super) struct OpsFile {
     pub listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogFile {
+pub(super) struct LogFile {
     pub format: Option<String>,
     pub level: Option<String>,
     pub access: Option<bool>,
@@ -143,7 +143,7 @@ pub struct LogFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StoreFile {
+pub(super) struct StoreFile {
     pub url: Option<String>,
     pub max_connections: Option<u32>,
     pub connect_timeout: Option<String>,
@@ -151,7 +151,7 @@ pub struct StoreFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PkiFile {
+pub(super) struct PkiFile {
     pub dir: Option<String>,
     pub key_type: Option<String>,
     pub organization: Option<String>,
@@ -163,7 +163,7 @@ pub struct PkiFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LifecycleFile {
+pub(super) struct LifecycleFile {
     pub permit_ttl: Option<String>,
     pub max_pin_failures: Option<i64>,
     pub retry_window: Option<String>,
@@ -174,7 +174,7 @@ pub struct LifecycleFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LoginFile {
+pub(super) struct LoginFile {
     pub path: Option<String>,
     pub corp_field: Option<String>,
     pub user_field: Option<String>,
@@ -182,7 +182,7 @@ pub struct LoginFile {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RevocationFile {
+pub(super) struct RevocationFile {
     pub poll: Option<String>,
     pub max_staleness: Option<String>,
     pub on_stale: Option<String>,

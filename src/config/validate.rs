@@ -491,13 +491,15 @@ fn validate_pki(file: file::PkiFile) -> Result<PkiConfig, ConfigError> {
     };
     let validity_days = match file.validity_days {
         None => 365,
-        Some(days @ 1..=3650) => days as u32,
-        Some(days) => {
-            return Err(ConfigError::new(
-                "pki.validity_days",
-                format!("{days} is out of range; use 1 to 3650 (the seeds' banks use 365)"),
-            ));
-        }
+        Some(days) => match u32::try_from(days) {
+            Ok(days @ 1..=3650) => days,
+            _ => {
+                return Err(ConfigError::new(
+                    "pki.validity_days",
+                    format!("{days} is out of range; use 1 to 3650 (the seeds' banks use 365)"),
+                ));
+            }
+        },
     };
     Ok(PkiConfig {
         dir: PathBuf::from(
@@ -547,11 +549,13 @@ fn validate_lifecycle(file: file::LifecycleFile) -> Result<LifecycleConfig, Conf
      -> Result<u32, ConfigError> {
         match value {
             None => Ok(default),
-            Some(n) if n >= 1 && n <= i64::from(max) => Ok(n as u32),
-            Some(n) => Err(ConfigError::new(
-                format!("lifecycle.{key}"),
-                format!("{n} is out of range; use 1 to {max}, e.g. {example}"),
-            )),
+            Some(n) => match u32::try_from(n) {
+                Ok(bounded @ 1..) if bounded <= max => Ok(bounded),
+                _ => Err(ConfigError::new(
+                    format!("lifecycle.{key}"),
+                    format!("{n} is out of range; use 1 to {max}, e.g. {example}"),
+                )),
+            },
         }
     };
     Ok(LifecycleConfig {

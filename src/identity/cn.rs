@@ -4,7 +4,10 @@ use crate::config::{CnField, CnPart, IdentityConfig};
 
 /// `Some((corp_id, None))` for an administrator's CN (the corporation ID alone),
 /// `Some((corp_id, Some(user_id)))` for a CN in the template's layout, `None` otherwise.
-pub fn split<'a>(cn: &'a str, config: &IdentityConfig) -> Option<(&'a str, Option<&'a str>)> {
+pub(super) fn split<'a>(
+    cn: &'a str,
+    config: &IdentityConfig,
+) -> Option<(&'a str, Option<&'a str>)> {
     if config.corp_id.is_match(cn) {
         return Some((cn, None));
     }

@@ -87,7 +87,7 @@ fn xfcc(identity: &Identity) -> String {
 
 /// A header value from text that may hold bytes a header cannot carry (control characters, or
 /// anything a permissive ID regex let through): those are written as `\XX`.
-pub fn header_value(text: &str) -> HeaderValue {
+pub(super) fn header_value(text: &str) -> HeaderValue {
     if let Ok(value) = HeaderValue::from_str(text) {
         return value;
     }

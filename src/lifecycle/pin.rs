@@ -12,7 +12,7 @@ const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456
 const LENGTH: usize = 16;
 
 /// A fresh temporary PIN.
-pub fn generate() -> Result<String, LifecycleError> {
+pub(super) fn generate() -> Result<String, LifecycleError> {
     let mut pin = String::with_capacity(LENGTH);
     // Rejection sampling keeps every character equally likely.
     let limit = 256 - (256 % ALPHABET.len());
@@ -28,7 +28,7 @@ pub fn generate() -> Result<String, LifecycleError> {
 }
 
 /// The PHC string stored in the registry.
-pub fn hash(pin: &str) -> Result<String, LifecycleError> {
+pub(super) fn hash(pin: &str) -> Result<String, LifecycleError> {
     let mut salt = [0u8; 16];
     aws_lc_rs::rand::fill(&mut salt)
         .map_err(|_| LifecycleError::Internal("the system random generator failed".into()))?;
@@ -43,7 +43,7 @@ pub fn hash(pin: &str) -> Result<String, LifecycleError> {
 /// The hash a PIN is checked against when there is no permit (unknown corporation or user): of
 /// a random PIN nobody knows, made once with the same parameters, so that the check costs what
 /// a real one costs.
-pub fn unknown_holder_hash() -> Result<&'static str, LifecycleError> {
+pub(super) fn unknown_holder_hash() -> Result<&'static str, LifecycleError> {
     static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     if let Some(hash) = HASH.get() {
         return Ok(hash);
@@ -53,7 +53,7 @@ pub fn unknown_holder_hash() -> Result<&'static str, LifecycleError> {
 }
 
 /// Whether `pin` matches the stored hash. Slow on purpose; run it off the async threads.
-pub fn verify(pin: &str, phc: &str) -> Result<bool, LifecycleError> {
+pub(super) fn verify(pin: &str, phc: &str) -> Result<bool, LifecycleError> {
     let parsed = PasswordHash::new(phc)
         .map_err(|_| LifecycleError::Internal("a stored PIN hash does not parse".into()))?;
     Ok(Argon2::default()

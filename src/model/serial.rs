@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 /// The most bytes a serial may have. RFC 5280 caps conforming CAs at 20; some CAs in the wild
 /// write more, so there is room for them.
-pub const MAX_SERIAL_BYTES: usize = 32;
+pub(super) const MAX_SERIAL_BYTES: usize = 32;
 
 /// A serial number. Small, `Copy`, hashable without allocating: the hot path's revoked set is
 /// keyed by it.
@@ -20,7 +20,7 @@ pub struct Serial {
 /// Why bytes or text are not a serial.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SerialError {
-    /// More than [`MAX_SERIAL_BYTES`] bytes once leading zeros are removed.
+    /// More than `MAX_SERIAL_BYTES` (32) bytes once leading zeros are removed.
     #[error("a serial has at most {MAX_SERIAL_BYTES} bytes; this one has {0}")]
     TooLong(usize),
     /// Empty, or not hexadecimal.

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 /// Runs `openssl args…` in `dir`.
-pub fn openssl_output(dir: &Path, args: &[&str]) -> Output {
+pub(super) fn openssl_output(dir: &Path, args: &[&str]) -> Output {
     Command::new("openssl")
         .args(args)
         .current_dir(dir)
@@ -14,12 +14,12 @@ pub fn openssl_output(dir: &Path, args: &[&str]) -> Output {
 }
 
 /// Runs `openssl args…` in `dir`, which must succeed.
-pub fn openssl(dir: &Path, args: &[&str]) {
+pub(super) fn openssl(dir: &Path, args: &[&str]) {
     openssl_stdout(dir, args);
 }
 
 /// Runs `openssl args…` in `dir`, which must succeed; returns stdout.
-pub fn openssl_stdout(dir: &Path, args: &[&str]) -> String {
+pub(super) fn openssl_stdout(dir: &Path, args: &[&str]) -> String {
     let out = openssl_output(dir, args);
     assert!(
         out.status.success(),
@@ -31,7 +31,7 @@ pub fn openssl_stdout(dir: &Path, args: &[&str]) -> String {
 
 /// A PEM CSR with subject `/CN=someone else` and a new `kind` (`ec` P-256 or `rsa` 2048) key,
 /// as the example command makes it.
-pub fn openssl_csr(dir: &Path, kind: &str) -> Vec<u8> {
+pub(super) fn openssl_csr(dir: &Path, kind: &str) -> Vec<u8> {
     let mut args = vec!["req", "-new", "-newkey"];
     match kind {
         "ec" => args.extend(["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]),

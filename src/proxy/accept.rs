@@ -310,7 +310,10 @@ struct Drain {
 /// `async fn` (whose state machine keeps separate room for values that are moved from one
 /// future into the next): the handshake's state (the rustls connection mid-handshake, its timer)
 /// is boxed and freed when it ends, and `then` reuses its room for the HTTP side.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the connection's parts, each moved into the stage that uses it; a struct would only rename the list"
+)]
 fn connection(
     tcp: TcpStream,
     peer: SocketAddr,

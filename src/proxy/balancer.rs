@@ -17,7 +17,7 @@ const MAX_HEADER: usize = 4096;
 
 /// Why a balancer's connection was closed before its handshake.
 #[derive(Debug, thiserror::Error)]
-pub enum BalancerError {
+pub(super) enum BalancerError {
     /// No complete header within the handshake timeout.
     #[error("no PROXY header within {0:?}")]
     Timeout(Duration),
@@ -31,7 +31,7 @@ pub enum BalancerError {
 
 /// Reads the PROXY header at the start of `tcp` and returns the client it names (`peer` itself for
 /// a balancer's own health checks: v2 LOCAL, v1 UNKNOWN). The bytes after it stay unread.
-pub async fn real_client(
+pub(super) async fn real_client(
     tcp: &mut TcpStream,
     peer: SocketAddr,
     within: Duration,

@@ -78,7 +78,7 @@ const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
 /// CGI and WSGI servers turn `X-Client_User-Id` and `X-Client-User-Id` into the same variable
 /// (`HTTP_X_CLIENT_USER_ID`), so a name is compared with `_` read as `-`, and, unless
 /// `headers.allow_underscores`, every name with a `_` is dropped (as nginx does by default).
-pub fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> Vec<HeaderName> {
+pub(super) fn strip_identity(headers: &mut HeaderMap, names: &HeaderNames) -> Vec<HeaderName> {
     let spoofed: Vec<HeaderName> = headers
         .keys()
         .filter(|name| {
@@ -121,7 +121,7 @@ const SET_BY_CERTGATE: [HeaderName; 4] = [
 /// target's authority (`:authority` in h2), or a `Connection` header naming `Host`,
 /// `Content-Length` or a header certgate sets (its removal as hop-by-hop would change what the
 /// application sees).
-pub fn check_framing<B>(
+pub(super) fn check_framing<B>(
     request: &http::Request<B>,
     names: &HeaderNames,
 ) -> Result<(), &'static str> {
@@ -167,7 +167,7 @@ pub fn check_framing<B>(
 }
 
 /// Adds the caller's identity, or `verify: NONE` when there is none.
-pub fn inject_identity(
+pub(super) fn inject_identity(
     headers: &mut HeaderMap,
     permit: &Permit<'_>,
     names: &HeaderNames,
@@ -199,7 +199,7 @@ pub fn inject_identity(
 /// through. Any other (`h2c` above all: the application would then read HTTP/2 requests that
 /// certgate never sees, with whatever path and headers the client likes) is ignored, as RFC 9110
 /// §7.8 lets a server do: `Upgrade` is removed and the request is forwarded as plain HTTP/1.1.
-pub fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
+pub(super) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
     connection_tokens(headers).any(|token| token.eq_ignore_ascii_case("upgrade"))
         && headers
             .get_all(header::UPGRADE)
@@ -222,7 +222,7 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 /// Removes hop-by-hop headers and those the `Connection` header lists. For a WebSocket upgrade,
 /// `Upgrade: websocket` (and nothing else it offered) and `Connection: upgrade` are set: they are
 /// the point of the message.
-pub fn remove_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
+pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     // Most messages carry none: one pass over the names they have is cheaper than a hashed
     // removal per hop-by-hop name. (Headers listed in `Connection` only count when it is there.)
     if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
@@ -243,7 +243,7 @@ pub fn remove_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
 /// An h2 request as one HTTP/1.1 message: `cookie` fields joined into one header with `; `
 /// (RFC 9113 §8.2.3; HTTP/1.1 allows one `Cookie` line), and a `content-length` repeated with the
 /// same value (h2 resets a stream where they differ) sent once.
-pub fn for_http1(headers: &mut HeaderMap) {
+pub(super) fn for_http1(headers: &mut HeaderMap) {
     if headers.get_all(header::COOKIE).iter().nth(1).is_some() {
         let joined: Vec<u8> = headers
             .get_all(header::COOKIE)
@@ -269,7 +269,7 @@ pub fn for_http1(headers: &mut HeaderMap) {
 
 /// Sets `X-Forwarded-For`/`-Proto`/`-Host` from what certgate saw; inbound values (and RFC 7239
 /// `Forwarded`) are dropped, never trusted or appended to.
-pub fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: Option<HeaderValue>) {
+pub(super) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: Option<HeaderValue>) {
     headers.remove(FORWARDED);
     headers.insert(X_FORWARDED_FOR, peer_ip(peer));
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));

@@ -30,7 +30,7 @@ const MAX_LOGIN_FORM: usize = 64 * 1024;
 
 /// Why the login form was refused.
 #[derive(Debug)]
-pub enum LoginRefusal {
+pub(super) enum LoginRefusal {
     /// By the rules of certificate login.
     Denied(policy::Denied),
     /// The form cannot be read unambiguously.
@@ -40,7 +40,7 @@ pub enum LoginRefusal {
 /// Whether `path` (normalised, parameters removed) is the login form's or below it, whatever its
 /// case and trailing slash: servers that fold case or ignore the slash serve it as the form, and
 /// PHP or CGI run `/login.php/anything` as `/login.php`.
-pub fn is_login_path(login: &LoginConfig, path: &str) -> bool {
+pub(super) fn is_login_path(login: &LoginConfig, path: &str) -> bool {
     let form = login.path.trim_end_matches('/');
     if form.is_empty() {
         return true;
@@ -65,7 +65,7 @@ fn field_name(name: &str) -> String {
 
 /// Reads the form's fields (small, capped), checks them against the certificate, then hands the
 /// same bytes on.
-pub async fn guard_login(
+pub(super) async fn guard_login(
     login: &LoginConfig,
     corp_pattern: &regex::Regex,
     stall: std::time::Duration,

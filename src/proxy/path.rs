@@ -23,7 +23,7 @@ use std::borrow::Cow;
 
 /// Why a path cannot be normalised unambiguously.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathError {
+pub(super) enum PathError {
     /// `%2F`: a `/` inside a segment, which some servers decode and some do not.
     EncodedSlash,
     /// `%5C` or a literal `\`: a separator on some servers.
@@ -40,7 +40,7 @@ pub enum PathError {
 
 impl PathError {
     /// What the client is told.
-    pub fn detail(self) -> &'static str {
+    pub(super) fn detail(self) -> &'static str {
         match self {
             Self::EncodedSlash => {
                 "The request path has an encoded slash (%2F), which servers read differently."
@@ -58,7 +58,7 @@ impl PathError {
 
 /// A normalised request target.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Normalised<'a> {
+pub(super) struct Normalised<'a> {
     /// The path to forward, with segment parameters.
     pub forward: Cow<'a, str>,
     /// The path to decide on: parameters removed from every segment.
@@ -67,7 +67,7 @@ pub struct Normalised<'a> {
 
 /// Normalises `path` (without the query). A path already in normal form, the common case, is
 /// returned borrowed without allocating.
-pub fn normalise(path: &str) -> Result<Normalised<'_>, PathError> {
+pub(super) fn normalise(path: &str) -> Result<Normalised<'_>, PathError> {
     if !path.starts_with('/') {
         // `*` (OPTIONS) and authority-form targets have no segments to normalise.
         return Ok(Normalised {

@@ -10,7 +10,7 @@ use super::ClientCert;
 
 /// Leave to go on, with the identity to announce (if any).
 #[derive(Debug)]
-pub struct Permit<'a> {
+pub(super) struct Permit<'a> {
     /// The verified caller, or `None` on a route that does not need a certificate.
     pub identity: Option<&'a Resolved>,
     /// The caller's role: `admin` for the corporation administrator's certificate, else the
@@ -24,7 +24,7 @@ pub struct Permit<'a> {
 
 /// Why a request is refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Denied {
+pub(super) enum Denied {
     /// The route requires a certificate and none was presented.
     NoCertificate {
         /// The route's prefix.
@@ -64,7 +64,7 @@ pub enum Denied {
 }
 
 /// Decides one request.
-pub fn authorize<'a>(
+pub(super) fn authorize<'a>(
     cert: &'a ClientCert,
     route: &Route,
     now_unix: i64,
@@ -131,7 +131,7 @@ pub fn authorize<'a>(
 }
 
 /// The login form guard: `corp_id`/`user_id` are the form's fields.
-pub fn authorize_login(
+pub(super) fn authorize_login(
     permit: &Permit<'_>,
     corp_id: Option<&str>,
     user_id: Option<&str>,

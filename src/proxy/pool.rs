@@ -21,7 +21,7 @@ use tokio_rustls::TlsConnector;
 use crate::http::{Body, ConnectionHome, UpstreamBody};
 
 /// How new connections reach the application.
-pub enum Transport {
+pub(super) enum Transport {
     /// `http://`.
     Plain,
     /// `https://`, verified for `server_name`.
@@ -33,7 +33,7 @@ pub enum Transport {
 
 /// Why a request could not be sent.
 #[derive(Debug, thiserror::Error)]
-pub enum SendError {
+pub(super) enum SendError {
     /// TCP connect (or TLS) did not finish within `upstream.connect_timeout`.
     #[error("connect to {0} timed out")]
     ConnectTimeout(String),
@@ -52,7 +52,7 @@ struct Idle {
 }
 
 /// The pool of one upstream.
-pub struct Pool {
+pub(super) struct Pool {
     /// `host:port`, for connecting and for messages.
     address: String,
     transport: Transport,
@@ -65,7 +65,7 @@ pub struct Pool {
 
 impl Pool {
     /// A pool of connections to `address` (`host:port`).
-    pub fn new(
+    pub(super) fn new(
         address: String,
         transport: Transport,
         connect_timeout: Duration,
@@ -85,7 +85,7 @@ impl Pool {
     /// Sends `request` on an idle connection, or a new one. A request that a reused connection
     /// turned away before writing any of it (the application closed the connection while it was
     /// idle) is sent again on the next connection; nothing else is retried.
-    pub async fn send(
+    pub(super) async fn send(
         self: &Arc<Self>,
         mut request: Request<Body>,
     ) -> Result<Response<UpstreamBody>, SendError> {

@@ -40,7 +40,7 @@ const UPSTREAM_UNAVAILABLE: Kind = Kind::new(
 const BAD_REQUEST: Kind = Kind::new(400, "bad-request", "Request not accepted");
 
 /// The problem for a refused request.
-pub fn denial(denied: &Denied) -> Problem {
+pub(super) fn denial(denied: &Denied) -> Problem {
     match denied {
         Denied::NoCertificate { .. } => Kind::CERTIFICATE_REQUIRED.detail(
             "This page needs the client certificate issued by the bank. Install it, then reconnect and choose it when the browser asks.",
@@ -67,12 +67,12 @@ pub fn denial(denied: &Denied) -> Problem {
 }
 
 /// The response for a refused request.
-pub fn denied(denied: &Denied, accept: Option<&HeaderValue>) -> Response<Body> {
+pub(super) fn denied(denied: &Denied, accept: Option<&HeaderValue>) -> Response<Body> {
     denial(denied).respond(accept)
 }
 
 /// The response for an upstream that failed.
-pub fn upstream(error: &UpstreamError, accept: Option<&HeaderValue>) -> Response<Body> {
+pub(super) fn upstream(error: &UpstreamError, accept: Option<&HeaderValue>) -> Response<Body> {
     let problem = match error {
         UpstreamError::Timeout(_) => UPSTREAM_TIMEOUT.detail(
             "The banking application is taking too long to answer. Please try again later.",
@@ -87,14 +87,14 @@ pub fn upstream(error: &UpstreamError, accept: Option<&HeaderValue>) -> Response
 
 /// The response when the application answered 101 to a request that was not a WebSocket
 /// upgrade (or switched to another protocol): never tunnelled.
-pub fn upstream_switched(accept: Option<&HeaderValue>) -> Response<Body> {
+pub(super) fn upstream_switched(accept: Option<&HeaderValue>) -> Response<Body> {
     UPSTREAM_UNAVAILABLE
         .detail("The banking application answered in a way certgate does not pass on.")
         .respond(accept)
 }
 
 /// `CONNECT`: a reverse proxy opens no tunnels to where the client says.
-pub fn connect_refused(accept: Option<&HeaderValue>) -> Response<Body> {
+pub(super) fn connect_refused(accept: Option<&HeaderValue>) -> Response<Body> {
     let mut response = Kind::new(405, "method-not-allowed", "Method not allowed")
         .detail("certgate does not forward CONNECT.")
         .respond(accept);
@@ -107,7 +107,7 @@ pub fn connect_refused(accept: Option<&HeaderValue>) -> Response<Body> {
 
 /// A request certgate cannot read or will not pass on (an oversized login form, a path that
 /// cannot be normalised).
-pub fn bad_request(
+pub(super) fn bad_request(
     status: http::StatusCode,
     detail: impl Into<std::borrow::Cow<'static, str>>,
     accept: Option<&HeaderValue>,

@@ -4,13 +4,13 @@ use crate::config::Route;
 
 /// The configured routes, longest prefix first, with the root route always present.
 #[derive(Debug, Clone)]
-pub struct Routes {
+pub(super) struct Routes {
     routes: Vec<Route>,
 }
 
 impl Routes {
     /// `routes` as validated by config (sorted longest first, `/` included).
-    pub fn new(routes: Vec<Route>) -> Self {
+    pub(super) fn new(routes: Vec<Route>) -> Self {
         Self { routes }
     }
 
@@ -19,7 +19,7 @@ impl Routes {
     /// An application server that folds case (IIS, and others on Windows) serves `/ADMIN` as
     /// `/admin`; so when the exact match is a route without a certificate, a route that matches
     /// when case is ignored and needs one wins: of the two readings, the stricter decides.
-    pub fn find(&self, path: &str) -> usize {
+    pub(super) fn find(&self, path: &str) -> usize {
         // Config always adds "/", which covers every path; the last route is the shortest.
         let last = self.routes.len().saturating_sub(1);
         let exact = self
@@ -43,12 +43,12 @@ impl Routes {
     }
 
     /// The route at `index`.
-    pub fn get(&self, index: usize) -> &Route {
+    pub(super) fn get(&self, index: usize) -> &Route {
         &self.routes[index.min(self.routes.len() - 1)]
     }
 
     /// Every route, in matching order.
-    pub fn all(&self) -> &[Route] {
+    pub(super) fn all(&self) -> &[Route] {
         &self.routes
     }
 }

@@ -13,7 +13,7 @@ use crate::model::Clock;
 use crate::revocation::Standing;
 
 /// Joins the two upgraded sides in a task of their own.
-pub fn tunnel(
+pub(super) fn tunnel(
     client: OnUpgrade,
     upstream: OnUpgrade,
     connection: Arc<Connection>,

@@ -13,10 +13,10 @@ use secrecy::ExposeSecret as _;
 
 use super::*;
 
-pub const CORP_A: &str = "55555555555555";
-pub const CORP_B: &str = "66666666666666";
+pub(crate) const CORP_A: &str = "55555555555555";
+pub(crate) const CORP_B: &str = "66666666666666";
 
-pub struct Bank {
+pub(crate) struct Bank {
     pub fixture: Fixture,
     pub server: Server,
     pub lifecycle: Lifecycle,
@@ -25,7 +25,7 @@ pub struct Bank {
     pub admin_b: Leaf,
 }
 
-pub fn csr() -> (String, String) {
+pub(crate) fn csr() -> (String, String) {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
     params
@@ -37,7 +37,7 @@ pub fn csr() -> (String, String) {
     )
 }
 
-pub async fn enroll_admin(lifecycle: &Lifecycle, corp: &str) -> Leaf {
+pub(crate) async fn enroll_admin(lifecycle: &Lifecycle, corp: &str) -> Leaf {
     let holder = Holder {
         corp_id: corp.into(),
         user_id: None,
@@ -65,7 +65,7 @@ pub async fn enroll_admin(lifecycle: &Lifecycle, corp: &str) -> Leaf {
     }
 }
 
-pub fn pem_of(der: &[u8]) -> String {
+pub(crate) fn pem_of(der: &[u8]) -> String {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(der);
     let lines: Vec<&str> = b64
@@ -80,17 +80,17 @@ pub fn pem_of(der: &[u8]) -> String {
 }
 
 impl Bank {
-    pub async fn open(lifecycle_extra: &str) -> Self {
+    pub(crate) async fn open(lifecycle_extra: &str) -> Self {
         Self::open_with(Fixture::new(), lifecycle_extra).await
     }
 
     /// Like [`Self::open`], over a fixture the test prepared.
-    pub async fn open_with(fixture: Fixture, lifecycle_extra: &str) -> Self {
+    pub(crate) async fn open_with(fixture: Fixture, lifecycle_extra: &str) -> Self {
         Self::open_configured(fixture, "", lifecycle_extra).await
     }
 
     /// Like [`Self::open_with`], with more `[server]` lines.
-    pub async fn open_configured(fixture: Fixture, server_extra: &str, rest: &str) -> Self {
+    pub(crate) async fn open_configured(fixture: Fixture, server_extra: &str, rest: &str) -> Self {
         let server_lines = format!("client_auth = \"optional\"\n{server_extra}");
         let lifecycle_extra = rest;
         let lifecycle = fixture
@@ -123,7 +123,7 @@ impl Bank {
         }
     }
 
-    pub async fn permit(&self, corp: &str, user: Option<&str>) -> String {
+    pub(crate) async fn permit(&self, corp: &str, user: Option<&str>) -> String {
         let holder = Holder {
             corp_id: corp.into(),
             user_id: user.map(str::to_owned),
@@ -137,11 +137,11 @@ impl Bank {
             .to_owned()
     }
 
-    pub fn client(&self, leaf: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
+    pub(crate) fn client(&self, leaf: Option<&Leaf>) -> Arc<rustls::ClientConfig> {
         client_config(&self.fixture.ca, leaf, &[b"http/1.1"])
     }
 
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
         leaf: Option<&Leaf>,
         path: &str,
@@ -153,7 +153,7 @@ impl Bank {
     }
 
     /// Like [`Self::post`], to another server of the bank (a replica).
-    pub async fn post_to(
+    pub(crate) async fn post_to(
         &self,
         server: std::net::SocketAddr,
         leaf: Option<&Leaf>,
@@ -182,7 +182,7 @@ impl Bank {
 
     /// The administrator of corporation A acts on `user` through the admin API of `server`
     /// (`suspend`, `resume`, `revoke`, `reissue`): the status and the answer.
-    pub async fn admin_action(
+    pub(crate) async fn admin_action(
         &self,
         server: SocketAddr,
         user: &str,
@@ -201,7 +201,7 @@ impl Bank {
         (status, json)
     }
 
-    pub async fn enroll_json(
+    pub(crate) async fn enroll_json(
         &self,
         corp: &str,
         user: Option<&str>,
@@ -223,7 +223,7 @@ impl Bank {
         (status, json)
     }
 
-    pub async fn permit_state(&self, corp: &str, user: Option<&str>) -> (PermitState, u32) {
+    pub(crate) async fn permit_state(&self, corp: &str, user: Option<&str>) -> (PermitState, u32) {
         let holder = Holder {
             corp_id: corp.into(),
             user_id: user.map(str::to_owned),
@@ -239,24 +239,24 @@ impl Bank {
     }
 }
 
-pub fn problem_type(json: &serde_json::Value) -> &str {
+pub(crate) fn problem_type(json: &serde_json::Value) -> &str {
     json["type"].as_str().unwrap_or("")
 }
 
 /// A bank on a throw-away PostgreSQL database, served by two certgate processes.
-pub struct Replicas {
+pub(crate) struct Replicas {
     pub bank: Bank,
     pub second: Server,
     _database: ScratchDatabase,
 }
 
 impl Replicas {
-    pub async fn open(lifecycle_extra: &str) -> Self {
+    pub(crate) async fn open(lifecycle_extra: &str) -> Self {
         Self::open_configured("", lifecycle_extra).await
     }
 
     /// Two servers with more `[server]` lines and the rest of the config.
-    pub async fn open_configured(server_extra: &str, rest: &str) -> Self {
+    pub(crate) async fn open_configured(server_extra: &str, rest: &str) -> Self {
         let database = ScratchDatabase::create();
         let fixture = Fixture::new();
         *fixture.store_url.lock().unwrap() = Some(database.url.clone());
@@ -273,11 +273,11 @@ impl Replicas {
         }
     }
 
-    pub fn first(&self) -> SocketAddr {
+    pub(crate) fn first(&self) -> SocketAddr {
         self.bank.server.addr
     }
 
-    pub async fn status_at(&self, server: SocketAddr, leaf: &Leaf) -> u16 {
+    pub(crate) async fn status_at(&self, server: SocketAddr, leaf: &Leaf) -> u16 {
         get_once(server, self.bank.client(Some(leaf)), "/app", &[])
             .await
             .unwrap()
@@ -285,7 +285,13 @@ impl Replicas {
             .as_u16()
     }
 
-    pub async fn wait_status(&self, server: SocketAddr, leaf: &Leaf, status: u16, what: &str) {
+    pub(crate) async fn wait_status(
+        &self,
+        server: SocketAddr,
+        leaf: &Leaf,
+        status: u16,
+        what: &str,
+    ) {
         wait_until(what, || async {
             self.status_at(server, leaf).await == status
         })
@@ -294,7 +300,7 @@ impl Replicas {
 
     /// Enrolls `user` of corporation A (registered here unless the bank has them) with a new
     /// permit, at `server`.
-    pub async fn enroll_at(&self, server: SocketAddr, user: &str) -> Leaf {
+    pub(crate) async fn enroll_at(&self, server: SocketAddr, user: &str) -> Leaf {
         if !["taro", "boss"].contains(&user) {
             self.bank
                 .lifecycle
@@ -327,7 +333,7 @@ impl Replicas {
     }
 }
 
-pub fn leaf_from(json: &serde_json::Value, key_pem: String) -> Leaf {
+pub(crate) fn leaf_from(json: &serde_json::Value, key_pem: String) -> Leaf {
     Leaf {
         cert_pem: json["certificate"].as_str().unwrap().to_owned(),
         key_pem,

@@ -16,14 +16,14 @@ use tokio::net::TcpStream;
 
 use super::*;
 
-pub type Body = BoxBody<Bytes, Infallible>;
+pub(crate) type Body = BoxBody<Bytes, Infallible>;
 
-pub fn empty() -> Body {
+pub(crate) fn empty() -> Body {
     Full::new(Bytes::new()).boxed()
 }
 
 /// A rustls client trusting `ca`, optionally presenting `identity`.
-pub fn client_config(
+pub(crate) fn client_config(
     ca: &Ca,
     identity: Option<&Leaf>,
     alpn: &[&[u8]],
@@ -51,13 +51,13 @@ pub fn client_config(
 }
 
 /// One open connection (HTTP/1.1 keep-alive or h2, by ALPN).
-pub enum Conn {
+pub(crate) enum Conn {
     H1(hyper::client::conn::http1::SendRequest<Body>),
     H2(hyper::client::conn::http2::SendRequest<Body>),
 }
 
 impl Conn {
-    pub async fn open(
+    pub(crate) async fn open(
         addr: SocketAddr,
         config: Arc<rustls::ClientConfig>,
     ) -> std::io::Result<Self> {
@@ -83,7 +83,7 @@ impl Conn {
         }
     }
 
-    pub async fn send(
+    pub(crate) async fn send(
         &mut self,
         request: Request<Body>,
     ) -> Result<Response<Incoming>, hyper::Error> {
@@ -100,7 +100,7 @@ impl Conn {
     }
 
     /// GET `path` with extra headers; returns status, headers and the whole body.
-    pub async fn get(
+    pub(crate) async fn get(
         &mut self,
         path: &str,
         headers: &[(&str, &str)],
@@ -120,7 +120,7 @@ impl Conn {
 }
 
 /// One request on a fresh connection; `Err` with text when the connection or request failed.
-pub async fn get_once(
+pub(crate) async fn get_once(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     path: &str,
@@ -135,7 +135,7 @@ pub async fn get_once(
 }
 
 /// The JSON the echo upstream answered with.
-pub fn echoed(body: &Bytes) -> serde_json::Value {
+pub(crate) fn echoed(body: &Bytes) -> serde_json::Value {
     serde_json::from_slice(body)
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
 }
@@ -143,7 +143,7 @@ pub fn echoed(body: &Bytes) -> serde_json::Value {
 /// Sends `request` byte for byte over TLS (ALPN http/1.1) and reads until the server closes:
 /// for request lines and headers that well-behaved clients would not send. The request should
 /// say `Connection: close`. Returns the status, the head and the body as text.
-pub async fn raw_h1(
+pub(crate) async fn raw_h1(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     request: &str,
@@ -172,7 +172,7 @@ pub async fn raw_h1(
 
 /// A GET of `path` exactly as written (no client-side normalisation), over HTTP/1.1 or h2;
 /// returns status and body.
-pub async fn get_path(
+pub(crate) async fn get_path(
     addr: SocketAddr,
     config: Arc<rustls::ClientConfig>,
     h2: bool,
@@ -208,7 +208,7 @@ pub async fn get_path(
 
 /// Waits until `check` holds, checking every 50 ms, failing after a generous minute: for
 /// something another process does in its own time (a poll, a background task).
-pub async fn wait_until<F, Fut>(what: &str, mut check: F)
+pub(crate) async fn wait_until<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A program started by a test, killed on drop.
-pub struct Program {
+pub(crate) struct Program {
     pub child: Child,
     pub addr: SocketAddr,
     _dir: Option<tempfile::TempDir>,
@@ -24,7 +24,7 @@ impl Drop for Program {
 }
 
 /// A loopback port nothing listens on right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -33,7 +33,7 @@ pub fn free_port() -> u16 {
 }
 
 /// Waits until `addr` accepts connections (the program is up), failing fast if it exited.
-pub fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str) {
+pub(crate) fn wait_listening(child: &mut Child, addr: SocketAddr, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if std::net::TcpStream::connect(addr).is_ok() {
@@ -56,7 +56,7 @@ fn spawn(program: &str, package: &str, command: &mut Command) -> Child {
 /// nginx as a plain-HTTP application that normalises paths as nginx does: `location = /secret`
 /// answers `SECRET`, `location /login` answers `LOGIN <uri>`, anything else
 /// `DEFAULT uri=<uri> request_uri=<request_uri>`.
-pub fn nginx() -> Program {
+pub(crate) fn nginx() -> Program {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let d = dir.path().display();
@@ -114,7 +114,7 @@ http {{
 }
 
 /// The WSGI application of `peers/wsgi_echo.py` on Python's wsgiref.
-pub fn wsgi_echo() -> Program {
+pub(crate) fn wsgi_echo() -> Program {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers/wsgi_echo.py");
     let mut child = spawn(
         "python3",
@@ -141,7 +141,7 @@ pub fn wsgi_echo() -> Program {
 }
 
 /// `peers/asgi_echo.py` on hypercorn, which honours `Upgrade: h2c`.
-pub fn hypercorn_echo() -> Program {
+pub(crate) fn hypercorn_echo() -> Program {
     let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -169,7 +169,7 @@ pub fn hypercorn_echo() -> Program {
 }
 
 /// PHP's built-in server on `peers/php` (the login form of a PHP application).
-pub fn php_app() -> Program {
+pub(crate) fn php_app() -> Program {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers/php");
     let port = free_port();
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
@@ -192,7 +192,7 @@ pub fn php_app() -> Program {
 
 /// A `redis-server` of the test's own on a free port (no persistence), stopped on drop; it can be
 /// killed and started again on the same port.
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     pub port: u16,
     child: Option<Child>,
     /// Certificate and key files when it speaks TLS only.
@@ -201,12 +201,12 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::started(None)
     }
 
     /// A Redis that speaks TLS only, with this server certificate and key (PEM).
-    pub fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
+    pub(crate) fn start_tls(cert_pem: &str, key_pem: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("redis.pem"), dir.path().join("redis.key"));
         std::fs::write(&cert, cert_pem).unwrap();
@@ -237,7 +237,7 @@ impl RedisServer {
         server
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         let scheme = if self.tls.is_some() {
             "rediss"
         } else {
@@ -247,7 +247,7 @@ impl RedisServer {
     }
 
     /// Starts it (again), waiting until it listens.
-    pub fn resume(&mut self) {
+    pub(crate) fn resume(&mut self) {
         let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
         let mut command = Command::new("redis-server");
         match &self.tls {
@@ -280,7 +280,7 @@ impl RedisServer {
     }
 
     /// Kills it at once.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -295,12 +295,12 @@ impl Drop for RedisServer {
 }
 
 /// Holds the SQLite registry at `db` unreadable (see `peers/lock_sqlite.py`) until dropped.
-pub struct RegistryLock {
+pub(crate) struct RegistryLock {
     child: Child,
 }
 
 impl RegistryLock {
-    pub fn hold(db: &Path) -> Self {
+    pub(crate) fn hold(db: &Path) -> Self {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers/lock_sqlite.py");
         let mut child = spawn(
             "python3",

@@ -7,7 +7,7 @@ use rcgen::{
 use time::OffsetDateTime;
 
 /// A CA made at test time.
-pub struct Ca {
+pub(crate) struct Ca {
     pub name: String,
     issuer: Issuer<'static, KeyPair>,
     pub cert_pem: String,
@@ -15,7 +15,7 @@ pub struct Ca {
 
 /// A leaf certificate and its key.
 #[derive(Clone)]
-pub struct Leaf {
+pub(crate) struct Leaf {
     pub cert_pem: String,
     pub key_pem: String,
     pub der: Vec<u8>,
@@ -23,7 +23,7 @@ pub struct Leaf {
 }
 
 /// What a test wants in a client certificate.
-pub struct LeafSpec {
+pub(crate) struct LeafSpec {
     pub cn: String,
     pub not_before: OffsetDateTime,
     pub not_after: OffsetDateTime,
@@ -31,7 +31,7 @@ pub struct LeafSpec {
 }
 
 impl LeafSpec {
-    pub fn client(cn: &str) -> Self {
+    pub(crate) fn client(cn: &str) -> Self {
         let now = OffsetDateTime::now_utc();
         Self {
             cn: cn.to_owned(),
@@ -43,7 +43,7 @@ impl LeafSpec {
 }
 
 impl Ca {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::default();
         params
@@ -70,7 +70,7 @@ impl Ca {
         }
     }
 
-    pub fn leaf(&self, spec: LeafSpec) -> Leaf {
+    pub(crate) fn leaf(&self, spec: LeafSpec) -> Leaf {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::default();
         params
@@ -95,7 +95,12 @@ impl Ca {
     }
 
     /// A DER CRL of this CA listing `serials`, valid from an hour ago until `next_update`.
-    pub fn crl(&self, serials: &[&[u8]], number: u64, next_update: OffsetDateTime) -> Vec<u8> {
+    pub(crate) fn crl(
+        &self,
+        serials: &[&[u8]],
+        number: u64,
+        next_update: OffsetDateTime,
+    ) -> Vec<u8> {
         let now = OffsetDateTime::now_utc();
         let params = rcgen::CertificateRevocationListParams {
             this_update: now - time::Duration::hours(1),
@@ -116,11 +121,11 @@ impl Ca {
         params.signed_by(&self.issuer).unwrap().der().to_vec()
     }
 
-    pub fn client(&self, cn: &str) -> Leaf {
+    pub(crate) fn client(&self, cn: &str) -> Leaf {
         self.leaf(LeafSpec::client(cn))
     }
 
-    pub fn server(&self) -> Leaf {
+    pub(crate) fn server(&self) -> Leaf {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         params
@@ -143,10 +148,10 @@ fn rand_bytes(n: usize) -> Vec<u8> {
     out
 }
 
-pub fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub fn sha256_hex(der: &[u8]) -> String {
+pub(crate) fn sha256_hex(der: &[u8]) -> String {
     hex(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, der).as_ref())
 }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use super::free_port;
 
 /// The server the tests' throw-away databases live on.
-pub fn test_postgres() -> String {
+pub(crate) fn test_postgres() -> String {
     std::env::var("CERTGATE_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
@@ -28,18 +28,18 @@ fn psql(admin: &str, sql: &str) -> Result<(), String> {
 }
 
 /// A database of its own on the test server, dropped (with its connections) on drop.
-pub struct ScratchDatabase {
+pub(crate) struct ScratchDatabase {
     pub url: String,
     pub name: String,
     admin: String,
 }
 
 impl ScratchDatabase {
-    pub fn create() -> Self {
+    pub(crate) fn create() -> Self {
         Self::create_on(&test_postgres())
     }
 
-    pub fn create_on(admin: &str) -> Self {
+    pub(crate) fn create_on(admin: &str) -> Self {
         static COUNT: AtomicU32 = AtomicU32::new(0);
         let name = format!(
             "certgate_suite_{}_{}",
@@ -110,7 +110,7 @@ fn is_root() -> bool {
 
 /// A PostgreSQL server of the test's own on a free loopback port; its superuser `postgres` logs
 /// in with `password` (scram-sha-256). Stopped and deleted on drop.
-pub struct OwnPostgres {
+pub(crate) struct OwnPostgres {
     pub port: u16,
     pub password: String,
     data: PathBuf,
@@ -120,7 +120,7 @@ pub struct OwnPostgres {
 }
 
 impl OwnPostgres {
-    pub fn start(password: &str) -> Self {
+    pub(crate) fn start(password: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let bin = postgres_bin();
         // initdb and postgres refuse to run as root: as the postgres user, in a directory it owns.
@@ -175,7 +175,7 @@ impl OwnPostgres {
     }
 
     /// Starts the server (again), waiting until it accepts connections.
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
             self.port,
@@ -199,7 +199,7 @@ impl OwnPostgres {
     }
 
     /// Stops the server at once (connections are cut, as when its machine fails).
-    pub fn stop(&self) {
+    pub(crate) fn stop(&self) {
         let _ = self
             .command("pg_ctl")
             .arg("-D")
@@ -209,7 +209,7 @@ impl OwnPostgres {
     }
 
     /// A URL for `database` as `postgres`, with `password` in it if given.
-    pub fn url(&self, database: &str, password: Option<&str>) -> String {
+    pub(crate) fn url(&self, database: &str, password: Option<&str>) -> String {
         match password {
             Some(password) => format!(
                 "postgres://postgres:{password}@127.0.0.1:{}/{database}",

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 use super::*;
 
 /// A temporary directory with a CA, a server certificate, and a config to start from.
-pub struct Fixture {
+pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub ca: Ca,
     pub ca_path: PathBuf,
@@ -30,7 +30,7 @@ pub struct Fixture {
 }
 
 impl Fixture {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let ca = Ca::new("g1");
         let server = ca.server();
@@ -49,14 +49,14 @@ impl Fixture {
         fixture
     }
 
-    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, contents: &str) -> PathBuf {
         let path = self.dir.path().join(name);
         std::fs::write(&path, contents).unwrap();
         path
     }
 
     /// A config: `server_extra` lines go under `[server]`; `rest` is appended (more tables).
-    pub fn config(&self, server_extra: &str, rest: &str) -> String {
+    pub(crate) fn config(&self, server_extra: &str, rest: &str) -> String {
         format!(
             r#"
 [server]
@@ -115,13 +115,13 @@ crl_refresh = "1s"
         )
     }
 
-    pub fn start(&self, server_extra: &str, rest: &str) -> Server {
+    pub(crate) fn start(&self, server_extra: &str, rest: &str) -> Server {
         self.start_named("certgate.toml", server_extra, rest)
     }
 
     /// The lifecycle over this fixture's registry (and its CA, made here when `with_ca`), as the
     /// config with `server_extra` and `rest` says: how a test seeds the registry a server reads.
-    pub async fn open_lifecycle(
+    pub(crate) async fn open_lifecycle(
         &self,
         server_extra: &str,
         rest: &str,
@@ -141,18 +141,18 @@ crl_refresh = "1s"
     }
 
     /// Like `start`, with the config written under `name` (for a second server in one test).
-    pub fn start_named(&self, name: &str, server_extra: &str, rest: &str) -> Server {
+    pub(crate) fn start_named(&self, name: &str, server_extra: &str, rest: &str) -> Server {
         let path = self.write(name, &self.config(server_extra, rest));
         Server::start(&path)
     }
 }
 
-pub fn certgate() -> Command {
+pub(crate) fn certgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_certgate"))
 }
 
 /// A running `certgate serve`; killed on drop.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     pub addr: SocketAddr,
     pub ops: SocketAddr,
@@ -160,12 +160,12 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(config: &Path) -> Self {
+    pub(crate) fn start(config: &Path) -> Self {
         Self::start_in(config, None)
     }
 
     /// Starts in working directory `cwd` (where relative paths in the config resolve).
-    pub fn start_in(config: &Path, cwd: Option<&Path>) -> Self {
+    pub(crate) fn start_in(config: &Path, cwd: Option<&Path>) -> Self {
         let mut command = certgate();
         if let Some(cwd) = cwd {
             command.current_dir(cwd);
@@ -174,7 +174,7 @@ impl Server {
     }
 
     /// Starts with these environment variables set.
-    pub fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_env(config: &Path, env: &[(&str, &str)]) -> Self {
         let mut command = certgate();
         command.envs(env.iter().copied());
         Self::start_command(command, config)
@@ -233,12 +233,12 @@ impl Server {
         }
     }
 
-    pub fn logs(&self) -> String {
+    pub(crate) fn logs(&self) -> String {
         self.logs.lock().unwrap().join("\n")
     }
 
     /// Waits until a log line contains `needle`.
-    pub fn wait_for_log(&self, needle: &str) {
+    pub(crate) fn wait_for_log(&self, needle: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.logs().contains(needle) {
             assert!(
@@ -250,7 +250,7 @@ impl Server {
         }
     }
 
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.child.id().to_string())
@@ -260,7 +260,7 @@ impl Server {
     }
 
     /// `GET` on the ops listener.
-    pub async fn ops_get(&self, path: &str) -> (StatusCode, String) {
+    pub(crate) async fn ops_get(&self, path: &str) -> (StatusCode, String) {
         let stream = TcpStream::connect(self.ops).await.unwrap();
         let (mut send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
@@ -281,7 +281,7 @@ impl Server {
     }
 
     /// The value of one metric line, e.g. `certgate_tls_handshakes_total{result="ok"}`.
-    pub async fn metric(&self, series: &str) -> f64 {
+    pub(crate) async fn metric(&self, series: &str) -> f64 {
         let (_, text) = self.ops_get("/metrics").await;
         text.lines()
             .find_map(|line| {
@@ -291,7 +291,7 @@ impl Server {
             .unwrap_or(0.0)
     }
 
-    pub fn peak_rss_kib(&self) -> u64 {
+    pub(crate) fn peak_rss_kib(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         status
             .lines()
@@ -301,7 +301,7 @@ impl Server {
     }
 
     /// Waits for the process to exit and returns its exit code.
-    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+    pub(crate) fn wait_exit(&mut self, within: Duration) -> Option<i32> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {

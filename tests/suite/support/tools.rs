@@ -6,7 +6,7 @@ use std::process::Command;
 
 /// Runs `program args` in `dir`; returns its standard output, or fails the test with its
 /// standard error.
-pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
+pub(crate) fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
     let out = Command::new(program)
         .args(args)
         .current_dir(dir)
@@ -21,7 +21,7 @@ pub fn run_in(dir: &Path, program: &str, args: &[&str]) -> String {
 }
 
 /// `openssl x509 -noout <what>` of a PEM certificate (`-subject`, `-issuer`, `-serial`, …).
-pub fn openssl_x509(cert_pem: &str, what: &[&str]) -> String {
+pub(crate) fn openssl_x509(cert_pem: &str, what: &[&str]) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.pem"), cert_pem).unwrap();
     let mut args = vec!["x509", "-noout", "-in", "c.pem"];
@@ -30,7 +30,7 @@ pub fn openssl_x509(cert_pem: &str, what: &[&str]) -> String {
 }
 
 /// `openssl crl -text` of a DER CRL.
-pub fn openssl_crl_text(der: &[u8]) -> String {
+pub(crate) fn openssl_crl_text(der: &[u8]) -> String {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("c.crl"), der).unwrap();
     run_in(

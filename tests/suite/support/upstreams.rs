@@ -15,7 +15,7 @@ use super::*;
 
 /// A plain-HTTP upstream in this process: `/big?bytes=N` streams N bytes, `/slow?ms=N` answers
 /// after N ms, anything else echoes.
-pub async fn test_upstream() -> SocketAddr {
+pub(crate) async fn test_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -71,7 +71,7 @@ async fn upstream_answer(request: Request<Incoming>) -> Response<Body> {
 }
 
 /// An upstream that accepts connections and never answers.
-pub async fn silent_upstream() -> SocketAddr {
+pub(crate) async fn silent_upstream() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -84,13 +84,13 @@ pub async fn silent_upstream() -> SocketAddr {
 }
 
 /// An address where nothing listens.
-pub fn closed_port() -> SocketAddr {
+pub(crate) fn closed_port() -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.local_addr().unwrap()
 }
 
 /// A streamed request body of `total` bytes in 1 MiB chunks.
-pub fn big_body(total: u64) -> Body {
+pub(crate) fn big_body(total: u64) -> Body {
     let chunk = Bytes::from(vec![b'u'; 1 << 20]);
     let chunks = total.div_ceil(1 << 20);
     let stream = futures_util::stream::iter((0..chunks).map(move |index| {
@@ -102,7 +102,7 @@ pub fn big_body(total: u64) -> Body {
 
 /// A WebSocket echo: every text or binary message comes back. The upgrade request must carry the
 /// identity certgate injected (`x-client-user-id`).
-pub async fn websocket_upstream() -> SocketAddr {
+pub(crate) async fn websocket_upstream() -> SocketAddr {
     use futures_util::{SinkExt as _, StreamExt as _};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
@@ -135,7 +135,7 @@ pub async fn websocket_upstream() -> SocketAddr {
 }
 
 /// A WebSocket client over TLS to certgate at `server`, presenting `leaf`.
-pub async fn websocket_client(
+pub(crate) async fn websocket_client(
     server: SocketAddr,
     config: std::sync::Arc<rustls::ClientConfig>,
 ) -> tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
@@ -156,7 +156,7 @@ pub async fn websocket_client(
 
 /// An upstream that reports each request's arrival on the channel returned and answers
 /// `slow answer` only when released: a test can act while a request is in flight, on an event.
-pub async fn gated_upstream() -> (
+pub(crate) async fn gated_upstream() -> (
     SocketAddr,
     tokio::sync::mpsc::UnboundedReceiver<()>,
     std::sync::Arc<tokio::sync::Notify>,
@@ -190,7 +190,7 @@ pub async fn gated_upstream() -> (
 }
 
 /// An application that answers every request `101 Switching Protocols` to h2c, asked or not.
-pub async fn switching_upstream() -> SocketAddr {
+pub(crate) async fn switching_upstream() -> SocketAddr {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

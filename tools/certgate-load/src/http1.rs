@@ -118,11 +118,11 @@ impl RespBuf {
 
     async fn skip<S: AsyncRead + Unpin>(&mut self, s: &mut S, mut n: u64) -> Result<(), OpError> {
         loop {
-            let avail = (self.end - self.start) as u64;
-            let take = avail.min(n);
-            // `take` <= avail, which is a usize.
-            self.start += take as usize;
-            n -= take;
+            let avail = self.end - self.start;
+            // All that is buffered when `n` is more than a usize can count.
+            let take = usize::try_from(n).map_or(avail, |n| n.min(avail));
+            self.start += take;
+            n -= take as u64;
             if n == 0 {
                 return Ok(());
             }

@@ -35,9 +35,14 @@ pub(crate) struct Pacer {
 
 impl Pacer {
     pub(crate) fn new(rate: f64) -> Self {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "whole nanoseconds are meant; there is no try_from for floats, and `as` saturates (a rate too small for u64 nanoseconds waits u64::MAX)"
+        )]
+        let interval_ns = ((1e9 / rate) as u64).max(1);
         Self {
             origin: Instant::now(),
-            interval_ns: ((1e9 / rate) as u64).max(1),
+            interval_ns,
             next_ns: AtomicU64::new(0),
         }
     }

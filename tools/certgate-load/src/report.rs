@@ -92,6 +92,10 @@ fn latency(sorted_us: &[u32]) -> Option<Latency> {
     let last = *sorted_us.last()?;
     // Nearest-rank percentile.
     let pct = |p: f64| {
+        #[expect(
+            clippy::cast_possible_truncation,
+            reason = "the ceiling is a whole number; there is no try_from for floats, `as` saturates and the clamp bounds it to a rank"
+        )]
         let rank = ((p * sorted_us.len() as f64).ceil() as usize).clamp(1, sorted_us.len());
         f64::from(sorted_us[rank - 1]) / 1000.0
     };

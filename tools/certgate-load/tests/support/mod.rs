@@ -24,14 +24,14 @@ use tokio::runtime::Runtime;
 use tokio_rustls::TlsAcceptor;
 
 /// A CA made at test time.
-pub struct Ca {
+pub(crate) struct Ca {
     issuer: Issuer<'static, KeyPair>,
     pub cert_pem: String,
     der: CertificateDer<'static>,
 }
 
 /// A certificate this CA issued, with its key.
-pub struct Leaf {
+pub(crate) struct Leaf {
     pub cert_pem: String,
     pub key_pem: String,
     der: CertificateDer<'static>,
@@ -39,7 +39,7 @@ pub struct Leaf {
 }
 
 impl Ca {
-    pub fn new(name: &str) -> Self {
+    pub(crate) fn new(name: &str) -> Self {
         let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let mut params = CertificateParams::default();
         params
@@ -71,7 +71,7 @@ impl Ca {
         }
     }
 
-    pub fn client(&self, cn: &str) -> Leaf {
+    pub(crate) fn client(&self, cn: &str) -> Leaf {
         let mut params = CertificateParams::default();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
@@ -79,7 +79,7 @@ impl Ca {
     }
 
     /// For `localhost` and 127.0.0.1.
-    pub fn server(&self) -> Leaf {
+    pub(crate) fn server(&self) -> Leaf {
         let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
         params
             .subject_alt_names
@@ -90,10 +90,10 @@ impl Ca {
 }
 
 /// The body of every answer.
-pub const BODY: &[u8] = b"hello from the test target\n";
+pub(crate) const BODY: &[u8] = b"hello from the test target\n";
 
 /// An mTLS server on its own runtime; dropping it stops it.
-pub struct MtlsServer {
+pub(crate) struct MtlsServer {
     pub addr: SocketAddr,
     runtime: Option<Runtime>,
 }
@@ -101,7 +101,7 @@ pub struct MtlsServer {
 impl MtlsServer {
     /// Requires a client certificate issued by `ca`; speaks h2 and HTTP/1.1 (ALPN), and
     /// resumes TLS 1.3 sessions with the tickets it sends (rustls' defaults).
-    pub fn start(ca: &Ca) -> Self {
+    pub(crate) fn start(ca: &Ca) -> Self {
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut roots = RootCertStore::empty();
         roots.add(ca.der.clone()).unwrap();
