@@ -76,7 +76,13 @@ fn proxy(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Arc<Proxy>, Ar
             .await
             .expect("standing");
         let clock = lifecycle.clock().clone();
-        let api: Arc<dyn OwnPaths> = Arc::new(Api::new(lifecycle));
+        let api: Arc<dyn OwnPaths> = Arc::new(Api::new(
+            lifecycle,
+            certgate::api::pages::Pages::new(
+                certgate::api::pages::PageKey::from_bytes(&[0; 32]),
+                certgate::api::pages::Templates::new(None),
+            ),
+        ));
         let metrics = Arc::new(Metrics::new(
             &HandshakeOutcome::ALL.map(HandshakeOutcome::label),
         ));

@@ -10,6 +10,7 @@ use http::Request;
 use hyper::body::Incoming;
 
 use crate::api::Api;
+use crate::api::pages::{PageKey, Pages, Templates};
 use crate::config::{Config, ConfigError, LogConfig, LogFormat};
 use crate::identity::Caller;
 use crate::lifecycle::{Announced, ChangeListener, CrlWriter, Lifecycle, Wiring};
@@ -218,6 +219,22 @@ pub async fn open_operator_lifecycle(config: &Config) -> Result<Lifecycle, Serve
     lifecycle_over(config, store, wiring)
 }
 
+/// The pages for people: their templates (with the bank's overrides) and the key of their
+/// forms, made on first start when missing.
+fn pages(config: &Config) -> Result<Pages, ServeError> {
+    let path = &config.pages.secret_file;
+    let (key, created) = PageKey::load_or_create(path).map_err(|err| {
+        ServeError::Config(ConfigError::new("pages.secret_file", err.to_string()))
+    })?;
+    if created {
+        tracing::info!(file = %path.display(), "made the key of the pages' forms (pages.secret_file); replicas share it, as they share the CA");
+    }
+    Ok(Pages::new(
+        key,
+        Templates::new(config.pages.templates.as_deref()),
+    ))
+}
+
 /// certgate's own paths, as the proxy sees them.
 impl OwnPaths for Api {
     fn owns(&self, path: &str) -> bool {
@@ -293,7 +310,7 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         tickets.clone(),
     ));
     let ticket_watch = tickets.map(|tickets| tokio::spawn(tickets.watch()));
-    let api: Arc<dyn OwnPaths> = Arc::new(Api::new(lifecycle.clone()));
+    let api: Arc<dyn OwnPaths> = Arc::new(Api::new(lifecycle.clone(), pages(&config)?));
     let proxy = Arc::new(Proxy::new(
         &config,
         metrics.clone(),

@@ -15,6 +15,7 @@
 mod encode;
 mod est;
 mod json;
+pub mod pages;
 mod problem;
 mod throttle;
 
@@ -36,6 +37,7 @@ const MAX_BODY: usize = 64 * 1024;
 pub struct Api {
     lifecycle: Lifecycle,
     throttle: std::sync::Arc<throttle::EnrollThrottle>,
+    pages: std::sync::Arc<pages::Pages>,
 }
 
 /// One request as the endpoints see it: the head and the whole (small) body.
@@ -77,14 +79,15 @@ impl Call<'_> {
 }
 
 impl Api {
-    /// The endpoints over the lifecycle service.
-    pub fn new(lifecycle: Lifecycle) -> Self {
+    /// The endpoints over the lifecycle service, with the pages for people.
+    pub fn new(lifecycle: Lifecycle, pages: pages::Pages) -> Self {
         let throttle = std::sync::Arc::new(throttle::EnrollThrottle::new(
             lifecycle.rules().enroll_attempts_per_minute,
         ));
         Self {
             lifecycle,
             throttle,
+            pages: std::sync::Arc::new(pages),
         }
     }
 
@@ -137,6 +140,7 @@ impl Api {
                 &Method::POST,
                 [".well-known", "est", "simpleenroll" | "serverkeygen"]
                     | ["certgate", "api", "enroll" | "enroll.p12"]
+                    | ["certgate", "enroll"]
             )
         );
         if enrolls {
@@ -177,6 +181,12 @@ impl Api {
                 self.admin_action(&call, user_id, action).await
             }
             (Method::GET, ["certgate", "crl", file]) => self.crl(file).await,
+            (Method::GET, ["certgate", "enroll"]) => self.page_enroll(&call),
+            (Method::POST, ["certgate", "enroll"]) => self.page_enroll_post(&call).await,
+            (Method::GET, ["certgate", "renew"]) => self.page_renew(&call).await,
+            (Method::POST, ["certgate", "renew"]) => self.page_renew_post(&call).await,
+            (Method::GET, ["certgate", "me"]) => self.page_me(&call).await,
+            (Method::GET, ["certgate", "static", "certgate.css"]) => self.page_style(),
             (Method::GET, ["certgate"] | ["certgate", ""]) => self.index(&call),
             (_, route) => match allowed_methods(route) {
                 Some(allow) => {
@@ -204,9 +214,10 @@ impl Api {
             "me": "/certgate/api/me",
             "admin": "/certgate/api/admin/users",
             "crl": "/certgate/crl/g1.crl",
+            "pages": ["/certgate/enroll", "/certgate/renew", "/certgate/me"],
         });
         if crate::http::wants_html(call.parts.headers.get(header::ACCEPT)) {
-            let html = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>certgate</title></head>\n<body><h1>certgate</h1>\n<p>This is the bank's certificate service. Programs use EST at <code>/.well-known/est/</code> and the JSON API under <code>/certgate/api/</code> (<code>enroll</code>, <code>enroll.p12</code>, <code>renew</code>, <code>me</code>, <code>admin/users</code>); CRLs are under <code>/certgate/crl/</code>.</p>\n</body></html>\n";
+            let html = "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>certgate</title></head>\n<body><h1>certgate</h1>\n<p>This is the bank's certificate service. People get their certificate at <a href=\"/certgate/enroll\">/certgate/enroll</a>, renew it at <a href=\"/certgate/renew\">/certgate/renew</a> and see it at <a href=\"/certgate/me\">/certgate/me</a>. Programs use EST at <code>/.well-known/est/</code> and the JSON API under <code>/certgate/api/</code> (<code>enroll</code>, <code>enroll.p12</code>, <code>renew</code>, <code>me</code>, <code>admin/users</code>); CRLs are under <code>/certgate/crl/</code>.</p>\n</body></html>\n";
             return bytes_response(StatusCode::OK, "text/html; charset=utf-8", html);
         }
         crate::http::json_response(
@@ -248,7 +259,10 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
         [".well-known", "est", "cacerts"]
         | ["certgate", "api", "me"]
         | ["certgate", "api", "admin", "users" | "audit"]
-        | ["certgate", "crl", _] => Some("GET, HEAD"),
+        | ["certgate", "crl", _]
+        | ["certgate", "me"]
+        | ["certgate", "static", "certgate.css"] => Some("GET, HEAD"),
+        ["certgate", "enroll" | "renew"] => Some("GET, HEAD, POST"),
         [
             ".well-known",
             "est",

@@ -127,12 +127,22 @@ pub fn init(common: &Common) -> ExitCode {
     match crate::pki::Pki::init(settings, crate::model::now()) {
         Ok(pki) => {
             let generation = pki.current();
+            let key = &config.pages.secret_file;
+            let made_key = match crate::api::pages::PageKey::load_or_create(key) {
+                Ok((_, made)) => made,
+                Err(err) => return fail(REFUSED, &format!("pages.secret_file: {err}")),
+            };
             let output = Output::Done {
                 text: format!(
-                    "made the root CA and generation {} ({}) in {}",
+                    "made the root CA and generation {} ({}) in {}{}",
                     generation.name,
                     generation.unit,
-                    config.pki.dir.display()
+                    config.pki.dir.display(),
+                    if made_key {
+                        format!("; the pages' form key in {}", key.display())
+                    } else {
+                        String::new()
+                    }
                 ),
                 json: serde_json::json!({
                     "dir": config.pki.dir.display().to_string(),

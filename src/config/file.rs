@@ -34,6 +34,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub login: LoginFile,
     #[serde(default)]
+    pub pages: PagesFile,
+    #[serde(default)]
     pub revocation: RevocationFile,
 }
 
@@ -170,6 +172,13 @@ pub(super) struct LifecycleFile {
     pub renew_window_days: Option<i64>,
     pub revoke_old_on_renew: Option<bool>,
     pub enroll_attempts_per_minute: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PagesFile {
+    pub secret_file: Option<String>,
+    pub templates: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

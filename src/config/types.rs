@@ -337,4 +337,17 @@ pub struct Config {
     pub revocation: RevocationConfig,
     /// `[login]`, when the application's login form is to be guarded.
     pub login: Option<LoginConfig>,
+    /// `[pages]`.
+    pub pages: PagesConfig,
+}
+
+/// `[pages]`: the pages for people in a browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PagesConfig {
+    /// `secret_file`: the key that signs the pages' form tokens and cookies, default
+    /// `<pki.dir>/pages.key` (made at first start or by `certgate init`; replicas share it, as
+    /// they share the CA).
+    pub secret_file: PathBuf,
+    /// `templates`: a directory whose `*.html` files replace the built-in templates.
+    pub templates: Option<PathBuf>,
 }

@@ -49,6 +49,7 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         },
         access: file.log.access.unwrap_or(true),
     };
+    let pki = validate_pki(file.pki)?;
     Ok(Config {
         server,
         trust,
@@ -59,7 +60,8 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         ops,
         log,
         store: validate_store(file.store)?,
-        pki: validate_pki(file.pki)?,
+        pages: validate_pages(file.pages, &pki)?,
+        pki,
         lifecycle: validate_lifecycle(file.lifecycle)?,
         revocation: validate_revocation(file.revocation)?,
         login: validate_login(file.login)?,
@@ -465,6 +467,38 @@ fn validate_store(file: file::StoreFile) -> Result<StoreConfig, ConfigError> {
         url,
         max_connections,
         connect_timeout,
+    })
+}
+
+fn validate_pages(file: file::PagesFile, pki: &PkiConfig) -> Result<PagesConfig, ConfigError> {
+    let secret_file = match file.secret_file {
+        None => pki.dir.join("pages.key"),
+        Some(path) if path.trim().is_empty() => {
+            return Err(ConfigError::new(
+                "pages.secret_file",
+                "an empty path; name the key file, e.g. \"data/pki/pages.key\", or leave the key out",
+            ));
+        }
+        Some(path) => PathBuf::from(path),
+    };
+    let templates = match file.templates {
+        None => None,
+        Some(dir) => {
+            let path = PathBuf::from(&dir);
+            if !path.is_dir() {
+                return Err(ConfigError::new(
+                    "pages.templates",
+                    format!(
+                        "{dir:?} is not a directory; name the directory of the bank's *.html templates"
+                    ),
+                ));
+            }
+            Some(path)
+        }
+    };
+    Ok(PagesConfig {
+        secret_file,
+        templates,
     })
 }
 

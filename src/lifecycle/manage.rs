@@ -11,6 +11,9 @@ use crate::store::{
     StatusRow, User, UserStatus,
 };
 
+/// How many of a corporation's latest audit entries a holder's own history is looked for in.
+const OWN_HISTORY_WINDOW: u32 = 2_000;
+
 /// A permit just issued: the PIN is shown once and never stored in clear (`Debug` hides it).
 #[derive(Debug, Clone)]
 pub struct PermitView {
@@ -407,6 +410,44 @@ impl Lifecycle {
             None => require_operator(ctx)?,
         }
         Ok(self.store().list_audit(corp_id, limit).await?)
+    }
+
+    /// A certificate holder's own history, newest first: what they did, and what was done to
+    /// them or to their certificates. Anyone with a certificate may read their own.
+    pub async fn own_history(
+        &self,
+        ctx: &Context,
+        limit: usize,
+    ) -> Result<Vec<AuditEntry>, LifecycleError> {
+        let Actor::Certificate { holder, .. } = &ctx.actor else {
+            return Err(LifecycleError::Forbidden {
+                why: "one's own history is read with one's certificate".to_owned(),
+            });
+        };
+        let key = holder.key();
+        let serials: std::collections::HashSet<String> = self
+            .store()
+            .holder_certificates(holder)
+            .await?
+            .iter()
+            .map(|certificate| certificate.serial.to_hex())
+            .collect();
+        let as_actor = [format!("cert:{key}"), format!("enrollee:{key}")];
+        // A corporation's recent trail holds its users' entries; the holder's are filtered out
+        // of it rather than indexed, since the trail of one corporation is short.
+        let entries = self
+            .store()
+            .list_audit(Some(&holder.corp_id), OWN_HISTORY_WINDOW)
+            .await?;
+        Ok(entries
+            .into_iter()
+            .filter(|entry| {
+                as_actor.contains(&entry.actor)
+                    || entry.target == key
+                    || serials.contains(&entry.target)
+            })
+            .take(limit)
+            .collect())
     }
 
     // --- operator: certificates and the CA ------------------------------------------------------

@@ -24,6 +24,7 @@ mod identity_headers;
 mod layout;
 mod life;
 mod login_form;
+mod pages;
 mod paths;
 mod proxy;
 mod registry;
