@@ -641,6 +641,21 @@ fn status_word(status: &str) -> &'static str {
 mod tests {
     use super::*;
 
+    /// A page with every value some template reads.
+    fn full_page(lang: Lang) -> Page {
+        let cert =
+            json!({"o": "Bank", "ou": "CA", "cn": "1 taro", "serial": "0a", "not_after": "x"});
+        let me = json!({"corp_id": "1", "user_id": "taro", "serial": "0a", "not_after": "x",
+            "status": "issued", "days_left": 3, "renewal_opens": "y", "can_renew": true});
+        Page::new(lang, ENROLL)
+            .set("title", json!("T"))
+            .set("message", json!("M"))
+            .set("cert", cert)
+            .set("me", me)
+            .set("p12", json!("AAAA"))
+            .set("history", json!([]))
+    }
+
     #[test]
     fn every_built_in_page_renders_in_both_languages() {
         let pages = Pages::new(PageKey::from_bytes(&[1; 32]), Templates::new(None));
@@ -654,10 +669,7 @@ mod tests {
                 "me.html",
                 "message.html",
             ] {
-                let page = Page::new(lang, ENROLL)
-                    .set("error", json!("<script>alert(1)</script>"))
-                    .set("title", json!("T"))
-                    .set("message", json!("M"));
+                let page = full_page(lang).set("error", json!("<script>alert(1)</script>"));
                 let html = pages.templates.render(
                     template,
                     &minijinja::Value::from_serialize(serde_json::Value::Object(page.context)),
@@ -688,10 +700,7 @@ mod tests {
         .unwrap();
         let templates = Templates::new(Some(dir.path()));
         let context = minijinja::Value::from_serialize(serde_json::Value::Object(
-            Page::new(Lang::En, ME)
-                .set("title", json!("T"))
-                .set("message", json!("M"))
-                .context,
+            full_page(Lang::En).context,
         ));
         assert!(
             templates
