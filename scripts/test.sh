@@ -3,7 +3,7 @@
 # (debug profile). Installs what the tests need when it is missing, so that a fresh machine
 # passes: curl and openssl (clients), nginx, python3, hypercorn and PHP (real upstreams),
 # strongSwan's pki (an EST client), PostgreSQL (the second registry backend), Redis (the
-# replicas' change stream). Tests start their own throw-away servers on
+# replicas' change stream), Chromium, Node.js and Playwright (the pages). Tests start their own throw-away servers on
 # free loopback ports and stop them; tests that only need a PostgreSQL database make one on the
 # machine's server (CERTGATE_TEST_POSTGRES, by default 127.0.0.1:5432) and drop it, and when no
 # server answers there this script starts one of its own for the run.
@@ -27,6 +27,13 @@ python3 -c 'import hypercorn' >/dev/null 2>&1 || need_apt+=(python3-hypercorn)
 need php php-cli
 need redis-server redis-server
 need psql postgresql-client
+# The pages are tested in Debian's Chromium driven by Playwright (tests/browser), and
+# photographed: a Japanese font makes the screenshots readable.
+need chromium chromium
+need node nodejs
+need npm npm
+[ -e /usr/share/fonts/opentype/ipafont-gothic ] || ls /usr/share/fonts/*/*ipa* >/dev/null 2>&1 \
+  || ls /usr/share/fonts/opentype/noto/NotoSansCJK* >/dev/null 2>&1 || need_apt+=(fonts-ipafont-gothic)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 \
   || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -40,6 +47,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_apt[@]}" >/dev/null
   [ -z "$made_policy" ] || rm -f /usr/sbin/policy-rc.d
+fi
+# Playwright, at the version tests/browser/package-lock.json pins.
+if [ ! -d tests/browser/node_modules/playwright-core ]; then
+  echo "test.sh: npm ci in tests/browser (Playwright)"
+  (cd tests/browser && npm ci --no-audit --no-fund --silent)
 fi
 # When python3 is not Debian's (pyenv), the Debian package does not reach it: its own pip does.
 python3 -c 'import hypercorn' >/dev/null 2>&1 || python3 -m pip install --quiet hypercorn

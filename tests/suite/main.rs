@@ -11,6 +11,7 @@
 mod support;
 
 mod api;
+mod browser;
 mod cli;
 mod client;
 mod crash;

@@ -344,11 +344,11 @@ async fn bad_enrollment_forms_show_the_form_again_and_change_nothing() {
             "sent from another site",
         ),
         (
-            "an opaque origin",
-            vec![],
+            "an opaque origin without the token",
+            vec![("token", String::new())],
             &[("origin", "null")],
             403,
-            "sent from another site",
+            "has expired or is not valid",
         ),
     ];
     for (what, changes, headers, status, says) in cases {

@@ -140,18 +140,21 @@ fn decode_hex(text: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-/// Whether the browser says this request came from another site: `Sec-Fetch-Site` other than
-/// `same-origin` or `none` (typed or bookmarked), or an `Origin` that is not this host over
-/// HTTPS. A request with neither header is left to the token.
+/// Whether the browser says this request came from another site. `Sec-Fetch-Site`, which no page
+/// can set, decides when present (`same-origin`, or `none` for a typed or bookmarked request, is
+/// this site). Without it (older browsers), an `Origin` that is not this host over HTTPS is
+/// another site. `Origin: null` says nothing: browsers send it for every form posted from a page
+/// with `Referrer-Policy: no-referrer`, as certgate's pages are; the token decides then.
 pub(super) fn from_another_site(parts: &http::request::Parts) -> bool {
     if let Some(site) = parts.headers.get("sec-fetch-site") {
-        if !matches!(site.as_bytes(), b"same-origin" | b"none") {
-            return true;
-        }
+        return !matches!(site.as_bytes(), b"same-origin" | b"none");
     }
     let Some(origin) = parts.headers.get(header::ORIGIN) else {
         return false;
     };
+    if origin.as_bytes() == b"null" {
+        return false;
+    }
     let host = parts
         .uri
         .authority()
@@ -252,7 +255,19 @@ mod tests {
             "origin",
             "http://bank.example"
         )])));
-        assert!(from_another_site(&parts(&[("origin", "null")])));
+        assert!(!from_another_site(&parts(&[("origin", "null")])));
+        assert!(!from_another_site(&parts(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "same-origin")
+        ])));
+        assert!(from_another_site(&parts(&[
+            ("origin", "null"),
+            ("sec-fetch-site", "cross-site")
+        ])));
+        assert!(from_another_site(&parts(&[
+            ("origin", "https://bank.example"),
+            ("sec-fetch-site", "cross-site")
+        ])));
     }
 
     #[test]

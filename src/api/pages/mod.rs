@@ -285,7 +285,20 @@ impl Api {
         form: &std::collections::HashMap<String, String>,
     ) -> Result<(), String> {
         if from_another_site(&call.parts) {
-            tracing::warn!(peer = %call.caller.peer, path, "a form sent from another site was refused");
+            let header = |name: &str| {
+                call.parts
+                    .headers
+                    .get(name)
+                    .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+            };
+            tracing::warn!(
+                peer = %call.caller.peer,
+                path,
+                origin = header("origin"),
+                sec_fetch_site = header("sec-fetch-site"),
+                host = header("host"),
+                "a form sent from another site was refused"
+            );
             return Err(lang.word("err_cross_site").to_owned());
         }
         let token = form.get("token").map_or("", String::as_str);

@@ -1,0 +1,156 @@
+// certgate's pages in a real Chromium, as the bank's customers use them (run by
+// tests/suite/browser.rs, which starts certgate and seeds the registry). Every step asserts what
+// a person would see; every page is photographed in Japanese and English into SHOTS.
+//
+// The administrator enrolls → downloads certificate.p12 → a fresh browser context with it opens
+// the application through certgate, whose echo shows the identity; a user enrolls the same way;
+// the user renews (Cancel first, then Execute) → the new certificate works.
+//
+// Environment: BASE (https://localhost:PORT), CORP, ADMIN_PIN, USER, USER_PIN, SHOTS (a
+// directory), CHROMIUM (default /usr/bin/chromium). Prints one JSON line of what it saw.
+import { chromium } from 'playwright-core';
+import fs from 'node:fs';
+import path from 'node:path';
+import assert from 'node:assert/strict';
+
+const env = (name, fallback) => {
+  const value = process.env[name] ?? fallback;
+  if (value === undefined) throw new Error(`${name} is not set`);
+  return value;
+};
+const BASE = env('BASE');
+const CORP = env('CORP');
+const USER = env('USER_ID');
+const SHOTS = env('SHOTS');
+const PASSWORD = 'browser-password-1';
+fs.mkdirSync(SHOTS, { recursive: true });
+
+const browser = await chromium.launch({
+  executablePath: env('CHROMIUM', '/usr/bin/chromium'),
+  args: ['--no-sandbox'],
+});
+const seen = {};
+
+/// A context without a certificate, or with the PKCS#12 file at `pfx`.
+async function context(pfx) {
+  return browser.newContext({
+    ignoreHTTPSErrors: true,
+    acceptDownloads: true,
+    // The bank's customers' browsers ask for Japanese (Chromium's own default is en-US).
+    locale: 'ja-JP',
+    clientCertificates: pfx ? [{ origin: BASE, pfxPath: pfx, passphrase: PASSWORD }] : [],
+  });
+}
+
+/// Photographs the page as it is, then in the other language through its switch, and back.
+async function shoot(page, name) {
+  const lang = await page.getAttribute('html', 'lang');
+  await page.screenshot({ path: path.join(SHOTS, `${name}-${lang}.png`), fullPage: true });
+}
+
+/// Photographs a page that a GET shows in both languages: as it is, then through its language
+/// switch, then goes back to it (by its address: certgate's pages are never cached).
+async function bothLanguages(page, name) {
+  await shoot(page, name);
+  const url = page.url();
+  const other = await page.getAttribute('#lang-switch', 'hreflang');
+  await page.click('#lang-switch');
+  assert.equal(await page.getAttribute('html', 'lang'), other);
+  await shoot(page, name);
+  await page.goto(url);
+}
+
+/// Enrolls on /certgate/enroll in Japanese, keeps certificate.p12, returns its path and the page.
+async function enroll(who, corp, user, pin) {
+  const ctx = await context();
+  const page = await ctx.newPage();
+  await page.goto(`${BASE}/certgate/enroll`);
+  assert.equal(await page.getAttribute('html', 'lang'), 'ja');
+  await bothLanguages(page, 'enroll');
+  // A wrong PIN first: the form again, with the generic refusal and the IDs kept.
+  await page.fill('#corp_id', corp);
+  if (user) await page.fill('#user_id', user);
+  await page.fill('#pin', 'WRONG-PIN-0');
+  await page.fill('#password', PASSWORD);
+  await page.fill('#password2', PASSWORD);
+  await page.click('#submit');
+  assert.match(await page.textContent('#error'), /仮暗証番号が正しくありません/);
+  assert.equal(await page.inputValue('#corp_id'), corp);
+  assert.equal(await page.inputValue('#pin'), '');
+  await shoot(page, 'enroll-refused');
+  await page.fill('#pin', pin);
+  await page.fill('#password', PASSWORD);
+  await page.fill('#password2', PASSWORD);
+  await page.click('#submit');
+  await page.waitForSelector('#download');
+  const cn = (await page.textContent('#cn')).trim();
+  assert.equal(cn, user ? `${corp} ${user}` : corp);
+  const serial = (await page.textContent('#serial')).trim();
+  await shoot(page, `enrolled-${who}`);
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  assert.equal(download.suggestedFilename(), 'certificate.p12');
+  const file = path.join(SHOTS, `${who}.p12`);
+  await download.saveAs(file);
+  await ctx.close();
+  return { file, serial, cn };
+}
+
+/// Opens the application through certgate with the certificate in `pfx`: what the echo saw.
+async function application(pfx) {
+  const ctx = await context(pfx);
+  const page = await ctx.newPage();
+  const response = await page.goto(`${BASE}/top`);
+  const status = response.status();
+  const text = await page.textContent('body');
+  await ctx.close();
+  return { status, echo: status === 200 ? JSON.parse(text) : text };
+}
+
+try {
+  // The administrator first.
+  const admin = await enroll('admin', CORP, '', env('ADMIN_PIN'));
+  const adminApp = await application(admin.file);
+  assert.equal(adminApp.status, 200);
+  assert.equal(adminApp.echo.headers['x-client-corp-id'], CORP);
+  seen.admin = { serial: admin.serial, corp: adminApp.echo.headers['x-client-corp-id'] };
+
+  // Then the user.
+  const user = await enroll('user', CORP, USER, env('USER_PIN'));
+  const userApp = await application(user.file);
+  assert.equal(userApp.status, 200);
+  assert.equal(userApp.echo.headers['x-client-user-id'], USER);
+  seen.user = { serial: user.serial, user: userApp.echo.headers['x-client-user-id'] };
+
+  // The user's own page, then renewal: Cancel, then Execute.
+  const ctx = await context(user.file);
+  const page = await ctx.newPage();
+  await page.goto(`${BASE}/certgate/me`);
+  assert.equal((await page.textContent('#serial')).trim(), user.serial);
+  await bothLanguages(page, 'me');
+  await page.click('#renew');
+  await page.waitForSelector('#execute');
+  await bothLanguages(page, 'renew');
+  await page.click('#cancel');
+  assert.match(await page.textContent('h1'), /電子証明書更新中断/);
+  await shoot(page, 'renew-cancelled');
+  await page.click('#back');
+  await page.fill('#password', PASSWORD);
+  await page.fill('#password2', PASSWORD);
+  await page.click('#execute');
+  await page.waitForSelector('#download');
+  const renewedSerial = (await page.textContent('#serial')).trim();
+  assert.notEqual(renewedSerial, user.serial);
+  assert.ok(await page.$('#old-certificate'));
+  await shoot(page, 'renewed');
+  const [download] = await Promise.all([page.waitForEvent('download'), page.click('#download')]);
+  const renewedFile = path.join(SHOTS, 'user-renewed.p12');
+  await download.saveAs(renewedFile);
+  await ctx.close();
+  const renewedApp = await application(renewedFile);
+  assert.equal(renewedApp.status, 200);
+  assert.equal(renewedApp.echo.headers['x-client-user-id'], USER);
+  seen.renewed = { serial: renewedSerial, servedSerial: renewedApp.echo.headers['x-client-cert-serial'] };
+  console.log(JSON.stringify(seen));
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,104 @@
+//! certgate's pages in Debian's Chromium, driven by Playwright (`tests/browser/flow.mjs`): the
+//! administrator and then a user enroll, download `certificate.p12`, open the application with
+//! it; the user renews. Screenshots of every page, in Japanese and English, are kept under
+//! `target/pages-screenshots/`. `scripts/test.sh` installs Chromium and Playwright.
+
+use crate::support::*;
+use certgate::lifecycle::Context;
+use certgate::model::{Holder, Role};
+use secrecy::ExposeSecret as _;
+
+const CORP_C: &str = "77777777777777";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn people_enroll_log_in_and_renew_in_chromium() {
+    let browser_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    assert!(
+        browser_dir.join("node_modules/playwright-core").is_dir(),
+        "Playwright is missing: scripts/test.sh installs it (npm ci in tests/browser)"
+    );
+    let bank = Bank::open("[lifecycle]\nrenew_window_days = 3650\n").await;
+    let operator = Context::operator();
+    bank.lifecycle
+        .add_corporation(CORP_C, "Browser Co", "admin@browser.example", &operator)
+        .await
+        .unwrap();
+    bank.lifecycle
+        .add_user(CORP_C, "hanako", Role::General, None, &operator)
+        .await
+        .unwrap();
+    let pin = |user: Option<&str>| {
+        let holder = Holder {
+            corp_id: CORP_C.into(),
+            user_id: user.map(str::to_owned),
+        };
+        let lifecycle = bank.lifecycle.clone();
+        async move {
+            lifecycle
+                .issue_permit(&holder, &Context::operator())
+                .await
+                .unwrap()
+                .pin
+                .expose_secret()
+                .to_owned()
+        }
+    };
+    let (admin_pin, user_pin) = (pin(None).await, pin(Some("hanako")).await);
+    let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .unwrap()
+        .join("pages-screenshots");
+    let mut node = std::process::Command::new("node");
+    node.arg("flow.mjs")
+        .current_dir(&browser_dir)
+        .env(
+            "BASE",
+            format!("https://localhost:{}", bank.server.addr.port()),
+        )
+        .env("CORP", CORP_C)
+        .env("ADMIN_PIN", &admin_pin)
+        .env("USER_ID", "hanako")
+        .env("USER_PIN", &user_pin)
+        .env("SHOTS", &shots);
+    let out = tokio::task::spawn_blocking(move || node.output())
+        .await
+        .unwrap()
+        .expect("node runs (scripts/test.sh installs it)");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the browser flow failed:\n{stdout}\n{}\ncertgate:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        bank.server.logs()
+    );
+    let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(seen["admin"]["corp"], CORP_C);
+    assert_eq!(seen["user"]["user"], "hanako");
+    // The application saw the renewed certificate's serial.
+    let served = seen["renewed"]["servedSerial"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    let shown = seen["renewed"]["serial"]
+        .as_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(
+        served.replace(':', "").trim_start_matches('0') == shown.trim_start_matches('0'),
+        "{served} vs {shown}"
+    );
+    for page in [
+        "enroll-ja",
+        "enroll-en",
+        "me-ja",
+        "me-en",
+        "renew-ja",
+        "renew-en",
+        "renewed-ja",
+    ] {
+        assert!(
+            shots.join(format!("{page}.png")).is_file(),
+            "no screenshot of {page}"
+        );
+    }
+}
