@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use tokio::net::TcpListener;
 
-use http::Request;
+use http::{Request, Response};
+
+use crate::http::Body;
 use hyper::body::Incoming;
 
 use crate::api::Api;
@@ -245,6 +247,10 @@ impl OwnPaths for Api {
         // Boxed: the API's future is large and would otherwise make every proxied request's
         // future as large.
         Box::pin(self.handle(caller, request))
+    }
+
+    fn notice(&self, caller: Caller<'_>, request: &Request<Incoming>) -> Option<Response<Body>> {
+        self.renewal_notice(caller, request)
     }
 }
 

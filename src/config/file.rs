@@ -36,6 +36,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub pages: PagesFile,
     #[serde(default)]
+    pub notice: NoticeFile,
+    #[serde(default)]
     pub revocation: RevocationFile,
 }
 
@@ -172,6 +174,12 @@ pub(super) struct LifecycleFile {
     pub renew_window_days: Option<i64>,
     pub revoke_old_on_renew: Option<bool>,
     pub enroll_attempts_per_minute: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NoticeFile {
+    pub paths: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -339,6 +339,15 @@ pub struct Config {
     pub login: Option<LoginConfig>,
     /// `[pages]`.
     pub pages: PagesConfig,
+    /// `[notice]`.
+    pub notice: NoticeConfig,
+}
+
+/// `[notice]`: where a certificate inside its renewal window gets the renewal notice first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NoticeConfig {
+    /// `paths`: the application's pages after login (exact paths, as normalised), e.g. `/top`.
+    pub paths: Vec<String>,
 }
 
 /// `[pages]`: the pages for people in a browser.

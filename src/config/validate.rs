@@ -61,6 +61,7 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         log,
         store: validate_store(file.store)?,
         pages: validate_pages(file.pages, &pki)?,
+        notice: validate_notice(file.notice)?,
         pki,
         lifecycle: validate_lifecycle(file.lifecycle)?,
         revocation: validate_revocation(file.revocation)?,
@@ -468,6 +469,39 @@ fn validate_store(file: file::StoreFile) -> Result<StoreConfig, ConfigError> {
         max_connections,
         connect_timeout,
     })
+}
+
+fn validate_notice(file: file::NoticeFile) -> Result<NoticeConfig, ConfigError> {
+    let mut paths = Vec::new();
+    for (index, path) in file.paths.unwrap_or_default().into_iter().enumerate() {
+        let key = format!("notice.paths[{index}]");
+        let fine = path.starts_with('/')
+            && !path.starts_with("//")
+            && !path.contains(['?', '#', '\\', ';'])
+            && !path.chars().any(|c| c.is_whitespace() || c.is_control())
+            && !path
+                .split('/')
+                .any(|segment| segment == "." || segment == "..");
+        if !fine {
+            return Err(ConfigError::new(
+                key,
+                format!(
+                    "{path:?} is not a path; give the application page after login, e.g. \"/top\""
+                ),
+            ));
+        }
+        if path == "/certgate"
+            || path.starts_with("/certgate/")
+            || path.starts_with("/.well-known/")
+        {
+            return Err(ConfigError::new(
+                key,
+                format!("{path:?} is one of certgate's own paths; give a page of the application"),
+            ));
+        }
+        paths.push(path);
+    }
+    Ok(NoticeConfig { paths })
 }
 
 fn validate_pages(file: file::PagesFile, pki: &PkiConfig) -> Result<PagesConfig, ConfigError> {

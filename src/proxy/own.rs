@@ -21,6 +21,12 @@ pub trait OwnPaths: Send + Sync {
 
     /// Answers one request of `caller`, whose certificate (if any) the proxy's policy accepted.
     fn answer<'a>(&'a self, caller: Caller<'a>, request: Request<Incoming>) -> Answer<'a>;
+
+    /// A page to show instead of the application's, for a GET of one of `[notice] paths`
+    /// (the renewal notice); `None` lets the request through.
+    fn notice(&self, _caller: Caller<'_>, _request: &Request<Incoming>) -> Option<Response<Body>> {
+        None
+    }
 }
 
 /// No own paths: everything is forwarded (benchmarks, tests of the proxy alone).

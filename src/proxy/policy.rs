@@ -20,6 +20,9 @@ pub(super) struct Permit<'a> {
     pub chain_header: Option<&'a http::HeaderValue>,
     /// Whether the certificate may use certgate's own operations.
     pub lifecycle_ca: bool,
+    /// Whether a renewal replaced the certificate: certgate's own pages still answer it, the
+    /// application's routes send it to reconnect with the new one.
+    pub renewed: bool,
 }
 
 /// Why a request is refused.
@@ -40,6 +43,12 @@ pub(super) enum Denied {
     },
     /// The certificate is revoked (checked per request, so open connections are cut off too).
     Revoked {
+        /// Its serial.
+        serial: Serial,
+    },
+    /// The certificate was renewed: its holder must reconnect with the new one (seed 003: after
+    /// renewal the old certificate is logged off).
+    Renewed {
         /// Its serial.
         serial: Serial,
     },
@@ -116,6 +125,7 @@ pub(super) fn authorize<'a>(
                 role,
                 chain_header: chain_header.as_ref(),
                 lifecycle_ca: *lifecycle_ca,
+                renewed: standing.is_renewed(identity.issuer, &identity.serial),
             })
         }
         ClientCert::Absent if route.require_cert => Err(Denied::NoCertificate {
@@ -126,6 +136,7 @@ pub(super) fn authorize<'a>(
             role: Role::General,
             chain_header: None,
             lifecycle_ca: false,
+            renewed: false,
         }),
     }
 }

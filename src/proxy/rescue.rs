@@ -15,6 +15,7 @@ const CERTIFICATE_IDENTITY_UNKNOWN: Kind = Kind::new(
     "Certificate not accepted",
 );
 const CERTIFICATE_REVOKED: Kind = Kind::new(403, "certificate-revoked", "Certificate revoked");
+const CERTIFICATE_RENEWED: Kind = Kind::new(403, "certificate-renewed", "Certificate renewed");
 const CORPORATION_INACTIVE: Kind = Kind::new(403, "corporation-inactive", "Service stopped");
 const LOGIN_NEEDS_CERTIFICATE: Kind = Kind::new(
     403,
@@ -50,6 +51,9 @@ pub(super) fn denial(denied: &Denied) -> Problem {
         ),
         Denied::Revoked { .. } => CERTIFICATE_REVOKED.detail(
             "This client certificate has been revoked. Ask your corporation's administrator to re-issue it, then enroll again.",
+        ),
+        Denied::Renewed { .. } => CERTIFICATE_RENEWED.detail(
+            "この電子証明書は更新されました。ブラウザをすべて閉じてから、新しい電子証明書で接続し直してください。 This certificate was renewed: close every browser window, then connect again and choose the new certificate.",
         ),
         Denied::Suspended { .. } => Kind::USER_SUSPENDED
             .detail("This user is suspended. Your corporation's master user can resume it."),

@@ -34,6 +34,9 @@ pub struct Proxy {
     standing: Standing,
     own: Arc<dyn OwnPaths>,
     login: Option<LoginConfig>,
+    /// `[notice] paths`: application pages where the own-paths service may show the renewal
+    /// notice first.
+    notice_paths: Vec<String>,
     /// `identity.corp_id`: what a corporation ID looks like, for the login guard.
     corp_pattern: regex::Regex,
     metrics: Arc<Metrics>,
@@ -79,6 +82,7 @@ impl Proxy {
             standing,
             own,
             login: config.login.clone(),
+            notice_paths: config.notice.paths.clone(),
             corp_pattern: config.identity.corp_id.clone(),
             metrics,
             access_log: config.log.access,
@@ -232,22 +236,51 @@ impl Proxy {
                 };
                 self.own.answer(caller, request).await
             }
+            Ok(policy::Permit {
+                identity: Some(resolved),
+                renewed: true,
+                ..
+            }) if !own => {
+                tracing::info!(peer = %connection.peer, route = %route.path, "request refused: the certificate was renewed");
+                discard_before_refusal(request.into_body()).await;
+                let serial = resolved.identity.serial;
+                rescue::denied(&policy::Denied::Renewed { serial }, accept.as_ref())
+            }
             Ok(permit) => {
-                let login = self
-                    .login
-                    .as_ref()
-                    .filter(|login| is_login_path(login, &matching));
-                self.forward(
-                    &connection,
-                    route,
-                    permit,
-                    login,
-                    request,
-                    accept.as_ref(),
-                    now,
-                    &standing,
-                )
-                .await
+                let notice = if permit.identity.is_some()
+                    && matches!(method, http::Method::GET | http::Method::HEAD)
+                    && self.notice_paths.iter().any(|path| *path == *matching)
+                {
+                    let caller = Caller {
+                        peer: connection.peer,
+                        identity: permit.identity.map(|resolved| &resolved.identity),
+                        role: permit.role,
+                        lifecycle_ca: permit.lifecycle_ca,
+                        body_stall: connection.body_stall,
+                    };
+                    self.own.notice(caller, &request)
+                } else {
+                    None
+                };
+                if let Some(notice) = notice {
+                    notice
+                } else {
+                    let login = self
+                        .login
+                        .as_ref()
+                        .filter(|login| is_login_path(login, &matching));
+                    self.forward(
+                        &connection,
+                        route,
+                        permit,
+                        login,
+                        request,
+                        accept.as_ref(),
+                        now,
+                        &standing,
+                    )
+                    .await
+                }
             }
         };
         // Borrowed from the connection: the access log costs no copy of the IDs.

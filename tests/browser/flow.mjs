@@ -95,15 +95,27 @@ async function enroll(who, corp, user, pin) {
   return { file, serial, cn };
 }
 
-/// Opens the application through certgate with the certificate in `pfx`: what the echo saw.
+/// Opens the application through certgate with the certificate in `pfx`: what the echo saw. A
+/// certificate inside its renewal window meets the renewal notice first: Next (remind me at the
+/// next login) goes on to the page, and the next visit passes straight through.
 async function application(pfx) {
   const ctx = await context(pfx);
   const page = await ctx.newPage();
-  const response = await page.goto(`${BASE}/top`);
+  let response = await page.goto(`${BASE}/top`);
+  let noticed = false;
+  if (await page.$('#next')) {
+    noticed = true;
+    assert.match(await page.textContent('h1'), /電子証明書更新のお知らせ/);
+    await bothLanguages(page, 'notice');
+    assert.ok(await page.isChecked('#remind'));
+    await page.click('#next');
+    assert.equal(new URL(page.url()).pathname, '/top');
+    response = await page.goto(`${BASE}/top`);
+  }
   const status = response.status();
   const text = await page.textContent('body');
   await ctx.close();
-  return { status, echo: status === 200 ? JSON.parse(text) : text };
+  return { status, noticed, echo: status === 200 ? JSON.parse(text) : text };
 }
 
 try {
@@ -119,7 +131,12 @@ try {
   const userApp = await application(user.file);
   assert.equal(userApp.status, 200);
   assert.equal(userApp.echo.headers['x-client-user-id'], USER);
-  seen.user = { serial: user.serial, user: userApp.echo.headers['x-client-user-id'] };
+  seen.user = {
+    serial: user.serial,
+    user: userApp.echo.headers['x-client-user-id'],
+    noticed: userApp.noticed,
+    daysLeft: userApp.echo.headers['x-client-cert-days-left'],
+  };
 
   // The user's own page, then renewal: Cancel, then Execute.
   const ctx = await context(user.file);

@@ -456,9 +456,14 @@ async fn suspend_and_resume_through_the_admin_api_take_effect_at_once() {
     );
 }
 
+/// After renewal the old certificate is logged off from the application (seed 003) but not
+/// revoked, unless `revoke_old_on_renew`; certgate's own endpoints still answer it.
 #[tokio::test]
-async fn renewal_keeps_the_old_certificate_unless_configured_to_revoke_it() {
-    for (revoke_old, old_status) in [(false, 200), (true, 403)] {
+async fn renewal_logs_the_old_certificate_off_and_revokes_it_only_when_configured() {
+    for (revoke_old, refusal, own_status) in [
+        (false, "certificate-renewed", 200),
+        (true, "certificate-revoked", 403),
+    ] {
         let bank = Bank::open(&format!(
             "[lifecycle]\nrenew_window_days = 400\nrevoke_old_on_renew = {revoke_old}"
         ))
@@ -473,11 +478,24 @@ async fn renewal_keeps_the_old_certificate_unless_configured_to_revoke_it() {
             )
             .await;
         assert_eq!(status, 200, "{json}");
-        assert_eq!(
-            app_status(&bank, &taro).await,
-            old_status,
-            "revoke_old_on_renew = {revoke_old}"
+        let (status, _, body) = get_once(bank.server.addr, bank.client(Some(&taro)), "/app", &[])
+            .await
+            .unwrap();
+        assert_eq!(status, 403, "revoke_old_on_renew = {revoke_old}");
+        assert!(
+            String::from_utf8_lossy(&body).contains(refusal),
+            "revoke_old_on_renew = {revoke_old}: {}",
+            String::from_utf8_lossy(&body)
         );
+        let (status, _, _) = get_once(
+            bank.server.addr,
+            bank.client(Some(&taro)),
+            "/certgate/api/me",
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, own_status, "revoke_old_on_renew = {revoke_old}");
     }
 }
 

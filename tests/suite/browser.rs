@@ -17,7 +17,9 @@ async fn people_enroll_log_in_and_renew_in_chromium() {
         browser_dir.join("node_modules/playwright-core").is_dir(),
         "Playwright is missing: scripts/test.sh installs it (npm ci in tests/browser)"
     );
-    let bank = Bank::open("[lifecycle]\nrenew_window_days = 3650\n").await;
+    // Every certificate is inside its renewal window, and /top is the page after login.
+    let bank =
+        Bank::open("[lifecycle]\nrenew_window_days = 3650\n\n[notice]\npaths = [\"/top\"]\n").await;
     let operator = Context::operator();
     bank.lifecycle
         .add_corporation(CORP_C, "Browser Co", "admin@browser.example", &operator)
@@ -74,6 +76,15 @@ async fn people_enroll_log_in_and_renew_in_chromium() {
     let seen: serde_json::Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
     assert_eq!(seen["admin"]["corp"], CORP_C);
     assert_eq!(seen["user"]["user"], "hanako");
+    assert_eq!(
+        seen["user"]["noticed"], true,
+        "the renewal notice came first"
+    );
+    assert!(
+        seen["user"]["daysLeft"]
+            .as_str()
+            .is_some_and(|days| days.parse::<i64>().is_ok())
+    );
     // The application saw the renewed certificate's serial.
     let served = seen["renewed"]["servedSerial"]
         .as_str()

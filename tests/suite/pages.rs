@@ -530,7 +530,17 @@ async fn renewal_on_the_page_cancels_and_executes_and_its_form_belongs_to_one_ce
 
 #[tokio::test]
 async fn outside_the_window_the_renewal_page_says_when_it_opens() {
-    let bank = Bank::open("").await;
+    let bank = Bank::open_configured(Fixture::new(), "", "[notice]\npaths = [\"/top\"]\n").await;
+    // Nor does the renewal notice stand before the application's page.
+    let (status, _, top) = get(
+        &bank,
+        Some(&bank.admin_a),
+        "/top",
+        &[("accept", "text/html")],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(echoed(&Bytes::from(top))["path"], "/top");
     let (status, _, page) = get(&bank, Some(&bank.admin_a), "/certgate/renew", &[]).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("id=\"not-open\""), "{page}");
@@ -601,5 +611,153 @@ fn bad_pages_settings_are_refused_naming_the_key() {
             !stderr.contains("0123"),
             "never the key's contents: {stderr}"
         );
+    }
+}
+
+#[tokio::test]
+async fn the_renewal_notice_stands_before_the_page_until_next_and_a_renewed_certificate_is_logged_off()
+ {
+    let bank = Bank::open_configured(
+        Fixture::new(),
+        "",
+        "[lifecycle]\nrenew_window_days = 3650\n\n[notice]\npaths = [\"/top\"]\n",
+    )
+    .await;
+    let html = [("accept", "text/html")];
+    let (status, headers, notice) = get(&bank, Some(&bank.admin_a), "/top?lang=en", &html).await;
+    assert_eq!(status, 200, "{notice}");
+    assert_page_headers(&headers, "notice");
+    assert!(notice.contains("Certificate renewal notice"), "{notice}");
+    assert!(text_of(&notice, "not-after").ends_with("JST"));
+    assert!(unescape(&notice).contains("href=\"/certgate/renew?lang=en\""));
+    // Other application pages, and certificates certgate does not renew, pass as before; the
+    // application always learns the days left.
+    let (status, _, other) = get(&bank, Some(&bank.admin_a), "/other", &html).await;
+    assert_eq!(status, 200);
+    assert!(echoed(&Bytes::from(other))["headers"]["x-client-cert-days-left"].is_string());
+    let external = bank.fixture.ca.client(&format!("{CORP_A} taro"));
+    let (status, _, passed) = get(&bank, Some(&external), "/top", &html).await;
+    assert_eq!(status, 200);
+    assert!(!passed.contains("notice"), "{passed}");
+
+    let token = token_of(&notice);
+    // Next from another site, or with a forged token: refused.
+    let next = |token: String, extra: &'static [(&'static str, &'static str)], leaf: &Leaf| {
+        let bank = &bank;
+        let leaf = leaf.clone();
+        async move {
+            let body = form_urlencoded::Serializer::new(String::new())
+                .extend_pairs([
+                    ("token", token.as_str()),
+                    ("next", "/top?lang=en"),
+                    ("remind", "on"),
+                ])
+                .finish();
+            let mut headers = vec![("content-type", "application/x-www-form-urlencoded")];
+            headers.extend_from_slice(extra);
+            bank.post(Some(&leaf), "/certgate/notice", &headers, body)
+                .await
+        }
+    };
+    let (status, _, _, _) = next(
+        token.clone(),
+        &[("sec-fetch-site", "cross-site")],
+        &bank.admin_a,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _, _) = next(token.clone(), &[], &bank.admin_b).await;
+    assert_eq!(status, 403, "the token belongs to admin A's certificate");
+    // Next: a cookie bound to the certificate, and the page asked for.
+    let (status, headers, _, _) = next(token, &[], &bank.admin_a).await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/top?lang=en");
+    let cookie = headers["set-cookie"].to_str().unwrap().to_owned();
+    for attribute in ["Secure", "HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(cookie.contains(attribute), "{cookie}");
+    }
+    assert!(
+        !cookie.contains("Max-Age"),
+        "reminded at the next login: a session cookie"
+    );
+    let pair = cookie.split(';').next().unwrap().to_owned();
+    let (status, _, page) = get(
+        &bank,
+        Some(&bank.admin_a),
+        "/top",
+        &[("accept", "text/html"), ("cookie", &pair)],
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(echoed(&Bytes::from(page))["path"], "/top");
+    // The cookie is the certificate's own: another certificate, or a forged one, gets the notice.
+    let (_, _, theirs) = get(
+        &bank,
+        Some(&bank.admin_b),
+        "/top?lang=en",
+        &[("accept", "text/html"), ("cookie", &pair)],
+    )
+    .await;
+    assert!(theirs.contains("Certificate renewal notice"));
+    let forged = format!("certgate_notice={}.AAAA", i64::MAX);
+    let (_, _, forged_page) = get(
+        &bank,
+        Some(&bank.admin_a),
+        "/top?lang=en",
+        &[("accept", "text/html"), ("cookie", &forged)],
+    )
+    .await;
+    assert!(forged_page.contains("Certificate renewal notice"));
+
+    // Renew now: afterwards the old certificate is logged off with a page saying what to do.
+    let (_, _, renew) = get(&bank, Some(&bank.admin_a), "/certgate/renew?lang=en", &[]).await;
+    let (status, _, renewed) = post_form(
+        &bank,
+        Some(&bank.admin_a),
+        "/certgate/renew?lang=en",
+        &[
+            ("token", &token_of(&renew)),
+            ("do", "execute"),
+            ("password", PASSWORD),
+            ("password2", PASSWORD),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{renewed}");
+    let (status, _, logged_off) = get(&bank, Some(&bank.admin_a), "/other", &html).await;
+    assert_eq!(status, 403, "{logged_off}");
+    assert!(
+        logged_off.contains("close every browser window"),
+        "{logged_off}"
+    );
+    let new_leaf = leaf_from_page(&renewed, PASSWORD);
+    let (status, _, _) = get(&bank, Some(&new_leaf), "/other", &html).await;
+    assert_eq!(status, 200, "the new certificate works");
+}
+
+#[test]
+fn bad_notice_paths_are_refused_naming_the_key() {
+    let fixture = Fixture::new();
+    for (paths, says) in [
+        ("[\"top\"]", "notice.paths[0]"),
+        ("[\"/top\", \"//evil\"]", "notice.paths[1]"),
+        ("[\"/top?x=1\"]", "notice.paths[0]"),
+        ("[\"/certgate/me\"]", "certgate's own paths"),
+        ("[\"/a/../b\"]", "notice.paths[0]"),
+        ("\"/top\"", "notice.paths"),
+    ] {
+        let config = fixture.write(
+            "bad.toml",
+            &fixture.config("", &format!("[notice]\npaths = {paths}\n")),
+        );
+        let out = certgate()
+            .args(["check-config", "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{paths}: {stderr}");
+        assert!(stderr.contains(says), "{paths}: {stderr}");
     }
 }

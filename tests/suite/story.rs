@@ -313,8 +313,14 @@ async fn the_whole_story() {
             .contains("BEGIN CERTIFICATE")
     );
 
+    // After renewal the old certificate is logged off: on its open connection, the application
+    // answers no more; a page says to reconnect with the new certificate.
+    let (status, _, body) = conn.get("/app", &[]).await.unwrap();
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("certificate-renewed"));
+
     // The administrator revokes the user; the next request on the open connection is refused.
-    assert_eq!(conn.get("/app", &[]).await.unwrap().0, 200);
+    assert_eq!(conn.get("/certgate/api/me", &[]).await.unwrap().0, 200);
     let mut admin_conn = Conn::open(
         server.addr,
         client_config(&story.fixture.ca, Some(&admin), &[b"http/1.1"]),

@@ -65,7 +65,22 @@ impl PageKey {
     /// The hidden token of `form` posting to `action`, for the certificate `binding` (empty
     /// without one), good until an hour after `now`.
     pub(super) fn token(&self, form: &str, action: &str, binding: &str, now: i64) -> String {
-        let expiry = now.saturating_add(TOKEN_LIFETIME_SECS);
+        self.signed_until(
+            form,
+            action,
+            binding,
+            now.saturating_add(TOKEN_LIFETIME_SECS),
+        )
+    }
+
+    /// A token like [`Self::token`], good until `expiry` (a cookie's value).
+    pub(super) fn signed_until(
+        &self,
+        form: &str,
+        action: &str,
+        binding: &str,
+        expiry: i64,
+    ) -> String {
         let tag = hmac::sign(&self.0, &message(form, action, binding, expiry));
         format!("{expiry}.{}", URL_SAFE_NO_PAD.encode(tag.as_ref()))
     }
@@ -170,6 +185,22 @@ pub(super) fn from_another_site(parts: &http::request::Parts) -> bool {
         (Ok(origin), Some(host)) => !origin.eq_ignore_ascii_case(&format!("https://{host}")),
         _ => true,
     }
+}
+
+/// The values of the cookie `name` in the request's `Cookie` headers.
+pub(super) fn cookies<'a>(
+    headers: &'a http::HeaderMap,
+    name: &'a str,
+) -> impl Iterator<Item = &'a str> + 'a {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(move |pair| {
+            let (key, value) = pair.trim().split_once('=')?;
+            (key == name).then_some(value)
+        })
 }
 
 /// The fields of an `application/x-www-form-urlencoded` body; `None` for another content type.

@@ -9,6 +9,7 @@
 //! verified the reason is the same whoever asks, as for the JSON API.
 
 mod forms;
+mod notice;
 mod render;
 mod text;
 
@@ -52,6 +53,7 @@ impl Pages {
 pub(super) const ENROLL: &str = "/certgate/enroll";
 pub(super) const RENEW: &str = "/certgate/renew";
 pub(super) const ME: &str = "/certgate/me";
+pub(super) const NOTICE: &str = "/certgate/notice";
 
 /// The longest a typed PIN or password may be; longer is a mistake or an attack.
 const MAX_SECRET_CHARS: usize = 128;

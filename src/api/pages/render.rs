@@ -19,6 +19,7 @@ const BUILT_IN: &[(&str, &str)] = &[
         include_str!("templates/renew_cancelled.html"),
     ),
     ("me.html", include_str!("templates/me.html")),
+    ("notice.html", include_str!("templates/notice.html")),
     ("message.html", include_str!("templates/message.html")),
 ];
 

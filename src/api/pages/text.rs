@@ -15,14 +15,19 @@ pub(super) enum Lang {
 impl Lang {
     /// `?lang=en|ja` first, then the first of the two that `Accept-Language` prefers, else Japanese.
     pub(super) fn of(parts: &http::request::Parts) -> Self {
-        let asked = parts.uri.query().and_then(|query| {
+        Self::of_head(&parts.uri, &parts.headers)
+    }
+
+    /// Like [`Self::of`], from a request's URI and headers.
+    pub(super) fn of_head(uri: &http::Uri, headers: &http::HeaderMap) -> Self {
+        let asked = uri.query().and_then(|query| {
             form_urlencoded::parse(query.as_bytes())
                 .find(|(key, _)| key == "lang")
                 .and_then(|(_, value)| Self::named(&value))
         });
         asked
             .or_else(|| {
-                let header = parts.headers.get(http::header::ACCEPT_LANGUAGE)?;
+                let header = headers.get(http::header::ACCEPT_LANGUAGE)?;
                 Self::preferred(header.to_str().ok()?)
             })
             .unwrap_or(Self::Ja)
@@ -225,6 +230,23 @@ const WORDS: &[(&str, &str, &str)] = &[
         "古い電子証明書はブラウザに残りますが、もう使えません。不要であれば手動で削除してください。新しい証明書ファイルをインポートした後、ブラウザをすべて閉じて、新しい証明書で改めてログインしてください。",
         "The old certificate stays installed in your browser but is no longer used; you may delete it by hand. After importing the new certificate file, close every browser window and log in again with the new certificate.",
     ),
+    // The renewal notice (電子証明書更新のお知らせ).
+    (
+        "notice_title",
+        "電子証明書更新のお知らせ",
+        "Certificate renewal notice",
+    ),
+    (
+        "notice_intro",
+        "ご利用中の電子証明書の有効期限が近づいています。有効期限までに更新してください。",
+        "Your certificate expires soon. Renew it before it expires.",
+    ),
+    (
+        "notice_remind",
+        "次回ログイン時にもこのお知らせを表示する",
+        "Remind me at the next login",
+    ),
+    ("next", "次へ", "Next"),
     // One's own certificate.
     ("me_title", "電子証明書情報", "Your certificate"),
     ("renew_now", "今すぐ更新する", "Renew now"),
