@@ -3,17 +3,15 @@
 //! take an advisory lock (see `sql.rs`), and claims are single conditional updates, which
 //! PostgreSQL serialises per row.
 
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use secrecy::ExposeSecret as _;
 use sqlx::Connection as _;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 
-use super::sql::{Dialect, SqlRegistry};
+use super::sql::{Dialect, EmbeddedMigration, EmbeddedMigrations, SqlRegistry};
 use super::{StoreError, StoreOptions};
 
 /// `[store]` pool settings.
@@ -34,36 +32,20 @@ impl Default for PoolSettings {
     }
 }
 
-#[derive(Debug)]
-struct Embedded;
-
-impl MigrationSource<'static> for Embedded {
-    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
-        Box::pin(async {
-            let migration = |version, description, sql| {
-                Migration::new(
-                    version,
-                    Cow::Borrowed(description),
-                    MigrationType::Simple,
-                    Cow::Borrowed(sql),
-                    false,
-                )
-            };
-            Ok(vec![
-                migration(
-                    1,
-                    "registry",
-                    include_str!("../../migrations/postgres/0001_registry.sql"),
-                ),
-                migration(
-                    2,
-                    "feed chain",
-                    include_str!("../../migrations/postgres/0002_feed_chain.sql"),
-                ),
-            ])
-        })
-    }
-}
+/// This backend's schema migrations, embedded at build time (`include_str!`, so that editing
+/// one triggers a rebuild).
+const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "registry",
+        include_str!("../../migrations/postgres/0001_registry.sql"),
+    ),
+    (
+        2,
+        "feed chain",
+        include_str!("../../migrations/postgres/0002_feed_chain.sql"),
+    ),
+];
 
 /// Connects, migrates and returns the registry.
 pub(super) async fn open(options: &StoreOptions) -> Result<SqlRegistry, StoreError> {
@@ -120,7 +102,10 @@ pub(super) async fn open(options: &StoreOptions) -> Result<SqlRegistry, StoreErr
         .connect_with(connect)
         .await
         .map_err(open_err)?;
-    Migrator::new(Embedded).await?.run(&pool).await?;
+    Migrator::new(EmbeddedMigrations(MIGRATIONS))
+        .await?
+        .run(&pool)
+        .await?;
     let registry = SqlRegistry::new(pool, feed, Dialect::Postgres);
     registry.fill_issuer_keys().await?;
     Ok(registry)

@@ -30,6 +30,38 @@ use super::{
 };
 use crate::model::{Der, IssuerKey, Role};
 
+/// One schema migration of a backend: its version, description and SQL.
+pub(super) type EmbeddedMigration = (i64, &'static str, &'static str);
+
+/// A backend's migrations as sqlx's migrator reads them.
+#[derive(Debug)]
+pub(super) struct EmbeddedMigrations(pub(super) &'static [EmbeddedMigration]);
+
+impl sqlx::migrate::MigrationSource<'static> for EmbeddedMigrations {
+    fn resolve(
+        self,
+    ) -> futures_util::future::BoxFuture<
+        'static,
+        Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>,
+    > {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|(version, description, sql)| {
+                    sqlx::migrate::Migration::new(
+                        *version,
+                        std::borrow::Cow::Borrowed(*description),
+                        sqlx::migrate::MigrationType::Simple,
+                        std::borrow::Cow::Borrowed(*sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
 /// What differs between the two databases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Dialect {

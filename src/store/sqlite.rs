@@ -5,16 +5,14 @@
 //! lose the last commits on power loss, and a certificate whose bytes have left must stay in the
 //! ledger. Writers queue on the busy timeout instead of failing.
 
-use std::borrow::Cow;
 use std::str::FromStr;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::migrate::Migrator;
 
 use super::StoreError;
-use super::sql::{Dialect, SqlRegistry};
+use super::sql::{Dialect, EmbeddedMigration, EmbeddedMigrations, SqlRegistry};
 
 /// How long a writer waits for the write lock before giving up. Enrollments are short
 /// transactions (a few statements and one fsync), so even a burst of 50 queues well inside it.
@@ -48,48 +46,30 @@ fn restrict_to_owner(path: &str) {
     }
 }
 
-/// The schema migrations, embedded at build time (`include_str!`, so that editing one triggers a
-/// rebuild).
-#[derive(Debug)]
-struct Embedded;
-
-impl MigrationSource<'static> for Embedded {
-    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
-        Box::pin(async {
-            let migration = |version, description, sql| {
-                Migration::new(
-                    version,
-                    Cow::Borrowed(description),
-                    MigrationType::Simple,
-                    Cow::Borrowed(sql),
-                    false,
-                )
-            };
-            Ok(vec![
-                migration(
-                    1,
-                    "registry",
-                    include_str!("../../migrations/sqlite/0001_registry.sql"),
-                ),
-                migration(
-                    2,
-                    "enrollment files",
-                    include_str!("../../migrations/sqlite/0002_enrollment_files.sql"),
-                ),
-                migration(
-                    3,
-                    "change feed",
-                    include_str!("../../migrations/sqlite/0003_change_feed.sql"),
-                ),
-                migration(
-                    4,
-                    "feed chain",
-                    include_str!("../../migrations/sqlite/0004_feed_chain.sql"),
-                ),
-            ])
-        })
-    }
-}
+/// This backend's schema migrations, embedded at build time (`include_str!`, so that editing
+/// one triggers a rebuild).
+const MIGRATIONS: &[EmbeddedMigration] = &[
+    (
+        1,
+        "registry",
+        include_str!("../../migrations/sqlite/0001_registry.sql"),
+    ),
+    (
+        2,
+        "enrollment files",
+        include_str!("../../migrations/sqlite/0002_enrollment_files.sql"),
+    ),
+    (
+        3,
+        "change feed",
+        include_str!("../../migrations/sqlite/0003_change_feed.sql"),
+    ),
+    (
+        4,
+        "feed chain",
+        include_str!("../../migrations/sqlite/0004_feed_chain.sql"),
+    ),
+];
 
 /// Opens (creating the file and its directory if needed) and migrates the database at `url`,
 /// e.g. `sqlite://data/certgate.db`.
@@ -146,7 +126,10 @@ pub(super) async fn open(url: &str) -> Result<SqlRegistry, StoreError> {
     let pool = pool_of(MAX_CONNECTIONS).await.map_err(open_err)?;
     restrict_to_owner(path);
     let feed = pool_of(FEED_CONNECTIONS).await.map_err(open_err)?;
-    Migrator::new(Embedded).await?.run(&pool).await?;
+    Migrator::new(EmbeddedMigrations(MIGRATIONS))
+        .await?
+        .run(&pool)
+        .await?;
     let registry = SqlRegistry::new(pool, feed, Dialect::Sqlite);
     registry.fill_issuer_keys().await?;
     Ok(registry)
