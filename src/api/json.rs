@@ -209,6 +209,7 @@ impl Api {
                     .map(|row| {
                         serde_json::json!({
                             "user_id": row.user.user_id,
+                            "name": row.user.name,
                             "role": row.user.role.as_str(),
                             "email": row.user.email,
                             "status": row.user.status.as_str(),

@@ -181,6 +181,19 @@ pub enum CorpCommand {
         #[arg(long, action = clap::ArgAction::Set)]
         cert_required: bool,
     },
+    /// Stop a corporation's service: every certificate of it is refused from its next request,
+    /// on every replica, until `corp resume`.
+    Stop {
+        /// The corporation ID.
+        #[arg(long)]
+        corp_id: String,
+    },
+    /// Resume a stopped corporation's service.
+    Resume {
+        /// The corporation ID.
+        #[arg(long)]
+        corp_id: String,
+    },
     /// List every corporation.
     List,
     /// Show one corporation.
@@ -208,6 +221,9 @@ pub enum UserCommand {
         /// The user's e-mail.
         #[arg(long)]
         email: Option<String>,
+        /// The user's name (利用者名), shown in the status table.
+        #[arg(long)]
+        name: Option<String>,
     },
     /// The status table of a corporation's users: unissued, issued, renewable, expired, revoked.
     List {

@@ -93,6 +93,12 @@ pub(super) async fn operate(
                 json: as_object(corporation_record(&corp)),
             }
         }
+        Operator::Corp(CorpCommand::Stop { corp_id }) => {
+            corp_status(lifecycle, &ctx, &corp_id, false).await?
+        }
+        Operator::Corp(CorpCommand::Resume { corp_id }) => {
+            corp_status(lifecycle, &ctx, &corp_id, true).await?
+        }
         Operator::Corp(CorpCommand::List) => Output::Table {
             columns: &["corp_id", "status", "cert_required", "admin_email", "name"],
             rows: lifecycle
@@ -118,10 +124,18 @@ pub(super) async fn operate(
             user_id,
             role,
             email,
+            name,
         }) => {
             let role = parse_role(&role)?;
             let user = lifecycle
-                .add_user(&corp_id, &user_id, role, email.as_deref(), &ctx)
+                .add_named_user(
+                    &corp_id,
+                    &user_id,
+                    name.as_deref(),
+                    role,
+                    email.as_deref(),
+                    &ctx,
+                )
                 .await?;
             Output::Done {
                 text: format!(
@@ -135,6 +149,7 @@ pub(super) async fn operate(
                     "user_id": user.user_id,
                     "role": user.role.as_str(),
                     "email": user.email,
+                    "name": user.name,
                     "status": user.status.as_str(),
                 }),
             }
@@ -142,6 +157,7 @@ pub(super) async fn operate(
         Operator::User(UserCommand::List { corp_id }) => Output::Table {
             columns: &[
                 "user_id",
+                "name",
                 "role",
                 "status",
                 "certificate",
@@ -156,6 +172,7 @@ pub(super) async fn operate(
                 .map(|row| {
                     vec![
                         json!(row.user.user_id),
+                        json!(row.user.name),
                         json!(row.user.role.as_str()),
                         json!(row.user.status.as_str()),
                         json!(row.status.as_str()),
@@ -407,6 +424,23 @@ fn cert_status(cert: &CertificateRecord) -> String {
         None if cert.not_after <= crate::model::now() => "expired".to_owned(),
         None => "active".to_owned(),
     }
+}
+
+/// `corp stop` / `corp resume`.
+async fn corp_status(
+    lifecycle: &Lifecycle,
+    ctx: &Context,
+    corp_id: &str,
+    active: bool,
+) -> Result<Output, LifecycleError> {
+    lifecycle
+        .set_corporation_active(corp_id, active, ctx)
+        .await?;
+    let corp = lifecycle.corporation(corp_id).await?;
+    Ok(Output::Done {
+        text: format!("corporation {corp_id}: {}", corp.status.as_str()),
+        json: as_object(corporation_record(&corp)),
+    })
 }
 
 #[cfg(test)]

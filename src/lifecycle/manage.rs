@@ -7,8 +7,8 @@ use super::{Actor, Context, Lifecycle, LifecycleError, check_revocation_reason, 
 use crate::model::{Holder, RevocationReason, Role, Serial, rfc3339};
 use crate::pki::Pki;
 use crate::store::{
-    AuditEntry, CertificateRecord, Corporation, NewCorporation, NewPermit, NewUser, RevokedCert,
-    StatusRow, User, UserStatus,
+    AuditEntry, CertificateRecord, Corporation, CorporationStatus, NewCorporation, NewPermit,
+    NewUser, RevokedCert, StatusRow, User, UserStatus,
 };
 
 /// How many of a corporation's latest audit entries a holder's own history is looked for in.
@@ -87,6 +87,28 @@ impl Lifecycle {
         Ok(())
     }
 
+    /// Stops a corporation's service (`active = false`: every certificate of it is refused on
+    /// the next request, on every replica) or resumes it.
+    pub async fn set_corporation_active(
+        &self,
+        corp_id: &str,
+        active: bool,
+        ctx: &Context,
+    ) -> Result<(), LifecycleError> {
+        require_operator(ctx)?;
+        let (action, status) = if active {
+            ("corp.resume", CorporationStatus::Active)
+        } else {
+            ("corp.stop", CorporationStatus::Suspended)
+        };
+        let audit = self.audit(ctx, action, Some(corp_id), corp_id, "ok");
+        self.store()
+            .set_corporation_status(corp_id, status, &audit)
+            .await?;
+        self.announce_standing().await;
+        Ok(())
+    }
+
     /// Every corporation.
     pub async fn corporations(&self) -> Result<Vec<Corporation>, LifecycleError> {
         Ok(self.store().list_corporations().await?)
@@ -111,6 +133,30 @@ impl Lifecycle {
         email: Option<&str>,
         ctx: &Context,
     ) -> Result<User, LifecycleError> {
+        self.add_named_user(corp_id, user_id, None, role, email, ctx)
+            .await
+    }
+
+    /// Like [`Self::add_user`], with the user's name (利用者名): printable text, at most 64
+    /// characters.
+    pub async fn add_named_user(
+        &self,
+        corp_id: &str,
+        user_id: &str,
+        name: Option<&str>,
+        role: Role,
+        email: Option<&str>,
+        ctx: &Context,
+    ) -> Result<User, LifecycleError> {
+        let name = name.map(str::trim).filter(|name| !name.is_empty());
+        if let Some(name) = name {
+            if name.chars().count() > 64 || name.chars().any(char::is_control) {
+                return Err(LifecycleError::Invalid {
+                    field: "name",
+                    reason: "must be printable text of at most 64 characters".to_owned(),
+                });
+            }
+        }
         let holder = Holder::user(corp_id, user_id);
         self.require_manager(ctx, corp_id).await?;
         if role == Role::Master && ctx.actor != Actor::Operator {
@@ -124,6 +170,7 @@ impl Lifecycle {
             user_id: user_id.to_owned(),
             role,
             email: email.map(str::to_owned),
+            name: name.map(str::to_owned),
         };
         let audit = self.audit(
             ctx,

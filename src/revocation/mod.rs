@@ -597,6 +597,7 @@ mod tests {
                     user_id: user.clone(),
                     role: Role::General,
                     email: None,
+                    name: None,
                 },
                 &audit(&user),
             )

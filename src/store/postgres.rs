@@ -45,6 +45,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "feed chain",
         include_str!("../../migrations/postgres/0002_feed_chain.sql"),
     ),
+    (
+        3,
+        "user name",
+        include_str!("../../migrations/postgres/0003_user_name.sql"),
+    ),
 ];
 
 /// Connects, migrates and returns the registry.

@@ -81,7 +81,7 @@ pub(super) fn corporation(row: &AnyRow) -> Result<Corporation, StoreError> {
     })
 }
 
-pub(super) const USER_COLS: &str = "corp_id, user_id, role, email, status, created_at";
+pub(super) const USER_COLS: &str = "corp_id, user_id, role, email, status, created_at, name";
 
 pub(super) fn user(row: &AnyRow) -> Result<User, StoreError> {
     Ok(User {
@@ -91,6 +91,7 @@ pub(super) fn user(row: &AnyRow) -> Result<User, StoreError> {
         email: col(row, "email")?,
         status: parsed(row, "status")?,
         created_at: time(row, "created_at")?,
+        name: col(row, "name")?,
     })
 }
 

@@ -644,14 +644,15 @@ impl Registry for SqlRegistry {
             }
         }
         let row = sqlx::query(&format!(
-            "INSERT INTO users (corp_id, user_id, role, email, created_at) \
-             VALUES ($1, $2, $3, $4, $5) RETURNING {USER_COLS}"
+            "INSERT INTO users (corp_id, user_id, role, email, created_at, name) \
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {USER_COLS}"
         ))
         .bind(user.corp_id.clone())
         .bind(user.user_id.clone())
         .bind(user.role.as_str())
         .bind(user.email.clone())
         .bind(to_unix(audit.at))
+        .bind(user.name.clone())
         .fetch_one(&mut *tx)
         .await
         .map_err(StoreError::db("insert user"))?;

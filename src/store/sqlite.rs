@@ -69,6 +69,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "feed chain",
         include_str!("../../migrations/sqlite/0004_feed_chain.sql"),
     ),
+    (
+        5,
+        "user name",
+        include_str!("../../migrations/sqlite/0005_user_name.sql"),
+    ),
 ];
 
 /// Opens (creating the file and its directory if needed) and migrates the database at `url`,

@@ -49,6 +49,7 @@ async fn add_user(reg: &dyn Registry, corp_id: &str, user_id: &str, role: Role) 
             user_id: user_id.into(),
             role,
             email: Some(format!("{user_id}@example.co.jp")),
+            name: Some(format!("利用者 {user_id}")),
         },
         &audit(t(0), "user.add", corp_id, user_id),
     )
@@ -171,6 +172,7 @@ async fn duplicate_corporation_is_conflict(reg: Arc<dyn Registry>) {
                 user_id: "alice".into(),
                 role: Role::General,
                 email: None,
+                name: None,
             },
             &audit(t(1), "user.add", CORP, "alice"),
         )
@@ -183,6 +185,7 @@ async fn duplicate_corporation_is_conflict(reg: Arc<dyn Registry>) {
                 user_id: "bob".into(),
                 role: Role::Master,
                 email: None,
+                name: None,
             },
             &audit(t(1), "user.add", CORP, "bob"),
         )
@@ -198,6 +201,7 @@ async fn duplicate_corporation_is_conflict(reg: Arc<dyn Registry>) {
                 user_id: "carol".into(),
                 role: Role::General,
                 email: None,
+                name: None,
             },
             &audit(t(1), "user.add", "99999999999999", "carol"),
         )
@@ -213,6 +217,7 @@ async fn duplicate_corporation_is_conflict(reg: Arc<dyn Registry>) {
                 user_id: "has space".into(),
                 role: Role::General,
                 email: None,
+                name: None,
             },
             &audit(t(1), "user.add", CORP, "x"),
         )
@@ -258,6 +263,7 @@ async fn corporation_and_user_updates(reg: Arc<dyn Registry>) {
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].status, UserStatus::Suspended);
     assert_eq!(users[0].role, Role::Admin);
+    assert_eq!(users[0].name.as_deref(), Some("利用者 alice"), "the name survives");
     let missing = reg
         .set_user_status(
             CORP,
@@ -1457,7 +1463,7 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
     enroll(&reg, &Holder::user(CORP, "alice"), "0102", t(0)).await;
     // Opening again while it is open migrates nothing.
     sqlite::open(&url).await.unwrap().close().await;
-    assert_eq!(applied_migrations(&reg).await, 4);
+    assert_eq!(applied_migrations(&reg).await, 5);
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(reg.pool())
         .await

@@ -146,6 +146,8 @@ pub struct NewUser {
     pub role: Role,
     /// Optional e-mail address.
     pub email: Option<String>,
+    /// The user's name (利用者名), optional.
+    pub name: Option<String>,
 }
 
 /// A registered user.
@@ -163,6 +165,8 @@ pub struct User {
     pub status: UserStatus,
     /// When the user was registered.
     pub created_at: OffsetDateTime,
+    /// The user's name (利用者名), when given.
+    pub name: Option<String>,
 }
 
 impl User {

@@ -499,3 +499,91 @@ fn a_bad_config_exits_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--config"));
 }
+
+#[test]
+fn users_have_names_and_the_bank_stops_and_resumes_a_corporation() {
+    let cli = Cli::new();
+    cli.add_corp();
+    let added = cli.json(&[
+        "user",
+        "add",
+        "--corp-id",
+        CORP,
+        "--user-id",
+        "taro",
+        "--role",
+        "general",
+        "--name",
+        "山田 太郎",
+    ]);
+    assert_eq!(added["name"], "山田 太郎");
+    let listed = cli.ok(&["user", "list", "--corp-id", CORP]);
+    assert!(listed.contains("山田 太郎"), "{listed}");
+    let long = "x".repeat(65);
+    cli.refused(
+        &[
+            "user",
+            "add",
+            "--corp-id",
+            CORP,
+            "--user-id",
+            "jiro",
+            "--role",
+            "general",
+            "--name",
+            &long,
+        ],
+        2,
+        "name",
+    );
+    assert!(
+        !cli.ok(&["user", "list", "--corp-id", CORP])
+            .contains("jiro")
+    );
+
+    let stopped = cli.json(&["corp", "stop", "--corp-id", CORP]);
+    assert_eq!(stopped["status"], "suspended");
+    let resumed = cli.json(&["corp", "resume", "--corp-id", CORP]);
+    assert_eq!(resumed["status"], "active");
+    cli.refused(&["corp", "stop", "--corp-id", "12345"], 3, "12345");
+}
+
+#[tokio::test]
+async fn a_corporation_the_bank_stops_is_refused_by_the_running_server_until_resumed() {
+    let bank = Bank::open("").await;
+    let config = bank.fixture.dir.path().join("certgate.toml");
+    let app = |leaf: &Leaf| {
+        let (addr, client) = (bank.server.addr, bank.client(Some(leaf)));
+        async move {
+            get_once(addr, client, "/app", &[])
+                .await
+                .unwrap()
+                .0
+                .as_u16()
+        }
+    };
+    assert_eq!(app(&bank.admin_a).await, 200);
+    let corp = |action: &str| {
+        let out = certgate()
+            .args(["corp", action, "--corp-id", CORP_A, "--config"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    corp("stop");
+    wait_until("the stop reaches the server", || async {
+        app(&bank.admin_a).await == 403
+    })
+    .await;
+    assert_eq!(app(&bank.admin_b).await, 200, "another corporation goes on");
+    corp("resume");
+    wait_until("the resumption reaches the server", || async {
+        app(&bank.admin_a).await == 200
+    })
+    .await;
+}
