@@ -1482,7 +1482,7 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
     reg.close().await;
 
     let reopened = sqlite::open(&url).await.unwrap();
-    assert_eq!(applied_migrations(&reopened).await, 4);
+    assert_eq!(applied_migrations(&reopened).await, 5);
     let corp = reopened.corporation(CORP).await.unwrap().unwrap();
     assert_eq!(corp.created_at, t(0));
     let cert = reopened.certificate(&"0102".into()).await.unwrap().unwrap();
