@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Instructions per proxied request in certgate's request path, counted by callgrind: a measure
+# that does not depend on the machine's noise (BENCHMARKS.md, "instructions per request").
+#
+# The release certgate runs under `valgrind --tool=callgrind` with instrumentation off; it proxies
+# to `certgate echo` (another process, not counted) with a client certificate required. After a
+# warm-up over 8 keep-alive connections, instrumentation is switched on, 2,000 requests are sent
+# over the same kind of connections, and the instructions of the certgate process (user space,
+# all threads) are divided by the requests. Once over HTTP/1.1, once over h2.
+#
+# Usage: benches/instructions.sh [COUNT]   (prints one line per protocol)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+count=${1:-2000}
+command -v valgrind >/dev/null || { echo "instructions: install valgrind" >&2; exit 1; }
+cargo build --release --quiet -p certgate --bin certgate
+cargo build --release --quiet -p certgate-load
+bin=$PWD/target/release
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
+port=$(free_port); ops=$(free_port); echo_port=$(free_port)
+"$bin/certgate" echo --listen "127.0.0.1:$echo_port" >/dev/null 2>&1 &
+pids+=($!)
+cat >"$work/certgate.toml" <<EOF
+[server]
+listen = "127.0.0.1:$port"
+cert = "$work/dev/server.pem"
+key = "$work/dev/server.key"
+dev_ca = "$work/dev"
+[[trust.ca]]
+name = "dev"
+cert = "$work/dev/ca.pem"
+[upstream]
+url = "http://127.0.0.1:$echo_port"
+[ops]
+listen = "127.0.0.1:$ops"
+[log]
+level = "warn"
+access = false
+[store]
+url = "sqlite://$work/data/certgate.db"
+[pki]
+dir = "$work/data/pki"
+EOF
+
+measure() { # label load-args...
+  local label=$1; shift
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$work/cg.%p" \
+    "$bin/certgate" serve --config "$work/certgate.toml" >"$work/serve.log" 2>&1 &
+  local vg=$!
+  pids+=("$vg")
+  for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$ops/readyz" >/dev/null 2>&1 && break
+    sleep 0.2
+  done
+  local load=("$bin/certgate-load" --target "127.0.0.1:$port" --sni localhost
+    --cert "$work/dev/client.pem" --key "$work/dev/client.key" --ca "$work/dev/ca.pem"
+    --mode keepalive --concurrency 8 --json "$@")
+  "${load[@]}" --count 400 >/dev/null
+  callgrind_control -i on "$vg" >/dev/null
+  "${load[@]}" --count "$count" >"$work/load.json"
+  callgrind_control -i off "$vg" >/dev/null
+  callgrind_control -d "$vg" >/dev/null
+  kill "$vg"
+  wait "$vg" 2>/dev/null || true
+  # The totals of every dump of that process (one file per dump; the file written at exit holds
+  # nothing, instrumentation being off by then).
+  local total
+  total=$(cat "$work"/cg."$vg"* 2>/dev/null | awk '/^totals:/ {sum += $2} END {print sum + 0}')
+  rm -f "$work"/cg."$vg"*
+  printf '%s: %d instructions per request (%d requests)\n' "$label" "$((total / count))" "$count"
+}
+
+measure "HTTP/1.1"
+measure "h2" --http2
