@@ -187,6 +187,8 @@ impl Api {
             (Method::POST, ["certgate", "renew"]) => self.page_renew_post(&call).await,
             (Method::GET, ["certgate", "me"]) => self.page_me(&call).await,
             (Method::POST, ["certgate", "notice"]) => self.page_notice_post(&call).await,
+            (Method::GET, ["certgate", "admin"]) => self.page_admin(&call).await,
+            (Method::POST, ["certgate", "admin"]) => self.page_admin_post(&call).await,
             (Method::GET, ["certgate", "static", "certgate.css"]) => self.page_style(),
             (Method::GET, ["certgate"] | ["certgate", ""]) => self.index(&call),
             (_, route) => match allowed_methods(route) {
@@ -263,7 +265,7 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
         | ["certgate", "crl", _]
         | ["certgate", "me"]
         | ["certgate", "static", "certgate.css"] => Some("GET, HEAD"),
-        ["certgate", "enroll" | "renew"] => Some("GET, HEAD, POST"),
+        ["certgate", "enroll" | "renew" | "admin"] => Some("GET, HEAD, POST"),
         ["certgate", "notice"] => Some("POST"),
         [
             ".well-known",

@@ -263,7 +263,11 @@ async fn corporation_and_user_updates(reg: Arc<dyn Registry>) {
     assert_eq!(users.len(), 1);
     assert_eq!(users[0].status, UserStatus::Suspended);
     assert_eq!(users[0].role, Role::Admin);
-    assert_eq!(users[0].name.as_deref(), Some("利用者 alice"), "the name survives");
+    assert_eq!(
+        users[0].name.as_deref(),
+        Some("利用者 alice"),
+        "the name survives"
+    );
     let missing = reg
         .set_user_status(
             CORP,

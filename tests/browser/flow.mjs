@@ -3,10 +3,11 @@
 // a person would see; every page is photographed in Japanese and English into SHOTS.
 //
 // The administrator enrolls → downloads certificate.p12 → a fresh browser context with it opens
-// the application through certgate, whose echo shows the identity; a user enrolls the same way;
-// the user renews (Cancel first, then Execute) → the new certificate works.
+// the application through certgate, whose echo shows the identity; the administrator adds a user
+// on the admin page and re-issues (the PIN shown once); the user enrolls the same way, meets the
+// renewal notice, defers it, renews (Cancel first, then Execute) → the new certificate works.
 //
-// Environment: BASE (https://localhost:PORT), CORP, ADMIN_PIN, USER, USER_PIN, SHOTS (a
+// Environment: BASE (https://localhost:PORT), CORP, ADMIN_PIN, USER_ID, SHOTS (a
 // directory), CHROMIUM (default /usr/bin/chromium). Prints one JSON line of what it saw.
 import { chromium } from 'playwright-core';
 import fs from 'node:fs';
@@ -126,8 +127,25 @@ try {
   assert.equal(adminApp.echo.headers['x-client-corp-id'], CORP);
   seen.admin = { serial: admin.serial, corp: adminApp.echo.headers['x-client-corp-id'] };
 
+  // The administrator adds the user on the admin page and re-issues: the temporary PIN is shown
+  // once.
+  const adminCtx = await context(admin.file);
+  const adminPage = await adminCtx.newPage();
+  await adminPage.goto(`${BASE}/certgate/admin`);
+  assert.match(await adminPage.textContent('h1'), /利用者管理/);
+  await bothLanguages(adminPage, 'admin');
+  await adminPage.fill('#new-user-id', USER);
+  await adminPage.fill('#new-name', '佐藤 花子');
+  await adminPage.selectOption('#new-role', 'general');
+  await adminPage.click('#add');
+  await adminPage.waitForSelector(`#user-${USER}`);
+  await adminPage.click(`#reissue-${USER}`);
+  const userPin = (await adminPage.textContent('#pin')).trim();
+  await shoot(adminPage, 'reissued');
+  await adminCtx.close();
+
   // Then the user.
-  const user = await enroll('user', CORP, USER, env('USER_PIN'));
+  const user = await enroll('user', CORP, USER, userPin);
   const userApp = await application(user.file);
   assert.equal(userApp.status, 200);
   assert.equal(userApp.echo.headers['x-client-user-id'], USER);

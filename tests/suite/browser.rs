@@ -1,11 +1,11 @@
 //! certgate's pages in Debian's Chromium, driven by Playwright (`tests/browser/flow.mjs`): the
-//! administrator and then a user enroll, download `certificate.p12`, open the application with
-//! it; the user renews. Screenshots of every page, in Japanese and English, are kept under
+//! administrator enrolls, downloads `certificate.p12`, opens the application with it, adds a user
+//! on the admin page and re-issues; the user enrolls, meets the renewal notice and renews. Screenshots of every page, in Japanese and English, are kept under
 //! `target/pages-screenshots/`. `scripts/test.sh` installs Chromium and Playwright.
 
 use crate::support::*;
 use certgate::lifecycle::Context;
-use certgate::model::{Holder, Role};
+use certgate::model::Holder;
 use secrecy::ExposeSecret as _;
 
 const CORP_C: &str = "77777777777777";
@@ -25,27 +25,14 @@ async fn people_enroll_log_in_and_renew_in_chromium() {
         .add_corporation(CORP_C, "Browser Co", "admin@browser.example", &operator)
         .await
         .unwrap();
-    bank.lifecycle
-        .add_user(CORP_C, "hanako", Role::General, None, &operator)
+    let admin_pin = bank
+        .lifecycle
+        .issue_permit(&Holder::admin(CORP_C), &Context::operator())
         .await
-        .unwrap();
-    let pin = |user: Option<&str>| {
-        let holder = Holder {
-            corp_id: CORP_C.into(),
-            user_id: user.map(str::to_owned),
-        };
-        let lifecycle = bank.lifecycle.clone();
-        async move {
-            lifecycle
-                .issue_permit(&holder, &Context::operator())
-                .await
-                .unwrap()
-                .pin
-                .expose_secret()
-                .to_owned()
-        }
-    };
-    let (admin_pin, user_pin) = (pin(None).await, pin(Some("hanako")).await);
+        .unwrap()
+        .pin
+        .expose_secret()
+        .to_owned();
     let shots = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
         .parent()
         .unwrap()
@@ -60,7 +47,6 @@ async fn people_enroll_log_in_and_renew_in_chromium() {
         .env("CORP", CORP_C)
         .env("ADMIN_PIN", &admin_pin)
         .env("USER_ID", "hanako")
-        .env("USER_PIN", &user_pin)
         .env("SHOTS", &shots);
     let out = tokio::task::spawn_blocking(move || node.output())
         .await

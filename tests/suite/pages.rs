@@ -761,3 +761,202 @@ fn bad_notice_paths_are_refused_naming_the_key() {
         assert!(stderr.contains(says), "{paths}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn the_administrator_manages_users_on_the_admin_page_and_general_users_may_not() {
+    let bank = Bank::open("").await;
+    let (status, headers, page) =
+        get(&bank, Some(&bank.admin_a), "/certgate/admin?lang=en", &[]).await;
+    assert_eq!(status, 200, "{page}");
+    assert_page_headers(&headers, "admin");
+    assert_eq!(text_of(&page, "corp-id"), CORP_A);
+    assert!(page.contains("id=\"user-taro\"") && page.contains("id=\"user-boss\""));
+    assert!(
+        !page.contains(CORP_B),
+        "only the administrator's own corporation"
+    );
+    let token = token_of(&page);
+    let act = |fields: Vec<(&'static str, String)>,
+               leaf: Leaf,
+               extra: &'static [(&'static str, &'static str)]| {
+        let bank = &bank;
+        async move {
+            let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_form(bank, Some(&leaf), "/certgate/admin?lang=en", &pairs, extra).await
+        }
+    };
+    // Add a user with a name; the table shows it.
+    let (status, headers, _) = act(
+        vec![
+            ("token", token.clone()),
+            ("do", "add".into()),
+            ("user_id", "hanako".into()),
+            ("name", "佐藤 花子".into()),
+            ("role", "general".into()),
+            ("email", "hanako@example.jp".into()),
+        ],
+        bank.admin_a.clone(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/certgate/admin?lang=en");
+    let (_, _, page) = get(
+        &bank,
+        Some(&bank.admin_a),
+        "/certgate/admin?lang=en&sort=name",
+        &[],
+    )
+    .await;
+    assert!(
+        page.contains("id=\"user-hanako\"") && page.contains("佐藤 花子"),
+        "{page}"
+    );
+    // Bad input shows the page again with the reason and changes nothing.
+    for (what, fields, status, says) in [
+        (
+            "a master user",
+            vec![("role", "master")],
+            400,
+            "Choose a role",
+        ),
+        ("a bad ID", vec![("user_id", "花子")], 400, "user_id"),
+        ("a taken ID", vec![("user_id", "taro")], 409, "taro"),
+    ] {
+        let mut form = vec![
+            ("token", token.clone()),
+            ("do", "add".to_owned()),
+            ("user_id", "jiro".to_owned()),
+            ("role", "general".to_owned()),
+        ];
+        for (name, value) in fields {
+            form.retain(|(field, _)| *field != name);
+            form.push((name, value.to_owned()));
+        }
+        let (got, _, page) = act(form, bank.admin_a.clone(), &[]).await;
+        assert_eq!(got, status, "{what}: {page}");
+        assert!(page.contains(says), "{what}: {says:?} in {page}");
+    }
+    let (_, _, page) = get(&bank, Some(&bank.admin_a), "/certgate/admin", &[]).await;
+    assert!(
+        !page.contains("id=\"user-jiro\""),
+        "nothing was added by a refused form"
+    );
+    // A form from another site, or without its token, does nothing.
+    let suspend = vec![
+        ("token", token.clone()),
+        ("do", "suspend".into()),
+        ("user_id", "taro".into()),
+    ];
+    let (status, _, _) = act(
+        suspend.clone(),
+        bank.admin_a.clone(),
+        &[("sec-fetch-site", "cross-site")],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _, _) = act(
+        vec![("do", "suspend".into()), ("user_id", "taro".into())],
+        bank.admin_a.clone(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403);
+    let taro = {
+        let pin = bank.permit(CORP_A, Some("taro")).await;
+        let (csr, key) = csr();
+        let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
+        assert_eq!(status, 200, "{json}");
+        leaf_from(&json, key)
+    };
+    let app = |leaf: &Leaf| {
+        let (addr, client) = (bank.server.addr, bank.client(Some(leaf)));
+        async move {
+            get_once(addr, client, "/app", &[])
+                .await
+                .unwrap()
+                .0
+                .as_u16()
+        }
+    };
+    assert_eq!(app(&taro).await, 200);
+    // Suspend: refused at once; resume: back.
+    let (status, _, _) = act(suspend, bank.admin_a.clone(), &[]).await;
+    assert_eq!(status, 303);
+    assert_eq!(app(&taro).await, 403);
+    let (_, _, page) = get(&bank, Some(&bank.admin_a), "/certgate/admin?lang=en", &[]).await;
+    assert!(page.contains("id=\"resume-taro\""), "{page}");
+    let (status, _, _) = act(
+        vec![
+            ("token", token.clone()),
+            ("do", "resume".into()),
+            ("user_id", "taro".into()),
+        ],
+        bank.admin_a.clone(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(app(&taro).await, 200);
+    // Re-issue: the new PIN is shown once, and it enrolls.
+    let (status, _, reissued) = act(
+        vec![
+            ("token", token.clone()),
+            ("do", "reissue".into()),
+            ("user_id", "hanako".into()),
+        ],
+        bank.admin_a.clone(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{reissued}");
+    let pin = text_of(&reissued, "pin").to_owned();
+    let (status, json) = bank
+        .enroll_json(CORP_A, Some("hanako"), &pin, &csr().0)
+        .await;
+    assert_eq!(status, 200, "{json}");
+    // The history, filtered by user and by action.
+    let (_, _, history) = get(
+        &bank,
+        Some(&bank.admin_a),
+        "/certgate/admin?lang=en&user=taro",
+        &[],
+    )
+    .await;
+    for action in ["user.add", "suspend", "resume"] {
+        assert!(
+            history.contains(&format!("<td>{action}</td>")),
+            "{action}: {history}"
+        );
+    }
+    let trail = &history[history.find("id=\"history\"").unwrap()..];
+    assert!(!trail.contains("hanako"), "filtered by user: {trail}");
+    let (_, _, suspensions) = get(
+        &bank,
+        Some(&bank.admin_a),
+        "/certgate/admin?lang=en&user=taro&action=suspend",
+        &[],
+    )
+    .await;
+    assert!(suspensions.contains("<td>suspend</td>"));
+    assert!(
+        !suspensions.contains("<td>resume</td>") && !suspensions.contains("<td>user.add</td>"),
+        "filtered by action: {suspensions}"
+    );
+    // A general user may not manage: the page refuses them, and no token of theirs is an admin
+    // form's.
+    let (status, _, refused) = get(&bank, Some(&taro), "/certgate/admin?lang=en", &[]).await;
+    assert_eq!(status, 403, "{refused}");
+    let (_, _, taro_page) = get(&bank, Some(&taro), "/certgate/enroll", &[]).await;
+    let (status, _, _) = act(
+        vec![
+            ("token", token_of(&taro_page)),
+            ("do", "suspend".into()),
+            ("user_id", "boss".into()),
+        ],
+        taro.clone(),
+        &[],
+    )
+    .await;
+    assert_eq!(status, 403);
+}

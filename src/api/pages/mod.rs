@@ -8,6 +8,7 @@
 //! again with the reason and the fields typed so far (never a PIN or a password); until a PIN is
 //! verified the reason is the same whoever asks, as for the JSON API.
 
+mod admin;
 mod forms;
 mod notice;
 mod render;
@@ -54,6 +55,7 @@ pub(super) const ENROLL: &str = "/certgate/enroll";
 pub(super) const RENEW: &str = "/certgate/renew";
 pub(super) const ME: &str = "/certgate/me";
 pub(super) const NOTICE: &str = "/certgate/notice";
+pub(super) const ADMIN: &str = "/certgate/admin";
 
 /// The longest a typed PIN or password may be; longer is a mistake or an attack.
 const MAX_SECRET_CHARS: usize = 128;
@@ -669,6 +671,8 @@ mod tests {
             .set("me", me)
             .set("p12", json!("AAAA"))
             .set("history", json!([]))
+            .set("users", json!([{"user_id": "taro", "name": null, "role": "r", "suspended": false, "status": "s", "not_after": null}]))
+            .set("sort_urls", json!({}))
     }
 
     #[test]
@@ -683,6 +687,9 @@ mod tests {
                 "renew_cancelled.html",
                 "me.html",
                 "message.html",
+                "notice.html",
+                "admin.html",
+                "reissued.html",
             ] {
                 let page = full_page(lang).set("error", json!("<script>alert(1)</script>"));
                 let html = pages.templates.render(

@@ -20,6 +20,8 @@ const BUILT_IN: &[(&str, &str)] = &[
     ),
     ("me.html", include_str!("templates/me.html")),
     ("notice.html", include_str!("templates/notice.html")),
+    ("admin.html", include_str!("templates/admin.html")),
+    ("reissued.html", include_str!("templates/reissued.html")),
     ("message.html", include_str!("templates/message.html")),
 ];
 
