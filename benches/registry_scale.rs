@@ -851,13 +851,27 @@ async fn fanout(options: Options) {
                         .await
                         .unwrap();
                 tokio::spawn(connection);
-                admins.entry(client.corp.clone()).or_insert(sender)
+                let admin = admins.entry(client.corp.clone()).or_insert(sender);
+                // A manager confirms a revocation with their confirmation password, set once.
+                let status = admin_post(
+                    admin,
+                    "/certgate/api/admin/confirmation",
+                    r#"{"password":"bench-confirmation"}"#,
+                )
+                .await;
+                assert!(status == 200 || status == 409, "confirmation: {status}");
+                admin
             }
         };
         let mut watcher = connect(addrs[1], client.config.clone()).await;
         assert_eq!(get(&mut watcher).await, 200);
         let path = format!("/certgate/api/admin/users/{}/revoke", client.user);
-        let status = admin_post(admin, &path, r#"{"reason":"keyCompromise"}"#).await;
+        let status = admin_post(
+            admin,
+            &path,
+            r#"{"reason":"keyCompromise","confirmation":"bench-confirmation"}"#,
+        )
+        .await;
         assert_eq!(status, 200, "revoke {}", client.user);
         let answered = Instant::now();
         loop {

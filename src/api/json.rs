@@ -33,6 +33,14 @@ struct RenewRequest {
 #[serde(deny_unknown_fields)]
 struct RevokeRequest {
     reason: Option<String>,
+    /// The acting manager's confirmation password (seed 004).
+    confirmation: Option<SecretString>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfirmationRequest {
+    password: SecretString,
 }
 
 /// Reads a JSON body; a refusal names the field at fault (missing, unknown or of the wrong type)
@@ -258,6 +266,30 @@ impl Api {
         }
     }
 
+    /// `POST /certgate/api/admin/confirmation`: the calling manager sets their confirmation
+    /// password, once.
+    pub(super) async fn admin_confirmation(&self, call: &Call<'_>) -> Response<Body> {
+        if call.caller.identity.is_none() {
+            return certificate_required(CERTIFICATE_NEEDED);
+        }
+        let request: ConfirmationRequest = match parse(&call.body) {
+            Ok(request) => request,
+            Err(response) => return response,
+        };
+        let ctx = call.context(None);
+        match self
+            .lifecycle
+            .set_confirmation(&ctx, &request.password)
+            .await
+        {
+            Ok(()) => json_response(
+                StatusCode::OK,
+                &serde_json::json!({ "confirmation": "set" }),
+            ),
+            Err(err) => problem::lifecycle(&err),
+        }
+    }
+
     /// `POST /certgate/api/admin/users/{user_id}/{reissue|revoke|suspend|resume}`.
     pub(super) async fn admin_action(
         &self,
@@ -285,18 +317,23 @@ impl Api {
                     })
                 }),
             "revoke" => {
-                let reason = if call.body.iter().all(u8::is_ascii_whitespace) {
-                    Ok(RevocationReason::Unspecified)
+                let request = if call.body.iter().all(u8::is_ascii_whitespace) {
+                    Ok(RevokeRequest {
+                        reason: None,
+                        confirmation: None,
+                    })
                 } else {
                     parse::<RevokeRequest>(&call.body)
-                        .and_then(|request| revocation_reason(request.reason.as_deref()))
                 };
-                let reason = match reason {
-                    Ok(reason) => reason,
+                let (reason, confirmation) = match request.and_then(|request| {
+                    revocation_reason(request.reason.as_deref())
+                        .map(|reason| (reason, request.confirmation))
+                }) {
+                    Ok(parsed) => parsed,
                     Err(response) => return response,
                 };
                 self.lifecycle
-                    .revoke_user(&ctx, &corp_id, user_id, reason)
+                    .revoke_user(&ctx, &corp_id, user_id, reason, confirmation.as_ref())
                     .await
                     .map(|revoked| {
                         serde_json::json!({

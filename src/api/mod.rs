@@ -177,6 +177,9 @@ impl Api {
             (Method::GET, ["certgate", "api", "me"]) => self.json_me(&call).await,
             (Method::GET, ["certgate", "api", "admin", "users"]) => self.admin_users(&call).await,
             (Method::GET, ["certgate", "api", "admin", "audit"]) => self.admin_audit(&call).await,
+            (Method::POST, ["certgate", "api", "admin", "confirmation"]) => {
+                self.admin_confirmation(&call).await
+            }
             (Method::POST, ["certgate", "api", "admin", "users", user_id, action]) => {
                 self.admin_action(&call, user_id, action).await
             }
@@ -188,6 +191,8 @@ impl Api {
             (Method::GET, ["certgate", "me"]) => self.page_me(&call).await,
             (Method::POST, ["certgate", "notice"]) => self.page_notice_post(&call).await,
             (Method::GET, ["certgate", "admin"]) => self.page_admin(&call).await,
+            (Method::GET, ["certgate", "admin", "revoke"]) => self.page_revoke(&call).await,
+            (Method::POST, ["certgate", "admin", "revoke"]) => self.page_revoke_post(&call).await,
             (Method::POST, ["certgate", "admin"]) => self.page_admin_post(&call).await,
             (Method::GET, ["certgate", "static", "certgate.css"]) => self.page_style(),
             (Method::GET, ["certgate"] | ["certgate", ""]) => self.index(&call),
@@ -265,7 +270,9 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
         | ["certgate", "crl", _]
         | ["certgate", "me"]
         | ["certgate", "static", "certgate.css"] => Some("GET, HEAD"),
-        ["certgate", "enroll" | "renew" | "admin"] => Some("GET, HEAD, POST"),
+        ["certgate", "enroll" | "renew" | "admin"] | ["certgate", "admin", "revoke"] => {
+            Some("GET, HEAD, POST")
+        }
         ["certgate", "notice"] => Some("POST"),
         [
             ".well-known",
@@ -277,7 +284,8 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
             "api",
             "enroll" | "enroll.p12" | "renew" | "renew.p12",
         ]
-        | ["certgate", "api", "admin", "users", _, _] => Some("POST"),
+        | ["certgate", "api", "admin", "users", _, _]
+        | ["certgate", "api", "admin", "confirmation"] => Some("POST"),
         _ => None,
     }
 }

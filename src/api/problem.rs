@@ -35,6 +35,15 @@ const RENEWAL_NOT_OPEN: Kind = Kind::new(403, "renewal-not-open", "Renewal not o
 const NOT_RENEWABLE: Kind = Kind::new(403, "not-renewable", "Certificate cannot be renewed");
 const FORBIDDEN: Kind = Kind::new(403, "forbidden", "Not allowed");
 const CONFLICT: Kind = Kind::new(409, "conflict", "Conflict");
+const CONFIRMATION_REQUIRED: Kind = Kind::new(
+    403,
+    "confirmation-required",
+    "Confirmation password required",
+);
+const CONFIRMATION_WRONG: Kind =
+    Kind::new(403, "confirmation-wrong", "Wrong confirmation password");
+const CONFIRMATION_LOCKED: Kind =
+    Kind::new(423, "confirmation-locked", "Confirmation password locked");
 const CA_NOT_INITIALISED: Kind =
     Kind::new(503, "ca-not-initialised", "Certificate issuing not set up");
 
@@ -88,6 +97,9 @@ pub(super) fn lifecycle_problem(err: &LifecycleError) -> Problem {
         E::NotFound { .. } => Kind::NOT_FOUND,
         E::Conflict { .. } => CONFLICT,
         E::NoCa => CA_NOT_INITIALISED,
+        E::ConfirmationRequired { .. } => CONFIRMATION_REQUIRED,
+        E::ConfirmationWrong { .. } => CONFIRMATION_WRONG,
+        E::ConfirmationLocked => CONFIRMATION_LOCKED,
         E::Busy { .. } => Kind::new(503, "busy", "Too many requests at once"),
         E::Internal(cause) => {
             tracing::error!(cause = %cause, "lifecycle operation failed");

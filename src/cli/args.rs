@@ -231,6 +231,16 @@ pub enum UserCommand {
         #[arg(long)]
         corp_id: String,
     },
+    /// Reset a manager's confirmation password (確認用パスワード), after they forgot it or it
+    /// locked: they set a new one on their next use of the admin page.
+    ResetConfirmation {
+        /// The corporation ID.
+        #[arg(long)]
+        corp_id: String,
+        /// The user ID; without it, the corporation's administrator.
+        #[arg(long)]
+        user_id: Option<String>,
+    },
     /// Suspend a user: their certificate is refused until resumed.
     Suspend {
         /// The corporation ID.

@@ -187,6 +187,20 @@ pub(super) async fn operate(
                 })
                 .collect(),
         },
+        Operator::User(UserCommand::ResetConfirmation { corp_id, user_id }) => {
+            let holder = Holder {
+                corp_id: corp_id.clone(),
+                user_id: user_id.clone(),
+            };
+            lifecycle.reset_confirmation(&ctx, &holder).await?;
+            Output::Done {
+                text: format!(
+                    "reset the confirmation password of {}; they set a new one on the admin page",
+                    holder.key()
+                ),
+                json: json!({ "corp_id": corp_id, "user_id": user_id, "confirmation": "reset" }),
+            }
+        }
         Operator::User(UserCommand::Suspend { corp_id, user_id }) => {
             lifecycle
                 .set_user_status(&ctx, &corp_id, &user_id, UserStatus::Suspended)

@@ -100,6 +100,24 @@ pub enum LifecycleError {
         /// What.
         what: String,
     },
+    /// A manager's action that needs their confirmation password came without it, or they have
+    /// not set one yet.
+    #[error("{why}")]
+    ConfirmationRequired {
+        /// What is missing.
+        why: String,
+    },
+    /// The confirmation password is wrong.
+    #[error("the confirmation password is wrong ({left} tries left before it locks)")]
+    ConfirmationWrong {
+        /// Wrong tries left.
+        left: u32,
+    },
+    /// The confirmation password is locked after too many wrong tries.
+    #[error(
+        "the confirmation password is locked after too many wrong tries; the bank resets it (certgate user reset-confirmation)"
+    )]
+    ConfirmationLocked,
     /// `certgate init` has not been run: nothing can be issued.
     #[error("certificate issuing is not set up here; the bank runs `certgate init` first")]
     NoCa,

@@ -1,7 +1,7 @@
 //! Managing corporations, users, permits and certificates: the operator's commands and the
 //! corporation managers' admin actions (re-issue, revoke, suspend, resume, status, audit).
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret as _, SecretString};
 
 use super::{Actor, Context, Lifecycle, LifecycleError, check_revocation_reason, pin};
 use crate::model::{Holder, RevocationReason, Role, Serial, rfc3339};
@@ -361,18 +361,21 @@ impl Lifecycle {
         result
     }
 
-    /// Revokes every unexpired certificate of a user.
+    /// Revokes every unexpired certificate of a user. A manager confirms it with their
+    /// confirmation password (seed 004); the bank's operator does not.
     pub async fn revoke_user(
         &self,
         ctx: &Context,
         corp_id: &str,
         user_id: &str,
         reason: RevocationReason,
+        confirmation: Option<&SecretString>,
     ) -> Result<Vec<RevokedCert>, LifecycleError> {
         let holder = Holder::user(corp_id, user_id);
         let result = async {
             check_revocation_reason(reason)?;
             self.managed_user(ctx, corp_id, user_id).await?;
+            self.confirm(ctx, confirmation).await?;
             let audit = self.audit(
                 ctx,
                 "revoke",
@@ -395,6 +398,131 @@ impl Lifecycle {
             self.audit_refusal(ctx, "revoke", Some(&holder), err).await;
         }
         result
+    }
+
+    /// Whether a manager has set their confirmation password yet.
+    pub async fn has_confirmation(&self, ctx: &Context) -> Result<bool, LifecycleError> {
+        let holder = manager_holder(ctx)?;
+        Ok(self.store().confirmation(&holder).await?.is_some())
+    }
+
+    /// A manager sets their confirmation password, once (the bank resets it): 8 to 128
+    /// characters, stored as an argon2 hash.
+    pub async fn set_confirmation(
+        &self,
+        ctx: &Context,
+        password: &SecretString,
+    ) -> Result<(), LifecycleError> {
+        let holder = manager_holder(ctx)?;
+        self.require_manager(ctx, &holder.corp_id).await?;
+        let chars = password.expose_secret().chars().count();
+        if !(8..=128).contains(&chars) {
+            return Err(LifecycleError::Invalid {
+                field: "confirmation",
+                reason: "a confirmation password has 8 to 128 characters".to_owned(),
+            });
+        }
+        let typed = password.clone();
+        let hash = tokio::task::spawn_blocking(move || pin::hash(typed.expose_secret()))
+            .await
+            .map_err(|err| LifecycleError::Internal(format!("hashing failed: {err}")))??;
+        let audit = self.audit(
+            ctx,
+            "confirmation.set",
+            Some(&holder.corp_id),
+            &holder.key(),
+            "ok",
+        );
+        self.store()
+            .set_confirmation(&holder, &hash, &audit)
+            .await
+            .map_err(|err| match LifecycleError::from(err) {
+                LifecycleError::Conflict { .. } => LifecycleError::Conflict {
+                    what: "your confirmation password is already set; the bank resets it"
+                        .to_owned(),
+                },
+                other => other,
+            })
+    }
+
+    /// The bank resets a manager's confirmation password, so that they set a new one.
+    pub async fn reset_confirmation(
+        &self,
+        ctx: &Context,
+        holder: &Holder,
+    ) -> Result<(), LifecycleError> {
+        require_operator(ctx)?;
+        let audit = self.audit(
+            ctx,
+            "confirmation.reset",
+            Some(&holder.corp_id),
+            &holder.key(),
+            "ok",
+        );
+        if self.store().reset_confirmation(holder, &audit).await? {
+            Ok(())
+        } else {
+            Err(LifecycleError::NotFound {
+                what: format!("a confirmation password of {}", holder.key()),
+            })
+        }
+    }
+
+    /// A manager's action confirmed by their confirmation password; the operator needs none.
+    /// One argon2 verification per try, in a PIN slot; wrong tries count and lock.
+    async fn confirm(
+        &self,
+        ctx: &Context,
+        confirmation: Option<&SecretString>,
+    ) -> Result<(), LifecycleError> {
+        if ctx.actor == Actor::Operator {
+            return Ok(());
+        }
+        let holder = manager_holder(ctx)?;
+        let Some(stored) = self.store().confirmation(&holder).await? else {
+            return Err(LifecycleError::ConfirmationRequired {
+                why: "set your confirmation password first (on the admin page)".to_owned(),
+            });
+        };
+        if stored.locked {
+            return Err(LifecycleError::ConfirmationLocked);
+        }
+        let Some(typed) = confirmation.filter(|typed| !typed.expose_secret().is_empty()) else {
+            return Err(LifecycleError::ConfirmationRequired {
+                why: "confirmation: this action needs your confirmation password".to_owned(),
+            });
+        };
+        let _slot = self.pin_slot().await?;
+        let typed = typed.clone();
+        let hash = stored.hash.clone();
+        let right = tokio::task::spawn_blocking(move || pin::verify(typed.expose_secret(), &hash))
+            .await
+            .map_err(|err| {
+                LifecycleError::Internal(format!("confirmation check failed: {err}"))
+            })??;
+        if right {
+            self.store().confirmation_succeeded(&holder).await?;
+            return Ok(());
+        }
+        let max = self.rules().max_pin_failures;
+        let audit = self.audit(
+            ctx,
+            "confirmation",
+            Some(&holder.corp_id),
+            &holder.key(),
+            "refused: wrong confirmation password",
+        );
+        if self
+            .store()
+            .confirmation_failed(&holder, max, &audit)
+            .await?
+        {
+            Err(LifecycleError::ConfirmationLocked)
+        } else {
+            Err(LifecycleError::ConfirmationWrong {
+                left: max.saturating_sub(stored.failures + 1),
+            })
+        }
     }
 
     /// Suspends or resumes a user.
@@ -604,5 +732,15 @@ fn require_operator(ctx: &Context) -> Result<(), LifecycleError> {
 pub(super) fn not_a_lifecycle_ca() -> LifecycleError {
     LifecycleError::Forbidden {
         why: "this certificate's CA is trusted for logging in to the application only; certgate's own operations need a certificate issued by certgate (or by a [[trust.ca]] entry with lifecycle = true)".to_owned(),
+    }
+}
+
+/// The certificate holder acting as a manager (their confirmation password is theirs).
+fn manager_holder(ctx: &Context) -> Result<Holder, LifecycleError> {
+    match &ctx.actor {
+        Actor::Certificate { holder, .. } => Ok(holder.clone()),
+        _ => Err(LifecycleError::Forbidden {
+            why: "a confirmation password belongs to a manager's certificate".to_owned(),
+        }),
     }
 }

@@ -58,10 +58,10 @@ pub use error::StoreError;
 pub use postgres::PoolSettings;
 pub use sql::SqlRegistry;
 pub use types::{
-    AuditEntry, CertStatus, CertificateRecord, Change, Corporation, CorporationStatus, CrlClaim,
-    FeedEntry, Issuance, IssueStatus, Issued, KeptP12, NewAudit, NewCertificate, NewCorporation,
-    NewPermit, NewUser, Permit, PermitFailure, PermitIssued, PermitState, RetryInfo, Revocation,
-    RevokedCert, SignedCrl, StatusRow, User, UserStatus,
+    AuditEntry, CertStatus, CertificateRecord, Change, Confirmation, Corporation,
+    CorporationStatus, CrlClaim, FeedEntry, Issuance, IssueStatus, Issued, KeptP12, NewAudit,
+    NewCertificate, NewCorporation, NewPermit, NewUser, Permit, PermitFailure, PermitIssued,
+    PermitState, RetryInfo, Revocation, RevokedCert, SignedCrl, StatusRow, User, UserStatus,
 };
 
 /// The default registry URL: a SQLite file under `data/`, relative to the working directory.
@@ -282,6 +282,38 @@ pub trait Registry: Send + Sync {
     /// Erases the `certificate.p12` files kept for retries whose window closed before `now`;
     /// returns how many.
     async fn forget_expired_files(&self, now: OffsetDateTime) -> Result<u64, StoreError>;
+
+    // --- managers' confirmation passwords ---
+
+    /// A manager's confirmation password, when they have set one.
+    async fn confirmation(&self, holder: &Holder) -> Result<Option<Confirmation>, StoreError>;
+
+    /// Sets a manager's confirmation password (its argon2 hash); a conflict when one is set.
+    async fn set_confirmation(
+        &self,
+        holder: &Holder,
+        hash: &str,
+        audit: &NewAudit,
+    ) -> Result<(), StoreError>;
+
+    /// Counts a wrong confirmation password; locks it at `max_failures`. Returns whether it is
+    /// locked now.
+    async fn confirmation_failed(
+        &self,
+        holder: &Holder,
+        max_failures: u32,
+        audit: &NewAudit,
+    ) -> Result<bool, StoreError>;
+
+    /// A right confirmation password: the count of wrong ones starts again.
+    async fn confirmation_succeeded(&self, holder: &Holder) -> Result<(), StoreError>;
+
+    /// Removes a manager's confirmation password (the bank's reset); whether there was one.
+    async fn reset_confirmation(
+        &self,
+        holder: &Holder,
+        audit: &NewAudit,
+    ) -> Result<bool, StoreError>;
 
     // --- the change feed ---
 

@@ -50,6 +50,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "user name",
         include_str!("../../migrations/postgres/0003_user_name.sql"),
     ),
+    (
+        4,
+        "confirmations",
+        include_str!("../../migrations/postgres/0004_confirmations.sql"),
+    ),
 ];
 
 /// Connects, migrates and returns the registry.

@@ -23,10 +23,11 @@ use super::rows::{
 };
 use super::types::{from_unix, to_unix, validate_email, validate_holder, validate_id};
 use super::{
-    AuditEntry, CertStatus, CertificateRecord, Change, Corporation, CorporationStatus, CrlClaim,
-    FeedEntry, Holder, Issuance, IssueStatus, Issued, NewAudit, NewCorporation, NewPermit, NewUser,
-    Permit, PermitFailure, PermitIssued, PermitState, Registry, RetryInfo, RevocationReason,
-    RevokedCert, Serial, SignedCrl, StatusRow, StoreError, User, UserStatus,
+    AuditEntry, CertStatus, CertificateRecord, Change, Confirmation, Corporation,
+    CorporationStatus, CrlClaim, FeedEntry, Holder, Issuance, IssueStatus, Issued, NewAudit,
+    NewCorporation, NewPermit, NewUser, Permit, PermitFailure, PermitIssued, PermitState, Registry,
+    RetryInfo, RevocationReason, RevokedCert, Serial, SignedCrl, StatusRow, StoreError, User,
+    UserStatus,
 };
 use crate::model::{Der, IssuerKey, Role};
 
@@ -1207,6 +1208,103 @@ impl Registry for SqlRegistry {
             .iter()
             .map(rows::audit)
             .collect()
+    }
+
+    async fn confirmation(&self, holder: &Holder) -> Result<Option<Confirmation>, StoreError> {
+        let row = sqlx::query("SELECT hash, failures, locked FROM confirmations WHERE holder = $1")
+            .bind(holder.key())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(StoreError::db("read a confirmation password"))?;
+        row.map(|row| {
+            Ok(Confirmation {
+                hash: rows::col(&row, "hash")?,
+                failures: u32::try_from(rows::col::<i64>(&row, "failures")?).unwrap_or(u32::MAX),
+                locked: rows::flag(&row, "locked")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn set_confirmation(
+        &self,
+        holder: &Holder,
+        hash: &str,
+        audit: &NewAudit,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        let inserted = sqlx::query(
+            "INSERT INTO confirmations (holder, corp_id, hash, failures, locked, set_at) \
+             VALUES ($1, $2, $3, 0, 0, $4) ON CONFLICT (holder) DO NOTHING RETURNING holder",
+        )
+        .bind(holder.key())
+        .bind(holder.corp_id.clone())
+        .bind(hash.to_owned())
+        .bind(to_unix(audit.at))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db("set a confirmation password"))?;
+        if inserted.is_none() {
+            return Err(StoreError::conflict(format!(
+                "{} already has a confirmation password",
+                holder.key()
+            )));
+        }
+        insert_audit(&mut tx, audit).await?;
+        commit(tx).await
+    }
+
+    async fn confirmation_failed(
+        &self,
+        holder: &Holder,
+        max_failures: u32,
+        audit: &NewAudit,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let row = sqlx::query(
+            "UPDATE confirmations SET failures = failures + 1, \
+             locked = CASE WHEN failures + 1 >= $2 THEN 1 ELSE locked END \
+             WHERE holder = $1 RETURNING locked",
+        )
+        .bind(holder.key())
+        .bind(i64::from(max_failures))
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db("count a wrong confirmation password"))?
+        .ok_or_else(|| {
+            StoreError::not_found(format!("confirmation password of {}", holder.key()))
+        })?;
+        let locked = rows::flag(&row, "locked")?;
+        insert_audit(&mut tx, audit).await?;
+        commit(tx).await?;
+        Ok(locked)
+    }
+
+    async fn confirmation_succeeded(&self, holder: &Holder) -> Result<(), StoreError> {
+        sqlx::query("UPDATE confirmations SET failures = 0 WHERE holder = $1 AND failures > 0")
+            .bind(holder.key())
+            .execute(&self.pool)
+            .await
+            .map_err(StoreError::db(
+                "reset the count of wrong confirmation passwords",
+            ))?;
+        Ok(())
+    }
+
+    async fn reset_confirmation(
+        &self,
+        holder: &Holder,
+        audit: &NewAudit,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let removed = sqlx::query("DELETE FROM confirmations WHERE holder = $1 RETURNING holder")
+            .bind(holder.key())
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::db("reset a confirmation password"))?;
+        insert_audit(&mut tx, audit).await?;
+        commit(tx).await?;
+        Ok(removed.is_some())
     }
 
     async fn forget_expired_files(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

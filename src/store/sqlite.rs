@@ -48,7 +48,7 @@ fn restrict_to_owner(path: &str) {
 
 /// This backend's schema migrations, embedded at build time (`include_str!`, so that editing
 /// one triggers a rebuild).
-const MIGRATIONS: &[EmbeddedMigration] = &[
+pub(super) const MIGRATIONS: &[EmbeddedMigration] = &[
     (
         1,
         "registry",
@@ -73,6 +73,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         5,
         "user name",
         include_str!("../../migrations/sqlite/0005_user_name.sql"),
+    ),
+    (
+        6,
+        "confirmations",
+        include_str!("../../migrations/sqlite/0006_confirmations.sql"),
     ),
 ];
 

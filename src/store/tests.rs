@@ -1310,6 +1310,69 @@ async fn one_crl_signer_at_a_time_and_never_backwards(reg: Arc<dyn Registry>) {
 }
 
 /// Runs every shared scenario against one backend; `$fresh` yields `(guard, Arc<dyn Registry>)`.
+async fn confirmation_passwords_are_set_once_count_lock_and_reset(reg: Arc<dyn Registry>) {
+    let reg = &*reg;
+    add_corp(reg, CORP).await;
+    let admin = Holder::admin(CORP);
+    assert_eq!(reg.confirmation(&admin).await.unwrap(), None);
+    reg.set_confirmation(
+        &admin,
+        "$argon2id$hash",
+        &audit(t(1), "confirmation.set", CORP, CORP),
+    )
+    .await
+    .unwrap();
+    let again = reg
+        .set_confirmation(
+            &admin,
+            "$argon2id$other",
+            &audit(t(1), "confirmation.set", CORP, CORP),
+        )
+        .await;
+    assert!(
+        matches!(again, Err(StoreError::Conflict { .. })),
+        "{again:?}"
+    );
+    let stored = reg.confirmation(&admin).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.hash.as_str(), stored.failures, stored.locked),
+        ("$argon2id$hash", 0, false)
+    );
+    for expected_locked in [false, false, true] {
+        let locked = reg
+            .confirmation_failed(&admin, 3, &audit(t(2), "confirmation", CORP, CORP))
+            .await
+            .unwrap();
+        assert_eq!(locked, expected_locked);
+    }
+    let stored = reg.confirmation(&admin).await.unwrap().unwrap();
+    assert_eq!((stored.failures, stored.locked), (3, true));
+    assert!(
+        reg.reset_confirmation(&admin, &audit(t(3), "confirmation.reset", CORP, CORP))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !reg.reset_confirmation(&admin, &audit(t(3), "confirmation.reset", CORP, CORP))
+            .await
+            .unwrap()
+    );
+    assert_eq!(reg.confirmation(&admin).await.unwrap(), None);
+    // A right one after wrong ones starts the count again.
+    reg.set_confirmation(
+        &admin,
+        "$argon2id$new",
+        &audit(t(4), "confirmation.set", CORP, CORP),
+    )
+    .await
+    .unwrap();
+    reg.confirmation_failed(&admin, 3, &audit(t(5), "confirmation", CORP, CORP))
+        .await
+        .unwrap();
+    reg.confirmation_succeeded(&admin).await.unwrap();
+    assert_eq!(reg.confirmation(&admin).await.unwrap().unwrap().failures, 0);
+}
+
 macro_rules! backend_tests {
     ($module:ident, $fresh:path, [$($scenario:ident),+ $(,)?]) => {
         mod $module {
@@ -1345,6 +1408,7 @@ backend_tests!(
         a_rolled_back_change_never_reaches_the_feed,
         standing_loaded_then_followed_equals_a_fresh_load,
         one_crl_signer_at_a_time_and_never_backwards,
+        confirmation_passwords_are_set_once_count_lock_and_reset,
     ]
 );
 
@@ -1369,6 +1433,7 @@ backend_tests!(
         a_rolled_back_change_never_reaches_the_feed,
         standing_loaded_then_followed_equals_a_fresh_load,
         one_crl_signer_at_a_time_and_never_backwards,
+        confirmation_passwords_are_set_once_count_lock_and_reset,
     ]
 );
 
@@ -1448,6 +1513,11 @@ async fn fresh_sqlite() -> (tempfile::TempDir, Arc<dyn Registry>) {
     (dir, reg)
 }
 
+/// How many migrations the SQLite backend embeds.
+fn sqlite_migrations() -> i64 {
+    i64::try_from(super::sqlite::MIGRATIONS.len()).unwrap_or(i64::MAX)
+}
+
 async fn applied_migrations(reg: &SqlRegistry) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
         .fetch_one(reg.pool())
@@ -1467,7 +1537,7 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
     enroll(&reg, &Holder::user(CORP, "alice"), "0102", t(0)).await;
     // Opening again while it is open migrates nothing.
     sqlite::open(&url).await.unwrap().close().await;
-    assert_eq!(applied_migrations(&reg).await, 5);
+    assert_eq!(applied_migrations(&reg).await, sqlite_migrations());
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
         .fetch_one(reg.pool())
         .await
@@ -1486,7 +1556,7 @@ async fn migrations_twice_are_a_no_op_and_data_survives_reopen() {
     reg.close().await;
 
     let reopened = sqlite::open(&url).await.unwrap();
-    assert_eq!(applied_migrations(&reopened).await, 5);
+    assert_eq!(applied_migrations(&reopened).await, sqlite_migrations());
     let corp = reopened.corporation(CORP).await.unwrap().unwrap();
     assert_eq!(corp.created_at, t(0));
     let cert = reopened.certificate(&"0102".into()).await.unwrap().unwrap();

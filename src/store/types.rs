@@ -466,6 +466,26 @@ pub struct StatusRow {
     pub status: IssueStatus,
 }
 
+/// A manager's confirmation password as the registry keeps it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Confirmation {
+    /// Its argon2 hash (PHC string).
+    pub hash: String,
+    /// Wrong tries since the last right one.
+    pub failures: u32,
+    /// Locked after too many wrong tries, until the bank resets it.
+    pub locked: bool,
+}
+
+impl std::fmt::Debug for Confirmation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Confirmation")
+            .field("failures", &self.failures)
+            .field("locked", &self.locked)
+            .finish_non_exhaustive()
+    }
+}
+
 /// An audit entry to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewAudit {

@@ -5,7 +5,8 @@
 // The administrator enrolls → downloads certificate.p12 → a fresh browser context with it opens
 // the application through certgate, whose echo shows the identity; the administrator adds a user
 // on the admin page and re-issues (the PIN shown once); the user enrolls the same way, meets the
-// renewal notice, defers it, renews (Cancel first, then Execute) → the new certificate works.
+// renewal notice, defers it, renews (Cancel first, then Execute) → the new certificate works →
+// the administrator revokes the user with their confirmation password → the user is refused.
 //
 // Environment: BASE (https://localhost:PORT), CORP, ADMIN_PIN, USER_ID, SHOTS (a
 // directory), CHROMIUM (default /usr/bin/chromium). Prints one JSON line of what it saw.
@@ -185,6 +186,28 @@ try {
   assert.equal(renewedApp.status, 200);
   assert.equal(renewedApp.echo.headers['x-client-user-id'], USER);
   seen.renewed = { serial: renewedSerial, servedSerial: renewedApp.echo.headers['x-client-cert-serial'] };
+
+  // The administrator revokes the user on the admin page, confirming with their confirmation
+  // password (set on first use); the user's next page load is refused.
+  const revokeCtx = await context(admin.file);
+  const revokePage = await revokeCtx.newPage();
+  await revokePage.goto(`${BASE}/certgate/admin`);
+  await revokePage.click(`#revoke-${USER}`);
+  await revokePage.waitForSelector('#set-confirmation');
+  await shoot(revokePage, 'confirmation-set');
+  await revokePage.fill('#password', 'confirmation-pass-1');
+  await revokePage.fill('#password2', 'confirmation-pass-1');
+  await revokePage.click('#set-confirmation');
+  await revokePage.waitForSelector('#revoke');
+  await revokePage.selectOption('#reason', 'keyCompromise');
+  await revokePage.fill('#confirmation', 'confirmation-pass-1');
+  await shoot(revokePage, 'revoke');
+  await revokePage.click('#revoke');
+  assert.equal((await revokePage.textContent('#status')).trim(), '失効');
+  await shoot(revokePage, 'revoked');
+  await revokeCtx.close();
+  const afterRevocation = await application(renewedFile);
+  seen.revoked = { status: afterRevocation.status };
   console.log(JSON.stringify(seen));
 } finally {
   await browser.close();

@@ -305,7 +305,7 @@ async fn revoked_certificate_can_neither_renew_nor_re_enroll_over_est() {
             Some(&bank.admin_a),
             "/certgate/api/admin/users/taro/revoke",
             &[("content-type", "application/json")],
-            r#"{"reason":"keyCompromise"}"#,
+            with_confirmation(r#"{"reason":"keyCompromise"}"#),
         )
         .await;
     assert_eq!(status, 200, "{json}");
@@ -910,5 +910,122 @@ async fn unknown_paths_wrong_methods_big_bodies_and_bad_json_are_problems() {
     assert_eq!(
         bank.permit_state(CORP_A, Some("taro")).await,
         (PermitState::Active, 0)
+    );
+}
+
+/// Seed 004: a manager confirms a revocation with their own confirmation password; wrong tries
+/// count and lock it; only the bank resets it; the manager then sets a new one, once.
+#[tokio::test]
+async fn revoking_needs_the_managers_confirmation_password_which_locks_and_the_bank_resets() {
+    let bank = Bank::open("").await;
+    let taro = enroll_taro(&bank).await;
+    let revoke = |body: String| {
+        let bank = &bank;
+        async move {
+            let (status, _, json, _) = bank
+                .post(
+                    Some(&bank.admin_a),
+                    "/certgate/api/admin/users/taro/revoke",
+                    &[("content-type", "application/json")],
+                    body,
+                )
+                .await;
+            (status, json)
+        }
+    };
+    let (status, json) = revoke(r#"{"reason":"keyCompromise"}"#.to_owned()).await;
+    assert_eq!(
+        (status, problem_type(&json)),
+        (403, "urn:certgate:problem:confirmation-required"),
+        "{json}"
+    );
+    for left in (1..=4).rev() {
+        let (status, json) =
+            revoke(r#"{"reason":"keyCompromise","confirmation":"wrong-one"}"#.to_owned()).await;
+        assert_eq!(status, 403, "{json}");
+        assert!(
+            json["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("{left} tries left")),
+            "{json}"
+        );
+    }
+    let (status, json) =
+        revoke(r#"{"reason":"keyCompromise","confirmation":"wrong-one"}"#.to_owned()).await;
+    assert_eq!(
+        (status, problem_type(&json)),
+        (423, "urn:certgate:problem:confirmation-locked")
+    );
+    // Locked: even the right password is refused, and nothing was revoked.
+    let (status, _) = revoke(with_confirmation(r#"{"reason":"keyCompromise"}"#)).await;
+    assert_eq!(status, 423);
+    assert_eq!(app_status(&bank, &taro).await, 200);
+
+    // The bank resets it; the administrator sets a new one, once; it must be long enough.
+    let config = bank.fixture.dir.path().join("certgate.toml");
+    let out = certgate()
+        .args([
+            "user",
+            "reset-confirmation",
+            "--corp-id",
+            CORP_A,
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let set = |password: &'static str| {
+        let bank = &bank;
+        async move {
+            let (status, _, json, _) = bank
+                .post(
+                    Some(&bank.admin_a),
+                    "/certgate/api/admin/confirmation",
+                    &[("content-type", "application/json")],
+                    serde_json::json!({ "password": password }).to_string(),
+                )
+                .await;
+            (status, json)
+        }
+    };
+    let (status, json) = set("short").await;
+    assert_eq!(
+        (status, json["field"].as_str()),
+        (400, Some("confirmation")),
+        "{json}"
+    );
+    assert_eq!(set("a-new-confirmation").await.0, 200);
+    let (status, json) = set("another-one-again").await;
+    assert_eq!(status, 409, "set once: {json}");
+    let (status, json) =
+        revoke(r#"{"reason":"keyCompromise","confirmation":"a-new-confirmation"}"#.to_owned())
+            .await;
+    assert_eq!(status, 200, "{json}");
+    assert_eq!(app_status(&bank, &taro).await, 403);
+    // The bank resets only what exists.
+    let out = certgate()
+        .args([
+            "user",
+            "reset-confirmation",
+            "--corp-id",
+            CORP_B,
+            "--user-id",
+            "nobody",
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
     );
 }

@@ -84,6 +84,10 @@ async fn people_enroll_log_in_and_renew_in_chromium() {
         served.replace(':', "").trim_start_matches('0') == shown.trim_start_matches('0'),
         "{served} vs {shown}"
     );
+    assert_eq!(
+        seen["revoked"]["status"], 403,
+        "the revoked user's next page load"
+    );
     for page in [
         "enroll-ja",
         "enroll-en",
@@ -92,6 +96,8 @@ async fn people_enroll_log_in_and_renew_in_chromium() {
         "renew-ja",
         "renew-en",
         "renewed-ja",
+        "revoke-ja",
+        "revoked-ja",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),

@@ -149,7 +149,7 @@ async fn every_reason_the_api_accepts_is_in_the_crl_with_its_code() {
                 Some(&bank.admin_a),
                 &format!("/certgate/api/admin/users/{user}/revoke"),
                 &[("content-type", "application/json")],
-                serde_json::json!({ "reason": reason }).to_string(),
+                with_confirmation(&serde_json::json!({ "reason": reason }).to_string()),
             )
             .await;
         assert_eq!(status, 200, "{reason}: {json}");

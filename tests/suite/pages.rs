@@ -960,3 +960,121 @@ async fn the_administrator_manages_users_on_the_admin_page_and_general_users_may
     .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn on_the_admin_page_a_revocation_is_confirmed_with_the_managers_own_password() {
+    let bank = Bank::open("").await;
+    let taro = {
+        let pin = bank.permit(CORP_A, Some("taro")).await;
+        let (csr, key) = csr();
+        let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
+        assert_eq!(status, 200, "{json}");
+        leaf_from(&json, key)
+    };
+    // The bank reset the administrator's confirmation password: the page asks to set one first.
+    let config = bank.fixture.dir.path().join("certgate.toml");
+    let out = certgate()
+        .args([
+            "user",
+            "reset-confirmation",
+            "--corp-id",
+            CORP_A,
+            "--config",
+        ])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (_, _, admin) = get(&bank, Some(&bank.admin_a), "/certgate/admin?lang=en", &[]).await;
+    assert!(admin.contains("id=\"revoke-taro\""));
+    let (status, headers, page) = get(
+        &bank,
+        Some(&bank.admin_a),
+        "/certgate/admin/revoke?lang=en&user=taro",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_page_headers(&headers, "revoke");
+    assert!(page.contains("id=\"set-intro\""), "{page}");
+    let token = token_of(&page);
+    let post = |fields: Vec<(&'static str, &'static str)>| {
+        let (bank, token) = (&bank, token.clone());
+        async move {
+            let mut all = vec![("token", token.as_str()), ("user_id", "taro")];
+            all.extend(fields);
+            post_form(
+                bank,
+                Some(&bank.admin_a),
+                "/certgate/admin/revoke?lang=en",
+                &all,
+                &[],
+            )
+            .await
+        }
+    };
+    let (status, _, differ) = post(vec![
+        ("do", "set_confirmation"),
+        ("password", "page-confirmation"),
+        ("password2", "page-confirmatio"),
+    ])
+    .await;
+    assert_eq!(status, 400);
+    assert!(differ.contains("The two confirmation passwords differ"));
+    let (status, _, set) = post(vec![
+        ("do", "set_confirmation"),
+        ("password", "page-confirmation"),
+        ("password2", "page-confirmation"),
+    ])
+    .await;
+    assert_eq!(status, 200, "{set}");
+    assert!(
+        set.contains("id=\"done\"") && set.contains("id=\"confirmation\""),
+        "{set}"
+    );
+    // A wrong confirmation password: the page again, nothing revoked.
+    let (status, _, wrong) = post(vec![
+        ("do", "revoke"),
+        ("reason", "keyCompromise"),
+        ("confirmation", "not-the-one"),
+    ])
+    .await;
+    assert_eq!(status, 403, "{wrong}");
+    assert!(
+        wrong.contains("The confirmation password is wrong"),
+        "{wrong}"
+    );
+    let app = |leaf: &Leaf| {
+        let (addr, client) = (bank.server.addr, bank.client(Some(leaf)));
+        async move {
+            get_once(addr, client, "/app", &[])
+                .await
+                .unwrap()
+                .0
+                .as_u16()
+        }
+    };
+    assert_eq!(app(&taro).await, 200);
+    // A reason outside the list is refused.
+    let (status, _, _) = post(vec![
+        ("do", "revoke"),
+        ("reason", "certificateHold"),
+        ("confirmation", "page-confirmation"),
+    ])
+    .await;
+    assert_eq!(status, 400);
+    // The right one: the result shows the new status, and the user's next page load is refused.
+    let (status, _, revoked) = post(vec![
+        ("do", "revoke"),
+        ("reason", "keyCompromise"),
+        ("confirmation", "page-confirmation"),
+    ])
+    .await;
+    assert_eq!(status, 200, "{revoked}");
+    assert_eq!(text_of(&revoked, "status"), "revoked");
+    assert_eq!(app(&taro).await, 403);
+}

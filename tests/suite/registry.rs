@@ -118,7 +118,12 @@ async fn two_servers_on_one_postgres_registry_apply_each_others_changes() {
     // Revoked through the first (the administrator's API): the second refuses it.
     let (status, json) = replicas
         .bank
-        .admin_action(first, "taro", "revoke", r#"{"reason": "keyCompromise"}"#)
+        .admin_action(
+            first,
+            "taro",
+            "revoke",
+            &with_confirmation(r#"{"reason": "keyCompromise"}"#),
+        )
         .await;
     assert_eq!(status, 200, "{json}");
     assert_eq!(

@@ -25,7 +25,7 @@ async fn revoke_taro_on_first(replicas: &Replicas) {
             replicas.first(),
             "taro",
             "revoke",
-            r#"{"reason": "keyCompromise"}"#,
+            &with_confirmation(r#"{"reason": "keyCompromise"}"#),
         )
         .await;
     assert_eq!(status, 200, "{json}");

@@ -327,14 +327,30 @@ async fn the_whole_story() {
     )
     .await
     .unwrap();
-    let request = http::Request::post("/certgate/api/admin/users/taro/revoke")
-        .header("host", "localhost")
-        .header("content-type", "application/json")
-        .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
-            bytes::Bytes::from_static(br#"{"reason": "keyCompromise"}"#),
-        )))
-        .unwrap();
-    assert_eq!(admin_conn.send(request).await.unwrap().status(), 200);
+    // Revoking is confirmed with the administrator's confirmation password, set on first use.
+    for (path, body) in [
+        (
+            "/certgate/api/admin/confirmation",
+            &br#"{"password": "story-confirmation"}"#[..],
+        ),
+        (
+            "/certgate/api/admin/users/taro/revoke",
+            &br#"{"reason": "keyCompromise", "confirmation": "story-confirmation"}"#[..],
+        ),
+    ] {
+        let request = http::Request::post(path)
+            .header("host", "localhost")
+            .header("content-type", "application/json")
+            .body(http_body_util::BodyExt::boxed(http_body_util::Full::new(
+                bytes::Bytes::from_static(body),
+            )))
+            .unwrap();
+        assert_eq!(
+            admin_conn.send(request).await.unwrap().status(),
+            200,
+            "{path}"
+        );
+    }
     let (status, _, body) = conn.get("/app", &[]).await.unwrap();
     assert_eq!(status, 403, "{}", String::from_utf8_lossy(&body));
     assert!(String::from_utf8_lossy(&body).contains("certificate-revoked"));

@@ -81,8 +81,8 @@ async fn revoking_or_suspending_closes_open_websockets_and_only_theirs() {
         .post(
             Some(&bank.admin_a),
             "/certgate/api/admin/users/taro/revoke",
-            &[],
-            "",
+            &[("content-type", "application/json")],
+            with_confirmation(""),
         )
         .await;
     assert_eq!(status, 200, "{json}");

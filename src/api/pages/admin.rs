@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::forms::fields;
 use super::text::Lang;
-use super::{ADMIN, Page, refusal, shown, status_word};
+use super::{ADMIN, Page, REVOKE, refusal, shown, status_word};
 use crate::api::{Api, Call};
 use crate::http::{Body, empty};
 use crate::lifecycle::LifecycleError;
@@ -144,7 +144,11 @@ impl Api {
             .set("history", json!(history))
             .set("user_filter", json!(user_filter))
             .set("action_filter", json!(action_filter))
-            .set("filter_action", json!(ADMIN));
+            .set("filter_action", json!(ADMIN))
+            .set(
+                "revoke_url",
+                json!(format!("{REVOKE}?lang={}", lang.code())),
+            );
         if let Some(error) = error {
             page = page.error(error);
         }
@@ -241,5 +245,240 @@ impl Api {
                 again(message, status).await
             }
         }
+    }
+}
+
+/// The reasons a manager picks from (RFC 5280 names; the lifecycle decides which it accepts).
+const REASONS: &[&str] = &[
+    "unspecified",
+    "keyCompromise",
+    "affiliationChanged",
+    "superseded",
+    "cessationOfOperation",
+];
+
+/// The word key of a reason.
+fn reason_word(reason: &str) -> &'static str {
+    match reason {
+        "keyCompromise" => "reason_key_compromise",
+        "affiliationChanged" => "reason_affiliation_changed",
+        "superseded" => "reason_superseded",
+        "cessationOfOperation" => "reason_cessation",
+        _ => "reason_unspecified",
+    }
+}
+
+impl Api {
+    /// The user's row of the status table, as a page shows it.
+    async fn user_row(
+        &self,
+        call: &Call<'_>,
+        lang: Lang,
+        user_id: &str,
+    ) -> Result<serde_json::Value, LifecycleError> {
+        let identity = call
+            .caller
+            .identity
+            .ok_or_else(|| LifecycleError::Forbidden {
+                why: "a client certificate is required".to_owned(),
+            })?;
+        let ctx = call.context(None);
+        let rows = self.lifecycle.status_table(&ctx, &identity.corp_id).await?;
+        let row = rows
+            .iter()
+            .find(|row| row.user.user_id == user_id)
+            .ok_or_else(|| LifecycleError::NotFound {
+                what: format!("user {}/{user_id}", identity.corp_id),
+            })?;
+        Ok(json!({
+            "user_id": row.user.user_id,
+            "name": row.user.name,
+            "role": lang.word(role_word(row.user.role)),
+            "status": lang.word(status_word(row.status.as_str())),
+            "not_after": row.latest.as_ref().map(|cert| shown(cert.not_after)),
+        }))
+    }
+
+    /// The confirmation step of a revocation: the user, then either the form to set one's
+    /// confirmation password (first use) or the reason and the confirmation password.
+    async fn revoke_page(
+        &self,
+        call: &Call<'_>,
+        lang: Lang,
+        user_id: &str,
+        error: Option<String>,
+    ) -> Result<Page, Response<Body>> {
+        if call.caller.identity.is_none() {
+            return Err(self.certificate_needed(lang, REVOKE));
+        }
+        let refused = |err: &LifecycleError| {
+            let (status, message) = refusal(lang, err);
+            Page::new(lang, REVOKE)
+                .set("title", json!(lang.word("revoke_title")))
+                .set("message", json!(message))
+                .render(&self.pages, "message.html", status)
+        };
+        let user = self
+            .user_row(call, lang, user_id)
+            .await
+            .map_err(|err| refused(&err))?;
+        let has_confirmation = self
+            .lifecycle
+            .has_confirmation(&call.context(None))
+            .await
+            .map_err(|err| refused(&err))?;
+        let reasons: Vec<serde_json::Value> = REASONS
+            .iter()
+            .map(|reason| json!({ "value": reason, "label": lang.word(reason_word(reason)) }))
+            .collect();
+        let mut page = self
+            .form_page(call, lang, REVOKE, "revoke")
+            .set("user", user)
+            .set("has_confirmation", json!(has_confirmation))
+            .set("reasons", json!(reasons))
+            .set("back_url", json!(format!("{ADMIN}?lang={}", lang.code())));
+        if let Some(error) = error {
+            page = page.error(error);
+        }
+        Ok(page)
+    }
+
+    /// `GET /certgate/admin/revoke?user=…`.
+    pub(in crate::api) async fn page_revoke(&self, call: &Call<'_>) -> Response<Body> {
+        let lang = Lang::of(&call.parts);
+        let user_id = query(call, "user").unwrap_or_default();
+        match self.revoke_page(call, lang, &user_id, None).await {
+            Ok(page) => page.render(&self.pages, "revoke.html", StatusCode::OK),
+            Err(response) => response,
+        }
+    }
+
+    /// `POST /certgate/admin/revoke`: set one's confirmation password, or revoke with it.
+    pub(in crate::api) async fn page_revoke_post(&self, call: &Call<'_>) -> Response<Body> {
+        let lang = Lang::of(&call.parts);
+        let Some(form) = fields(&call.parts, &call.body) else {
+            return self.message(
+                lang,
+                "revoke_title",
+                lang.word("err_form_type"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            );
+        };
+        let field = |name: &str| form.get(name).map_or("", |value| value.trim());
+        let user_id = field("user_id").to_owned();
+        let again = |error: String, status: StatusCode| {
+            let user_id = user_id.clone();
+            async move {
+                match self.revoke_page(call, lang, &user_id, Some(error)).await {
+                    Ok(page) => page.render(&self.pages, "revoke.html", status),
+                    Err(response) => response,
+                }
+            }
+        };
+        if let Err(error) = self.form_allowed(call, lang, REVOKE, "revoke", &form) {
+            return again(error, StatusCode::FORBIDDEN).await;
+        }
+        let ctx = call.context(None);
+        match field("do") {
+            "set_confirmation" => {
+                let first = form.get("password").map_or("", String::as_str);
+                let second = form.get("password2").map_or("", String::as_str);
+                if first.chars().count() < 8 {
+                    return again(
+                        lang.word("err_confirmation_short").to_owned(),
+                        StatusCode::BAD_REQUEST,
+                    )
+                    .await;
+                }
+                if first != second {
+                    return again(
+                        lang.word("err_confirmation_differs").to_owned(),
+                        StatusCode::BAD_REQUEST,
+                    )
+                    .await;
+                }
+                let password = secrecy::SecretString::from(first.to_owned());
+                match self.lifecycle.set_confirmation(&ctx, &password).await {
+                    Ok(()) => match self.revoke_page(call, lang, &user_id, None).await {
+                        Ok(page) => page
+                            .set("done", json!(lang.word("confirmation_set")))
+                            .render(&self.pages, "revoke.html", StatusCode::OK),
+                        Err(response) => response,
+                    },
+                    Err(err) => {
+                        let (status, message) = refusal(lang, &err);
+                        again(message, status).await
+                    }
+                }
+            }
+            "revoke" => {
+                let reason = field("reason");
+                let Some(reason) = REASONS
+                    .iter()
+                    .find(|known| **known == reason)
+                    .and_then(|known| known.parse::<crate::model::RevocationReason>().ok())
+                else {
+                    return again(lang.word("err_reason").to_owned(), StatusCode::BAD_REQUEST)
+                        .await;
+                };
+                let Some(identity) = call.caller.identity else {
+                    return self.certificate_needed(lang, REVOKE);
+                };
+                let confirmation = secrecy::SecretString::from(
+                    form.get("confirmation").cloned().unwrap_or_default(),
+                );
+                match self
+                    .lifecycle
+                    .revoke_user(
+                        &ctx,
+                        &identity.corp_id,
+                        &user_id,
+                        reason,
+                        Some(&confirmation),
+                    )
+                    .await
+                {
+                    Ok(revoked) => {
+                        let user = self
+                            .user_row(call, lang, &user_id)
+                            .await
+                            .unwrap_or_default();
+                        let serials: Vec<String> =
+                            revoked.iter().map(|cert| cert.serial.to_string()).collect();
+                        Page::new(lang, REVOKE)
+                            .set("title", json!(lang.word("revoked_title")))
+                            .set("user", user)
+                            .set("serials", json!(serials))
+                            .set("back_url", json!(format!("{ADMIN}?lang={}", lang.code())))
+                            .render(&self.pages, "revoked.html", StatusCode::OK)
+                    }
+                    Err(err) => {
+                        let (status, message) = refusal(lang, &err);
+                        again(message, status).await
+                    }
+                }
+            }
+            _ => {
+                again(
+                    lang.word("err_form_type").to_owned(),
+                    StatusCode::BAD_REQUEST,
+                )
+                .await
+            }
+        }
+    }
+
+    /// A page of one message.
+    fn message(
+        &self,
+        lang: Lang,
+        title: &'static str,
+        message: &str,
+        status: StatusCode,
+    ) -> Response<Body> {
+        Page::new(lang, ADMIN)
+            .set("title", json!(lang.word(title)))
+            .set("message", json!(message))
+            .render(&self.pages, "message.html", status)
     }
 }

@@ -56,6 +56,7 @@ pub(super) const RENEW: &str = "/certgate/renew";
 pub(super) const ME: &str = "/certgate/me";
 pub(super) const NOTICE: &str = "/certgate/notice";
 pub(super) const ADMIN: &str = "/certgate/admin";
+pub(super) const REVOKE: &str = "/certgate/admin/revoke";
 
 /// The longest a typed PIN or password may be; longer is a mistake or an attack.
 const MAX_SECRET_CHARS: usize = 128;
@@ -248,6 +249,9 @@ fn refusal(lang: Lang, err: &LifecycleError) -> (StatusCode, String) {
         E::AdministratorFirst { .. } => "err_admin_first",
         E::BadP12Password(_) => "err_password_short",
         E::Busy { .. } => "err_busy",
+        E::ConfirmationWrong { .. } => "err_confirmation_wrong",
+        E::ConfirmationLocked => "err_confirmation_locked",
+        E::ConfirmationRequired { .. } => "err_confirmation_required",
         _ => {
             let detail = super::problem::lifecycle_problem(err).detail;
             return (status, format!("{} {detail}", lang.word("err_other")));

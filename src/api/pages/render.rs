@@ -22,6 +22,8 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("notice.html", include_str!("templates/notice.html")),
     ("admin.html", include_str!("templates/admin.html")),
     ("reissued.html", include_str!("templates/reissued.html")),
+    ("revoke.html", include_str!("templates/revoke.html")),
+    ("revoked.html", include_str!("templates/revoked.html")),
     ("message.html", include_str!("templates/message.html")),
 ];
 

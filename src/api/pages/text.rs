@@ -291,6 +291,77 @@ const WORDS: &[(&str, &str, &str)] = &[
         "The temporary PIN is shown only here: pass it to the user, who enrolls again with it.",
     ),
     ("err_role", "権限を選んでください。", "Choose a role."),
+    // Revocation (失効) with the confirmation password (確認用パスワード).
+    ("revoke", "失効", "Revoke"),
+    ("revoke_title", "電子証明書の失効", "Revoke a certificate"),
+    (
+        "revoke_confirm",
+        "次の利用者の電子証明書を失効させます。失効すると元に戻せません。",
+        "The certificate of this user will be revoked. This cannot be undone.",
+    ),
+    ("reason", "失効理由", "Reason"),
+    ("reason_unspecified", "指定なし", "unspecified"),
+    ("reason_key_compromise", "秘密鍵の漏えい", "key compromise"),
+    (
+        "reason_affiliation_changed",
+        "所属の変更",
+        "affiliation changed",
+    ),
+    ("reason_superseded", "置き換え", "superseded"),
+    ("reason_cessation", "利用終了", "cessation of operation"),
+    ("confirmation", "確認用パスワード", "Confirmation password"),
+    (
+        "confirmation_again",
+        "確認用パスワード（確認）",
+        "Confirmation password again",
+    ),
+    (
+        "set_confirmation_intro",
+        "失効には確認用パスワードが必要です。はじめに、ご自身の確認用パスワード（8文字以上）を設定してください。",
+        "Revoking needs your confirmation password. First set your own (8 characters or more).",
+    ),
+    ("set_confirmation", "設定する", "Set"),
+    (
+        "confirmation_set",
+        "確認用パスワードを設定しました。",
+        "Your confirmation password is set.",
+    ),
+    (
+        "revoked_title",
+        "電子証明書を失効しました",
+        "Certificate revoked",
+    ),
+    ("cancel_back", "中止して戻る", "Cancel"),
+    (
+        "err_confirmation_short",
+        "確認用パスワードは8文字以上にしてください。",
+        "The confirmation password must have at least 8 characters.",
+    ),
+    (
+        "err_confirmation_differs",
+        "確認用パスワードが一致しません。",
+        "The two confirmation passwords differ.",
+    ),
+    (
+        "err_confirmation_wrong",
+        "確認用パスワードが正しくありません。",
+        "The confirmation password is wrong.",
+    ),
+    (
+        "err_confirmation_locked",
+        "確認用パスワードは誤入力が続いたためロックされました。銀行に解除を依頼してください。",
+        "Your confirmation password is locked after too many wrong tries. Ask the bank to reset it.",
+    ),
+    (
+        "err_confirmation_required",
+        "確認用パスワードを入力してください。",
+        "Enter your confirmation password.",
+    ),
+    (
+        "err_reason",
+        "失効理由を選んでください。",
+        "Choose a reason.",
+    ),
     // Refusals.
     (
         "err_cross_site",

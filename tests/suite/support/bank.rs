@@ -15,6 +15,36 @@ use super::*;
 
 pub(crate) const CORP_A: &str = "55555555555555";
 pub(crate) const CORP_B: &str = "66666666666666";
+/// The confirmation password (確認用パスワード) of both administrators, set when the bank opens.
+pub(crate) const CONFIRMATION: &str = "confirm-it-1";
+
+/// A revocation's JSON body with the administrators' confirmation password added (`body` is a
+/// JSON object, or empty).
+pub(crate) fn with_confirmation(body: &str) -> String {
+    let mut json: serde_json::Value = if body.trim().is_empty() {
+        serde_json::json!({})
+    } else {
+        serde_json::from_str(body).unwrap()
+    };
+    json["confirmation"] = serde_json::Value::String(CONFIRMATION.to_owned());
+    json.to_string()
+}
+
+/// The administrator of `corp` sets their confirmation password.
+pub(crate) async fn set_admin_confirmation(lifecycle: &Lifecycle, corp: &str) {
+    let ctx = Context {
+        actor: Actor::Certificate {
+            holder: Holder::admin(corp),
+            serial: certgate::model::Serial::from_canonical_hex("01").unwrap(),
+            lifecycle_ca: true,
+        },
+        client_addr: None,
+    };
+    lifecycle
+        .set_confirmation(&ctx, &secrecy::SecretString::from(CONFIRMATION))
+        .await
+        .unwrap();
+}
 
 pub(crate) struct Bank {
     pub fixture: Fixture,
@@ -113,6 +143,8 @@ impl Bank {
         }
         let admin_a = enroll_admin(&lifecycle, CORP_A).await;
         let admin_b = enroll_admin(&lifecycle, CORP_B).await;
+        set_admin_confirmation(&lifecycle, CORP_A).await;
+        set_admin_confirmation(&lifecycle, CORP_B).await;
         let server = fixture.start(&server_lines, lifecycle_extra);
         Self {
             fixture,
