@@ -192,6 +192,8 @@ impl Api {
             (Method::POST, ["certgate", "notice"]) => self.page_notice_post(&call).await,
             (Method::GET, ["certgate", "admin"]) => self.page_admin(&call).await,
             (Method::GET, ["certgate", "admin", "revoke"]) => self.page_revoke(&call).await,
+            (Method::GET, ["certgate", "admin", "user"]) => self.page_user(&call).await,
+            (Method::POST, ["certgate", "admin", "user"]) => self.page_user_post(&call).await,
             (Method::POST, ["certgate", "admin", "revoke"]) => self.page_revoke_post(&call).await,
             (Method::POST, ["certgate", "admin"]) => self.page_admin_post(&call).await,
             (Method::GET, ["certgate", "static", "certgate.css"]) => self.page_style(),
@@ -270,7 +272,7 @@ fn allowed_methods(route: &[&str]) -> Option<&'static str> {
         | ["certgate", "crl", _]
         | ["certgate", "me"]
         | ["certgate", "static", "certgate.css"] => Some("GET, HEAD"),
-        ["certgate", "enroll" | "renew" | "admin"] | ["certgate", "admin", "revoke"] => {
+        ["certgate", "enroll" | "renew" | "admin"] | ["certgate", "admin", "revoke" | "user"] => {
             Some("GET, HEAD, POST")
         }
         ["certgate", "notice"] => Some("POST"),

@@ -8,7 +8,7 @@ use crate::model::{Holder, RevocationReason, Role, Serial, rfc3339};
 use crate::pki::Pki;
 use crate::store::{
     AuditEntry, CertificateRecord, Corporation, CorporationStatus, NewCorporation, NewPermit,
-    NewUser, RevokedCert, StatusRow, User, UserStatus,
+    NewUser, RevokedCert, StatusRow, User, UserStatus, UserUpdate,
 };
 
 /// How many of a corporation's latest audit entries a holder's own history is looked for in.
@@ -396,6 +396,58 @@ impl Lifecycle {
         .await;
         if let Err(err) = &result {
             self.audit_refusal(ctx, "revoke", Some(&holder), err).await;
+        }
+        result
+    }
+
+    /// A manager changes a user's name, role (admin or general) and e-mail. The master user is
+    /// the bank's to change.
+    pub async fn update_user(
+        &self,
+        ctx: &Context,
+        corp_id: &str,
+        user_id: &str,
+        update: UserUpdate,
+    ) -> Result<User, LifecycleError> {
+        let holder = Holder::user(corp_id, user_id);
+        let result = async {
+            self.managed_user(ctx, corp_id, user_id).await?;
+            let name = update
+                .name
+                .as_deref()
+                .map(str::trim)
+                .filter(|name| !name.is_empty());
+            if let Some(name) = name {
+                if name.chars().count() > 64 || name.chars().any(char::is_control) {
+                    return Err(LifecycleError::Invalid {
+                        field: "name",
+                        reason: "must be printable text of at most 64 characters".to_owned(),
+                    });
+                }
+            }
+            let update = UserUpdate {
+                name: name.map(str::to_owned),
+                role: update.role,
+                email: update.email.filter(|email| !email.trim().is_empty()),
+            };
+            let audit = self.audit(
+                ctx,
+                "user.update",
+                Some(corp_id),
+                &holder.key(),
+                &format!("ok: role {}", update.role.as_str()),
+            );
+            let user = self
+                .store()
+                .update_user(corp_id, user_id, &update, &audit)
+                .await?;
+            self.announce_standing().await;
+            Ok(user)
+        }
+        .await;
+        if let Err(err) = &result {
+            self.audit_refusal(ctx, "user.update", Some(&holder), err)
+                .await;
         }
         result
     }

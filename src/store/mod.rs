@@ -62,6 +62,7 @@ pub use types::{
     CorporationStatus, CrlClaim, FeedEntry, Issuance, IssueStatus, Issued, KeptP12, NewAudit,
     NewCertificate, NewCorporation, NewPermit, NewUser, Permit, PermitFailure, PermitIssued,
     PermitState, RetryInfo, Revocation, RevokedCert, SignedCrl, StatusRow, User, UserStatus,
+    UserUpdate,
 };
 
 /// The default registry URL: a SQLite file under `data/`, relative to the working directory.
@@ -155,6 +156,15 @@ pub trait Registry: Send + Sync {
 
     /// The corporation's users, by user ID.
     async fn list_users(&self, corp_id: &str) -> Result<Vec<User>, StoreError>;
+
+    /// Replaces a user's name, role and e-mail (not master: the bank registers that one).
+    async fn update_user(
+        &self,
+        corp_id: &str,
+        user_id: &str,
+        update: &UserUpdate,
+        audit: &NewAudit,
+    ) -> Result<User, StoreError>;
 
     /// Suspends or resumes a user.
     async fn set_user_status(

@@ -27,7 +27,7 @@ use super::{
     CorporationStatus, CrlClaim, FeedEntry, Holder, Issuance, IssueStatus, Issued, NewAudit,
     NewCorporation, NewPermit, NewUser, Permit, PermitFailure, PermitIssued, PermitState, Registry,
     RetryInfo, RevocationReason, RevokedCert, Serial, SignedCrl, StatusRow, StoreError, User,
-    UserStatus,
+    UserStatus, UserUpdate,
 };
 use crate::model::{Der, IssuerKey, Role};
 
@@ -681,6 +681,44 @@ impl Registry for SqlRegistry {
             .await
             .map_err(StoreError::db("acquire a connection"))?;
         fetch_users(&mut conn, corp_id).await
+    }
+
+    async fn update_user(
+        &self,
+        corp_id: &str,
+        user_id: &str,
+        update: &UserUpdate,
+        audit: &NewAudit,
+    ) -> Result<User, StoreError> {
+        if let Some(email) = &update.email {
+            validate_email("email", email)?;
+        }
+        if update.role == Role::Master {
+            return Err(StoreError::invalid(
+                "role",
+                "the master user is registered by the bank",
+            ));
+        }
+        let mut tx = self.write().await?;
+        let row = sqlx::query(&format!(
+            "UPDATE users SET name = $3, role = $4, email = $5 \
+             WHERE corp_id = $1 AND user_id = $2 AND role <> 'master' RETURNING {USER_COLS}"
+        ))
+        .bind(corp_id.to_owned())
+        .bind(user_id.to_owned())
+        .bind(update.name.clone())
+        .bind(update.role.as_str())
+        .bind(update.email.clone())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db("update user"))?
+        .ok_or_else(|| StoreError::not_found(format!("user {corp_id}/{user_id}")))?;
+        let user = rows::user(&row)?;
+        self.append_changes(&mut tx, audit.at, &[user_change(&user)])
+            .await?;
+        insert_audit(&mut tx, audit).await?;
+        commit(tx).await?;
+        Ok(user)
     }
 
     async fn set_user_status(

@@ -150,6 +150,17 @@ pub struct NewUser {
     pub name: Option<String>,
 }
 
+/// A user's details as a manager changes them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserUpdate {
+    /// The name (利用者名), or none.
+    pub name: Option<String>,
+    /// Admin or general.
+    pub role: Role,
+    /// The e-mail address, or none.
+    pub email: Option<String>,
+}
+
 /// A registered user.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct User {

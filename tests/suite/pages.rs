@@ -1078,3 +1078,100 @@ async fn on_the_admin_page_a_revocation_is_confirmed_with_the_managers_own_passw
     assert_eq!(text_of(&revoked, "status"), "revoked");
     assert_eq!(app(&taro).await, 403);
 }
+
+#[tokio::test]
+async fn the_administrator_changes_a_users_name_role_and_email_and_the_application_sees_the_role() {
+    let bank = Bank::open("").await;
+    let taro = {
+        let pin = bank.permit(CORP_A, Some("taro")).await;
+        let (csr, key) = csr();
+        let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
+        assert_eq!(status, 200, "{json}");
+        leaf_from(&json, key)
+    };
+    let role_seen = |leaf: &Leaf| {
+        let (addr, client) = (bank.server.addr, bank.client(Some(leaf)));
+        async move {
+            let (_, _, body) = get_once(addr, client, "/app", &[]).await.unwrap();
+            echoed(&body)["headers"]["x-client-role"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    assert_eq!(role_seen(&taro).await, "general");
+    let (status, headers, page) = get(
+        &bank,
+        Some(&bank.admin_a),
+        "/certgate/admin/user?lang=en&user=taro",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    assert_page_headers(&headers, "edit user");
+    let token = token_of(&page);
+    let post = |fields: Vec<(&'static str, &'static str)>| {
+        let (bank, token) = (&bank, token.clone());
+        async move {
+            let mut all = vec![("token", token.as_str())];
+            all.extend(fields);
+            post_form(
+                bank,
+                Some(&bank.admin_a),
+                "/certgate/admin/user?lang=en",
+                &all,
+                &[],
+            )
+            .await
+        }
+    };
+    for (what, fields, status) in [
+        (
+            "an e-mail that is not one",
+            vec![("email", "not-an-address")],
+            400,
+        ),
+        ("the master role", vec![("role", "master")], 400),
+        (
+            "a name too long",
+            vec![(
+                "name",
+                "長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前長い名前",
+            )],
+            400,
+        ),
+    ] {
+        let mut form = vec![
+            ("user_id", "taro"),
+            ("role", "admin"),
+            ("name", "山田 太郎"),
+            ("email", ""),
+        ];
+        for (name, value) in fields {
+            form.retain(|(field, _)| *field != name);
+            form.push((name, value));
+        }
+        let (got, _, page) = post(form).await;
+        assert_eq!(got, status, "{what}: {page}");
+        assert!(page.contains("id=\"error\""), "{what}");
+    }
+    assert_eq!(role_seen(&taro).await, "general", "nothing changed");
+    let (status, _, _) = post(vec![("user_id", "boss"), ("role", "admin"), ("name", "x")]).await;
+    assert_eq!(status, 403, "the master user is the bank's");
+    let (status, headers, _) = post(vec![
+        ("user_id", "taro"),
+        ("role", "admin"),
+        ("name", "山田 太郎"),
+        ("email", "taro@example.jp"),
+    ])
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/certgate/admin?lang=en");
+    let (_, _, table) = get(&bank, Some(&bank.admin_a), "/certgate/admin?lang=en", &[]).await;
+    assert!(table.contains("山田 太郎"), "{table}");
+    // The new role reaches the proxy's snapshot: the application sees it on the next request.
+    wait_until("the new role is announced", || async {
+        role_seen(&taro).await == "admin"
+    })
+    .await;
+}

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::forms::fields;
 use super::text::Lang;
-use super::{ADMIN, Page, REVOKE, refusal, shown, status_word};
+use super::{ADMIN, Page, REVOKE, USER, refusal, shown, status_word};
 use crate::api::{Api, Call};
 use crate::http::{Body, empty};
 use crate::lifecycle::LifecycleError;
@@ -148,7 +148,8 @@ impl Api {
             .set(
                 "revoke_url",
                 json!(format!("{REVOKE}?lang={}", lang.code())),
-            );
+            )
+            .set("user_url", json!(format!("{USER}?lang={}", lang.code())));
         if let Some(error) = error {
             page = page.error(error);
         }
@@ -480,5 +481,124 @@ impl Api {
             .set("title", json!(lang.word(title)))
             .set("message", json!(message))
             .render(&self.pages, "message.html", status)
+    }
+}
+
+impl Api {
+    /// The form to change a user's name, role and e-mail.
+    async fn user_page(
+        &self,
+        call: &Call<'_>,
+        lang: Lang,
+        user_id: &str,
+        error: Option<String>,
+    ) -> Result<Page, Response<Body>> {
+        let Some(identity) = call.caller.identity else {
+            return Err(self.certificate_needed(lang, USER));
+        };
+        let ctx = call.context(None);
+        let refused = |err: &LifecycleError| {
+            let (status, message) = refusal(lang, err);
+            self.message(lang, "edit_user", &message, status)
+        };
+        let rows = self
+            .lifecycle
+            .status_table(&ctx, &identity.corp_id)
+            .await
+            .map_err(|err| refused(&err))?;
+        let Some(row) = rows.iter().find(|row| row.user.user_id == user_id) else {
+            return Err(refused(&LifecycleError::NotFound {
+                what: format!("user {}/{user_id}", identity.corp_id),
+            }));
+        };
+        let mut page = self
+            .form_page(call, lang, USER, "user")
+            .set(
+                "user",
+                json!({
+                    "user_id": row.user.user_id,
+                    "name": row.user.name,
+                    "email": row.user.email,
+                    "is_admin": row.user.role == Role::Admin,
+                }),
+            )
+            .set("back_url", json!(format!("{ADMIN}?lang={}", lang.code())));
+        if let Some(error) = error {
+            page = page.error(error);
+        }
+        Ok(page)
+    }
+
+    /// `GET /certgate/admin/user?user=…`.
+    pub(in crate::api) async fn page_user(&self, call: &Call<'_>) -> Response<Body> {
+        let lang = Lang::of(&call.parts);
+        let user_id = query(call, "user").unwrap_or_default();
+        match self.user_page(call, lang, &user_id, None).await {
+            Ok(page) => page.render(&self.pages, "user.html", StatusCode::OK),
+            Err(response) => response,
+        }
+    }
+
+    /// `POST /certgate/admin/user`: the new name, role and e-mail; back to the table.
+    pub(in crate::api) async fn page_user_post(&self, call: &Call<'_>) -> Response<Body> {
+        let lang = Lang::of(&call.parts);
+        let Some(form) = fields(&call.parts, &call.body) else {
+            return self.message(
+                lang,
+                "edit_user",
+                lang.word("err_form_type"),
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            );
+        };
+        let field = |name: &str| form.get(name).map_or("", |value| value.trim());
+        let user_id = field("user_id").to_owned();
+        let again = |error: String, status: StatusCode| {
+            let user_id = user_id.clone();
+            async move {
+                match self.user_page(call, lang, &user_id, Some(error)).await {
+                    Ok(page) => page.render(&self.pages, "user.html", status),
+                    Err(response) => response,
+                }
+            }
+        };
+        if let Err(error) = self.form_allowed(call, lang, USER, "user", &form) {
+            return again(error, StatusCode::FORBIDDEN).await;
+        }
+        let Some(identity) = call.caller.identity else {
+            return self.certificate_needed(lang, USER);
+        };
+        let role = match field("role") {
+            "admin" => Role::Admin,
+            "general" => Role::General,
+            _ => return again(lang.word("err_role").to_owned(), StatusCode::BAD_REQUEST).await,
+        };
+        let update = crate::store::UserUpdate {
+            name: Some(field("name").to_owned()),
+            role,
+            email: Some(field("email").to_owned()),
+        };
+        match self
+            .lifecycle
+            .update_user(&call.context(None), &identity.corp_id, &user_id, update)
+            .await
+        {
+            Ok(_) => {
+                let mut response = Response::new(empty());
+                *response.status_mut() = StatusCode::SEE_OTHER;
+                if let Ok(location) =
+                    HeaderValue::from_str(&format!("{ADMIN}?lang={}", lang.code()))
+                {
+                    response.headers_mut().insert(header::LOCATION, location);
+                }
+                response
+                    .headers_mut()
+                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                response
+            }
+            Err(err) => {
+                let (status, message) = refusal(lang, &err);
+                again(message, status).await
+            }
+        }
     }
 }

@@ -57,6 +57,7 @@ pub(super) const ME: &str = "/certgate/me";
 pub(super) const NOTICE: &str = "/certgate/notice";
 pub(super) const ADMIN: &str = "/certgate/admin";
 pub(super) const REVOKE: &str = "/certgate/admin/revoke";
+pub(super) const USER: &str = "/certgate/admin/user";
 
 /// The longest a typed PIN or password may be; longer is a mistake or an attack.
 const MAX_SECRET_CHARS: usize = 128;
@@ -677,6 +678,9 @@ mod tests {
             .set("history", json!([]))
             .set("users", json!([{"user_id": "taro", "name": null, "role": "r", "suspended": false, "status": "s", "not_after": null}]))
             .set("sort_urls", json!({}))
+            .set("user", json!({"user_id": "taro", "name": null, "role": "r", "status": "s", "not_after": null, "email": null, "is_admin": false}))
+            .set("reasons", json!([]))
+            .set("serials", json!([]))
     }
 
     #[test]
@@ -694,6 +698,9 @@ mod tests {
                 "notice.html",
                 "admin.html",
                 "reissued.html",
+                "revoke.html",
+                "revoked.html",
+                "user.html",
             ] {
                 let page = full_page(lang).set("error", json!("<script>alert(1)</script>"));
                 let html = pages.templates.render(

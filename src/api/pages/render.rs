@@ -24,6 +24,7 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("reissued.html", include_str!("templates/reissued.html")),
     ("revoke.html", include_str!("templates/revoke.html")),
     ("revoked.html", include_str!("templates/revoked.html")),
+    ("user.html", include_str!("templates/user.html")),
     ("message.html", include_str!("templates/message.html")),
 ];
 

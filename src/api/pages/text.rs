@@ -291,6 +291,9 @@ const WORDS: &[(&str, &str, &str)] = &[
         "The temporary PIN is shown only here: pass it to the user, who enrolls again with it.",
     ),
     ("err_role", "権限を選んでください。", "Choose a role."),
+    ("edit", "変更", "Edit"),
+    ("edit_user", "利用者情報の変更", "Change a user"),
+    ("save", "保存する", "Save"),
     // Revocation (失効) with the confirmation password (確認用パスワード).
     ("revoke", "失効", "Revoke"),
     ("revoke_title", "電子証明書の失効", "Revoke a certificate"),
