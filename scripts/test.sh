@@ -3,7 +3,8 @@
 # (debug profile). Installs what the tests need when it is missing, so that a fresh machine
 # passes: curl and openssl (clients), nginx, python3, hypercorn and PHP (real upstreams),
 # strongSwan's pki (an EST client), PostgreSQL (the second registry backend), Redis (the
-# replicas' change stream), Chromium, Node.js and Playwright (the pages). Tests start their own throw-away servers on
+# replicas' change stream), Chromium, Node.js and Playwright (the pages), aiosmtpd (an SMTP
+# server for the expiry mails). Tests start their own throw-away servers on
 # free loopback ports and stop them; tests that only need a PostgreSQL database make one on the
 # machine's server (CERTGATE_TEST_POSTGRES, by default 127.0.0.1:5432) and drop it, and when no
 # server answers there this script starts one of its own for the run.
@@ -55,6 +56,11 @@ if [ ! -d tests/browser/node_modules/playwright-core ]; then
 fi
 # When python3 is not Debian's (pyenv), the Debian package does not reach it: its own pip does.
 python3 -c 'import hypercorn' >/dev/null 2>&1 || python3 -m pip install --quiet hypercorn
+# aiosmtpd: the real SMTP server of the expiry-mail tests (tests/suite/peers/smtp_sink.py).
+if ! python3 -c 'import aiosmtpd' >/dev/null 2>&1; then
+  python3 -m pip install --quiet aiosmtpd 2>/dev/null \
+    || python3 -m pip install --quiet --break-system-packages aiosmtpd
+fi
 
 # A PostgreSQL server for the throw-away databases: the one given, the machine's, or our own.
 own_pg=

@@ -9,6 +9,7 @@
 //! api, proxy            certgate's own endpoints; the application's side of a request
 //! lifecycle, identity,  business rules; who a certificate names; who is refused right now
 //!   revocation, tls     (and the listener's TLS)
+//! notify                expiry e-mails, from the registry
 //! pki, store            certgate's CA; the registry
 //! model, http, config,  leaves every room may use: the shared domain types, the response body
 //!   ops                 and refusal renderer, the configuration, metrics and signals
@@ -23,6 +24,7 @@ pub mod http;
 pub mod identity;
 pub mod lifecycle;
 pub mod model;
+pub mod notify;
 pub mod ops;
 pub mod pki;
 pub mod proxy;

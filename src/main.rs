@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Crl { common } => cli::run(&common, Operator::Crl),
         Command::Standing { command, common } => cli::run(&common, Operator::Standing(command)),
         Command::Tickets { command } => cli::tickets(command),
+        Command::Notify { once, common } => cli::notify(&common, once),
         Command::Client { command } => cli::run_client(command),
     }
 }

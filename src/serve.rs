@@ -348,6 +348,12 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         tracing::info!(listener = "ops", %address, "listening");
         tokio::spawn(crate::ops::serve(ops, metrics.clone(), readiness.clone()));
     }
+    let notifier = crate::notify::Notifier::new(
+        &config.notify,
+        lifecycle.store().clone(),
+        lifecycle.clock().clone(),
+    )?
+    .map(|notifier| tokio::spawn(notifier.run()));
     let refresher = tokio::spawn(standing.clone().poll_periodically(
         config.revocation.poll,
         config.revocation.resync,
@@ -404,6 +410,9 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
         Err(_) => tracing::warn!("shutdown_grace is over; closing the remaining connections"),
     }
     refresher.abort();
+    if let Some(notifier) = notifier {
+        notifier.abort();
+    }
     for task in [follower, ticket_watch, crl_watch].into_iter().flatten() {
         task.abort();
     }

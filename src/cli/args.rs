@@ -122,6 +122,15 @@ pub enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Expiry e-mails (`[notify]`): send what is due now, once, and exit (`serve` does this every
+    /// `notify.interval`).
+    Notify {
+        /// Run once (the only mode: `serve` runs it periodically).
+        #[arg(long)]
+        once: bool,
+        #[command(flatten)]
+        common: Common,
+    },
     /// TLS session ticket keys shared by every replica (`server.ticket_keys`).
     Tickets {
         #[command(subcommand)]

@@ -184,6 +184,64 @@ pub fn run(common: &Common, command: Operator) -> ExitCode {
     })
 }
 
+/// `certgate notify --once`: the expiry e-mails due now; exit 1 when some could not be sent.
+pub fn notify(common: &Common, once: bool) -> ExitCode {
+    if !once {
+        return fail(
+            BAD_INPUT,
+            "certgate notify runs with --once; certgate serve sends the notices every notify.interval",
+        );
+    }
+    let config = match Config::load(&common.config) {
+        Ok(config) => config,
+        Err(err) => return fail(BAD_INPUT, &err.to_string()),
+    };
+    let runtime = match current_thread_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    runtime.block_on(async {
+        let lifecycle = match crate::serve::open_operator_lifecycle(&config).await {
+            Ok(lifecycle) => lifecycle,
+            Err(err) => return serve_failure(&err),
+        };
+        let notifier = match crate::notify::Notifier::new(
+            &config.notify,
+            lifecycle.store().clone(),
+            lifecycle.clock().clone(),
+        ) {
+            Ok(Some(notifier)) => notifier,
+            Ok(None) => {
+                return fail(
+                    BAD_INPUT,
+                    "notify.smtp_url: not set; there is nowhere to send notices",
+                );
+            }
+            Err(err) => return fail(BAD_INPUT, &err.to_string()),
+        };
+        let result = notifier.run_once().await;
+        lifecycle.store().close().await;
+        match result {
+            Ok(report) => {
+                let output = Output::Done {
+                    text: format!(
+                        "expiry notices: {} sent, {} not sent",
+                        report.sent, report.failed
+                    ),
+                    json: serde_json::json!({ "sent": report.sent, "failed": report.failed }),
+                };
+                print!("{}", output.render(common.json));
+                if report.failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(REFUSED)
+                }
+            }
+            Err(err) => fail(REFUSED, &err.to_string()),
+        }
+    })
+}
+
 /// `certgate tickets rotate`.
 pub fn tickets(command: args::TicketsCommand) -> ExitCode {
     let args::TicketsCommand::Rotate { file } = command;

@@ -38,6 +38,8 @@ pub(super) struct FileConfig {
     #[serde(default)]
     pub notice: NoticeFile,
     #[serde(default)]
+    pub notify: NotifyFile,
+    #[serde(default)]
     pub revocation: RevocationFile,
 }
 
@@ -174,6 +176,16 @@ pub(super) struct LifecycleFile {
     pub renew_window_days: Option<i64>,
     pub revoke_old_on_renew: Option<bool>,
     pub enroll_attempts_per_minute: Option<i64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NotifyFile {
+    pub days: Option<Vec<i64>>,
+    pub smtp_url: Option<String>,
+    pub from: Option<String>,
+    pub renew_url: Option<String>,
+    pub interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

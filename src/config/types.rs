@@ -341,6 +341,24 @@ pub struct Config {
     pub pages: PagesConfig,
     /// `[notice]`.
     pub notice: NoticeConfig,
+    /// `[notify]`.
+    pub notify: NotifyConfig,
+}
+
+/// `[notify]`: expiry e-mails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// `days` before expiry a notice goes out, largest first, default `[30, 10]`.
+    pub days: Vec<u32>,
+    /// `smtp_url`; no e-mails without it. `smtp://` requires STARTTLS unless it says
+    /// `?tls=opportunistic` or `?tls=none`; `smtps://` is TLS from the start.
+    pub smtp_url: Option<String>,
+    /// `from`: the sender, e.g. `"Bank <certs@bank.example>"`.
+    pub from: String,
+    /// `renew_url`: the renewal page as customers reach it.
+    pub renew_url: String,
+    /// `interval` between two runs, default 1 hour.
+    pub interval: std::time::Duration,
 }
 
 /// `[notice]`: where a certificate inside its renewal window gets the renewal notice first.

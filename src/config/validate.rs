@@ -62,6 +62,7 @@ pub(super) fn validate(file: FileConfig) -> Result<Config, ConfigError> {
         store: validate_store(file.store)?,
         pages: validate_pages(file.pages, &pki)?,
         notice: validate_notice(file.notice)?,
+        notify: validate_notify(file.notify)?,
         pki,
         lifecycle: validate_lifecycle(file.lifecycle)?,
         revocation: validate_revocation(file.revocation)?,
@@ -468,6 +469,74 @@ fn validate_store(file: file::StoreFile) -> Result<StoreConfig, ConfigError> {
         url,
         max_connections,
         connect_timeout,
+    })
+}
+
+fn validate_notify(file: file::NotifyFile) -> Result<NotifyConfig, ConfigError> {
+    let mut days = Vec::new();
+    for (index, day) in file
+        .days
+        .unwrap_or_else(|| vec![30, 10])
+        .into_iter()
+        .enumerate()
+    {
+        match u32::try_from(day) {
+            Ok(day @ 1..=365) if !days.contains(&day) => days.push(day),
+            _ => {
+                return Err(ConfigError::new(
+                    format!("notify.days[{index}]"),
+                    format!(
+                        "{day} is not a number of days from 1 to 365 given once; e.g. days = [30, 10]"
+                    ),
+                ));
+            }
+        }
+    }
+    days.sort_unstable_by(|a, b| b.cmp(a));
+    let interval = duration("notify.interval", file.interval, "1h")?;
+    if interval < Duration::from_secs(1) {
+        return Err(ConfigError::new(
+            "notify.interval",
+            "must be at least 1s; e.g. \"1h\"",
+        ));
+    }
+    let smtp_url = file.smtp_url.filter(|url| !url.trim().is_empty());
+    if let Some(url) = &smtp_url {
+        if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+            return Err(ConfigError::new(
+                "notify.smtp_url",
+                "must start with smtp:// (STARTTLS) or smtps:// (TLS); e.g. \"smtp://mail.bank.example:587\"",
+            ));
+        }
+        if url::Url::parse(url).map_or(true, |parsed| parsed.host_str().is_none()) {
+            return Err(ConfigError::new(
+                "notify.smtp_url",
+                "names no host; e.g. \"smtp://mail.bank.example:587\"",
+            ));
+        }
+    }
+    let from = file.from.unwrap_or_default();
+    let renew_url = file.renew_url.unwrap_or_default();
+    if smtp_url.is_some() {
+        if !from.contains('@') {
+            return Err(ConfigError::new(
+                "notify.from",
+                "the sender's address is needed with smtp_url; e.g. \"Bank <certs@bank.example>\"",
+            ));
+        }
+        if !renew_url.starts_with("https://") {
+            return Err(ConfigError::new(
+                "notify.renew_url",
+                "the renewal page as customers reach it is needed with smtp_url; e.g. \"https://ib.bank.example/certgate/renew\"",
+            ));
+        }
+    }
+    Ok(NotifyConfig {
+        days,
+        smtp_url,
+        from,
+        renew_url,
+        interval,
     })
 }
 

@@ -59,10 +59,10 @@ pub use postgres::PoolSettings;
 pub use sql::SqlRegistry;
 pub use types::{
     AuditEntry, CertStatus, CertificateRecord, Change, Confirmation, Corporation,
-    CorporationStatus, CrlClaim, FeedEntry, Issuance, IssueStatus, Issued, KeptP12, NewAudit,
-    NewCertificate, NewCorporation, NewPermit, NewUser, Permit, PermitFailure, PermitIssued,
-    PermitState, RetryInfo, Revocation, RevokedCert, SignedCrl, StatusRow, User, UserStatus,
-    UserUpdate,
+    CorporationStatus, CrlClaim, Expiring, FeedEntry, Issuance, IssueStatus, Issued, KeptP12,
+    NewAudit, NewCertificate, NewCorporation, NewPermit, NewUser, Permit, PermitFailure,
+    PermitIssued, PermitState, RetryInfo, Revocation, RevokedCert, SignedCrl, StatusRow, User,
+    UserStatus, UserUpdate,
 };
 
 /// The default registry URL: a SQLite file under `data/`, relative to the working directory.
@@ -324,6 +324,38 @@ pub trait Registry: Send + Sync {
         holder: &Holder,
         audit: &NewAudit,
     ) -> Result<bool, StoreError>;
+
+    // --- expiry notices ---
+
+    /// Active, unreplaced certificates whose notAfter is in `(now, until]`, soonest first.
+    async fn expiring_certificates(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Expiring>, StoreError>;
+
+    /// Claims the notice of (`serial`, `threshold_days`) for sending: true when this caller
+    /// claimed it (first, or taking over a claim older than `stale_before` that was never marked
+    /// sent), false when it is sent or another process is sending it.
+    async fn claim_notice(
+        &self,
+        serial: &Serial,
+        threshold_days: u32,
+        message_id: &str,
+        now: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> Result<bool, StoreError>;
+
+    /// The claimed notice went out.
+    async fn notice_sent(
+        &self,
+        serial: &Serial,
+        threshold_days: u32,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError>;
+
+    /// The claimed notice could not be sent: anyone may claim it again at once.
+    async fn release_notice(&self, serial: &Serial, threshold_days: u32) -> Result<(), StoreError>;
 
     // --- the change feed ---
 

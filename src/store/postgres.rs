@@ -55,6 +55,11 @@ const MIGRATIONS: &[EmbeddedMigration] = &[
         "confirmations",
         include_str!("../../migrations/postgres/0004_confirmations.sql"),
     ),
+    (
+        5,
+        "notices",
+        include_str!("../../migrations/postgres/0005_notices.sql"),
+    ),
 ];
 
 /// Connects, migrates and returns the registry.

@@ -24,10 +24,10 @@ use super::rows::{
 use super::types::{from_unix, to_unix, validate_email, validate_holder, validate_id};
 use super::{
     AuditEntry, CertStatus, CertificateRecord, Change, Confirmation, Corporation,
-    CorporationStatus, CrlClaim, FeedEntry, Holder, Issuance, IssueStatus, Issued, NewAudit,
-    NewCorporation, NewPermit, NewUser, Permit, PermitFailure, PermitIssued, PermitState, Registry,
-    RetryInfo, RevocationReason, RevokedCert, Serial, SignedCrl, StatusRow, StoreError, User,
-    UserStatus, UserUpdate,
+    CorporationStatus, CrlClaim, Expiring, FeedEntry, Holder, Issuance, IssueStatus, Issued,
+    NewAudit, NewCorporation, NewPermit, NewUser, Permit, PermitFailure, PermitIssued, PermitState,
+    Registry, RetryInfo, RevocationReason, RevokedCert, Serial, SignedCrl, StatusRow, StoreError,
+    User, UserStatus, UserUpdate,
 };
 use crate::model::{Der, IssuerKey, Role};
 
@@ -1343,6 +1343,112 @@ impl Registry for SqlRegistry {
         insert_audit(&mut tx, audit).await?;
         commit(tx).await?;
         Ok(removed.is_some())
+    }
+
+    async fn expiring_certificates(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Expiring>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT c.serial, c.corp_id, c.user_id, c.not_after, co.admin_email, u.email \
+             FROM certificates c JOIN corporations co ON co.corp_id = c.corp_id \
+             LEFT JOIN users u ON u.corp_id = c.corp_id AND u.user_id = c.user_id \
+             WHERE c.status = 'active' AND c.renewed_at IS NULL \
+             AND c.not_after > $1 AND c.not_after <= $2 ORDER BY c.not_after",
+        )
+        .bind(to_unix(now))
+        .bind(to_unix(until))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(StoreError::db("list expiring certificates"))?;
+        rows.iter()
+            .map(|row| {
+                let serial: String = rows::col(row, "serial")?;
+                Ok(Expiring {
+                    serial: Serial::from_canonical_hex(&serial)
+                        .map_err(|err| StoreError::corrupt(format!("serial {serial}: {err}")))?,
+                    holder: Holder {
+                        corp_id: rows::col(row, "corp_id")?,
+                        user_id: rows::col(row, "user_id")?,
+                    },
+                    not_after: from_unix("not_after", rows::col(row, "not_after")?)?,
+                    admin_email: rows::col(row, "admin_email")?,
+                    user_email: rows::col(row, "email")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn claim_notice(
+        &self,
+        serial: &Serial,
+        threshold_days: u32,
+        message_id: &str,
+        now: OffsetDateTime,
+        stale_before: OffsetDateTime,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO notices (serial, threshold_days, state, claimed_at, message_id) \
+             VALUES ($1, $2, 'claimed', $3, $4) ON CONFLICT (serial, threshold_days) DO NOTHING \
+             RETURNING serial",
+        )
+        .bind(serial.to_hex())
+        .bind(i64::from(threshold_days))
+        .bind(to_unix(now))
+        .bind(message_id.to_owned())
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(StoreError::db("claim a notice"))?
+        .is_some();
+        let claimed = claimed
+            || sqlx::query(
+                "UPDATE notices SET claimed_at = $3 WHERE serial = $1 AND threshold_days = $2 \
+                 AND state = 'claimed' AND claimed_at < $4 RETURNING serial",
+            )
+            .bind(serial.to_hex())
+            .bind(i64::from(threshold_days))
+            .bind(to_unix(now))
+            .bind(to_unix(stale_before))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(StoreError::db("take over a stale notice claim"))?
+            .is_some();
+        commit(tx).await?;
+        Ok(claimed)
+    }
+
+    async fn notice_sent(
+        &self,
+        serial: &Serial,
+        threshold_days: u32,
+        now: OffsetDateTime,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notices SET state = 'sent', sent_at = $3 \
+             WHERE serial = $1 AND threshold_days = $2",
+        )
+        .bind(serial.to_hex())
+        .bind(i64::from(threshold_days))
+        .bind(to_unix(now))
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db("mark a notice sent"))?;
+        Ok(())
+    }
+
+    async fn release_notice(&self, serial: &Serial, threshold_days: u32) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE notices SET claimed_at = 0 \
+             WHERE serial = $1 AND threshold_days = $2 AND state = 'claimed'",
+        )
+        .bind(serial.to_hex())
+        .bind(i64::from(threshold_days))
+        .execute(&self.pool)
+        .await
+        .map_err(StoreError::db("release a notice claim"))?;
+        Ok(())
     }
 
     async fn forget_expired_files(&self, now: OffsetDateTime) -> Result<u64, StoreError> {

@@ -79,6 +79,11 @@ pub(super) const MIGRATIONS: &[EmbeddedMigration] = &[
         "confirmations",
         include_str!("../../migrations/sqlite/0006_confirmations.sql"),
     ),
+    (
+        7,
+        "notices",
+        include_str!("../../migrations/sqlite/0007_notices.sql"),
+    ),
 ];
 
 /// Opens (creating the file and its directory if needed) and migrates the database at `url`,

@@ -150,6 +150,22 @@ pub struct NewUser {
     pub name: Option<String>,
 }
 
+/// A certificate that may need an expiry notice: active, not replaced by a renewal, expiring
+/// soon; with where its notice goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    /// Its serial.
+    pub serial: Serial,
+    /// Whose.
+    pub holder: Holder,
+    /// notAfter.
+    pub not_after: OffsetDateTime,
+    /// The corporation administrator's e-mail.
+    pub admin_email: String,
+    /// The user's e-mail, when known.
+    pub user_email: Option<String>,
+}
+
 /// A user's details as a manager changes them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserUpdate {

@@ -25,6 +25,7 @@ mod identity_headers;
 mod layout;
 mod life;
 mod login_form;
+mod notify;
 mod pages;
 mod paths;
 mod proxy;

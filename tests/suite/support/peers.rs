@@ -327,3 +327,77 @@ impl Drop for RegistryLock {
         let _ = self.child.wait();
     }
 }
+
+/// A real SMTP server (aiosmtpd, `peers/smtp_sink.py`) that keeps every message it accepts as a
+/// file; it can be stopped and started again on the same port (an outage).
+pub(crate) struct SmtpSink {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl SmtpSink {
+    pub(crate) fn start() -> Self {
+        let mut sink = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().unwrap(),
+            child: None,
+        };
+        sink.resume();
+        sink
+    }
+
+    /// `notify.smtp_url` for it: plain SMTP on loopback, said explicitly.
+    pub(crate) fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// Starts it (again), waiting until it listens.
+    pub(crate) fn resume(&mut self) {
+        let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/suite/peers");
+        let addr: SocketAddr = format!("127.0.0.1:{}", self.port).parse().unwrap();
+        let mut child = spawn(
+            "python3 smtp_sink.py",
+            "aiosmtpd (pip)",
+            Command::new("python3")
+                .arg("smtp_sink.py")
+                .args(["127.0.0.1", &self.port.to_string()])
+                .arg(self.dir.path())
+                .current_dir(peers)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null()),
+        );
+        wait_listening(&mut child, addr, "the SMTP sink");
+        self.child = Some(child);
+    }
+
+    pub(crate) fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Every message received so far, oldest first.
+    pub(crate) fn messages(&self) -> Vec<String> {
+        let mut files: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .filter_map(|entry| {
+                let path = entry.ok()?.path();
+                let number = path.file_stem()?.to_str()?.parse().ok()?;
+                (path.extension()? == "eml").then_some((number, path))
+            })
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|(_, path)| std::fs::read_to_string(path).unwrap())
+            .collect()
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
