@@ -186,6 +186,7 @@ pub(super) struct NotifyFile {
     pub from: Option<String>,
     pub renew_url: Option<String>,
     pub interval: Option<String>,
+    pub webhook: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

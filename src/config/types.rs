@@ -359,6 +359,8 @@ pub struct NotifyConfig {
     pub renew_url: String,
     /// `interval` between two runs, default 1 hour.
     pub interval: std::time::Duration,
+    /// `webhook`: an https URL (http only on loopback) that gets a signed JSON POST per notice.
+    pub webhook: Option<String>,
 }
 
 /// `[notice]`: where a certificate inside its renewal window gets the renewal notice first.

@@ -531,12 +531,35 @@ fn validate_notify(file: file::NotifyFile) -> Result<NotifyConfig, ConfigError> 
             ));
         }
     }
+    let webhook = file.webhook.filter(|url| !url.trim().is_empty());
+    if let Some(url) = &webhook {
+        let parsed = url::Url::parse(url).map_err(|err| {
+            ConfigError::new(
+                "notify.webhook",
+                format!("not a URL ({err}); e.g. \"https://hooks.bank.example/certgate\""),
+            )
+        })?;
+        let loopback = matches!(parsed.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if !(parsed.scheme() == "https" || parsed.scheme() == "http" && loopback) {
+            return Err(ConfigError::new(
+                "notify.webhook",
+                "must be https:// (http:// only to this machine); e.g. \"https://hooks.bank.example/certgate\"",
+            ));
+        }
+        if smtp_url.is_none() {
+            return Err(ConfigError::new(
+                "notify.webhook",
+                "goes with smtp_url: the webhook is told of each notice e-mailed",
+            ));
+        }
+    }
     Ok(NotifyConfig {
         days,
         smtp_url,
         from,
         renew_url,
         interval,
+        webhook,
     })
 }
 

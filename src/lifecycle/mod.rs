@@ -29,6 +29,9 @@ use crate::model::{Clock, Holder, RevocationReason, Serial, SystemClock};
 use crate::pki::Pki;
 use crate::store::{NewAudit, Registry};
 
+/// The registry's types that the lifecycle's operations take and give, for the rooms above it
+/// that may not name the registry.
+pub use crate::store::{StatusRow, UserStatus, UserUpdate};
 pub use crl::CrlWriter;
 pub use enroll::{Enrolled, KeySource, MeView};
 pub use error::LifecycleError;

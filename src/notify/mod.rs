@@ -28,6 +28,10 @@ use crate::store::{Expiring, Registry};
 pub const SMTP_USER_ENV: &str = "CERTGATE_SMTP_USER";
 /// See [`SMTP_USER_ENV`].
 pub const SMTP_PASSWORD_ENV: &str = "CERTGATE_SMTP_PASSWORD";
+/// The environment variable with the key that signs webhook calls (HMAC-SHA256).
+pub const WEBHOOK_SECRET_ENV: &str = "CERTGATE_WEBHOOK_SECRET";
+/// The header that carries a webhook call's signature: `sha256=<hex of HMAC-SHA256(body)>`.
+pub const SIGNATURE_HEADER: &str = "x-certgate-signature";
 
 /// How long a claim may stay unmarked before another run takes it over.
 const STALE_CLAIM: time::Duration = time::Duration::minutes(10);
@@ -57,6 +61,89 @@ pub struct Notifier {
     renew_url: String,
     interval: Duration,
     mailer: AsyncSmtpTransport<Tokio1Executor>,
+    webhook: Option<Webhook>,
+}
+
+/// `notify.webhook`: a JSON POST per notice, signed, for the bank's own systems.
+struct Webhook {
+    url: http::Uri,
+    key: aws_lc_rs::hmac::Key,
+    client: hyper_util::client::legacy::Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        http_body_util::Full<bytes::Bytes>,
+    >,
+}
+
+impl Webhook {
+    fn new(url: &str) -> Result<Self, ConfigError> {
+        let secret = std::env::var(WEBHOOK_SECRET_ENV).map_err(|_| {
+            ConfigError::new(
+                "notify.webhook",
+                format!(
+                    "its calls are signed with a key from {WEBHOOK_SECRET_ENV}, which is not set"
+                ),
+            )
+        })?;
+        if secret.len() < 16 {
+            return Err(ConfigError::new(
+                "notify.webhook",
+                format!(
+                    "{WEBHOOK_SECRET_ENV} is too short to sign with; use 16 characters or more"
+                ),
+            ));
+        }
+        let url: http::Uri = url
+            .parse()
+            .map_err(|err| ConfigError::new("notify.webhook", format!("not a URL: {err}")))?;
+        let roots = {
+            let mut roots = rustls::RootCertStore::empty();
+            for cert in rustls_native_certs::load_native_certs().certs {
+                let _ = roots.add(cert);
+            }
+            roots
+        };
+        let tls = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::aws_lc_rs::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|err| ConfigError::new("notify.webhook", err.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .build();
+        Ok(Self {
+            url,
+            key: aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, secret.as_bytes()),
+            client: hyper_util::client::legacy::Client::builder(
+                hyper_util::rt::TokioExecutor::new(),
+            )
+            .build(https),
+        })
+    }
+
+    async fn call(&self, body: String) -> Result<(), String> {
+        let signature = aws_lc_rs::hmac::sign(&self.key, body.as_bytes());
+        let request = http::Request::post(self.url.clone())
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .header(
+                SIGNATURE_HEADER,
+                format!("sha256={}", crate::model::hex(signature.as_ref())),
+            )
+            .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+            .map_err(|err| err.to_string())?;
+        let response = tokio::time::timeout(Duration::from_secs(30), self.client.request(request))
+            .await
+            .map_err(|_| "the webhook did not answer in 30 s".to_owned())?
+            .map_err(|err| format!("webhook: {}", crate::model::error_chain(&err)))?;
+        if response.status().is_success() {
+            Ok(())
+        } else {
+            Err(format!("the webhook answered {}", response.status()))
+        }
+    }
 }
 
 impl std::fmt::Debug for Notifier {
@@ -125,6 +212,7 @@ impl Notifier {
             renew_url: config.renew_url.clone(),
             interval: config.interval,
             mailer: builder.build(),
+            webhook: config.webhook.as_deref().map(Webhook::new).transpose()?,
         }))
     }
 
@@ -252,8 +340,22 @@ impl Notifier {
         self.mailer
             .send(message)
             .await
-            .map(|_| ())
-            .map_err(|err| err.to_string())
+            .map_err(|err| err.to_string())?;
+        if let Some(webhook) = &self.webhook {
+            let event = serde_json::json!({
+                "event": "certificate.expiring",
+                "message_id": message_id,
+                "serial": certificate.serial.to_string(),
+                "corp_id": certificate.holder.corp_id,
+                "user_id": certificate.holder.user_id,
+                "not_after": crate::model::rfc3339(certificate.not_after),
+                "days_left": (certificate.not_after - now).whole_days(),
+                "renew_url": self.renew_url,
+                "sent_at": crate::model::rfc3339(now),
+            });
+            webhook.call(event.to_string()).await?;
+        }
+        Ok(())
     }
 }
 

@@ -197,6 +197,11 @@ fn bad_notify_settings_are_refused_naming_the_key() {
             "notify.renew_url",
         ),
         ("interval = \"soon\"", "notify.interval"),
+        (
+            "smtp_url = \"smtp://mail:25\"\nfrom = \"a@b\"\nrenew_url = \"https://x\"\nwebhook = \"http://hooks.example/x\"",
+            "notify.webhook",
+        ),
+        ("webhook = \"https://hooks.example/x\"", "notify.webhook"),
         ("smpt_url = \"smtp://mail\"", "smpt_url"),
     ] {
         let config = fixture.write(
@@ -212,4 +217,144 @@ fn bad_notify_settings_are_refused_naming_the_key() {
         assert_eq!(out.status.code(), Some(2), "{notify}: {stderr}");
         assert!(stderr.contains(says), "{notify}: {stderr}");
     }
+}
+
+/// A webhook receiver on loopback: every call's signature header and body; it answers `status`.
+async fn webhook_receiver(
+    status: u16,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+) {
+    use http_body_util::BodyExt as _;
+    let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = calls.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(
+                    move |request: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let signature = request
+                                .headers()
+                                .get("x-certgate-signature")
+                                .map(|value| value.to_str().unwrap().to_owned())
+                                .unwrap_or_default();
+                            let body = request.into_body().collect().await.unwrap().to_bytes();
+                            seen.lock()
+                                .unwrap()
+                                .push((signature, String::from_utf8_lossy(&body).into_owned()));
+                            let mut response =
+                                http::Response::new(http_body_util::Full::new(bytes::Bytes::new()));
+                            *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                            Ok::<_, std::convert::Infallible>(response)
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tcp), service)
+                    .await;
+            });
+        }
+    });
+    (addr, calls)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_is_told_of_each_notice_signed_and_a_refusing_one_is_retried() {
+    const SECRET: &str = "webhook-secret-of-the-bank";
+    let sink = SmtpSink::start();
+    let bank = Bank::open_configured(Fixture::new(), "", "validity_days = 5\n").await;
+    let notify = |webhook: std::net::SocketAddr, with_secret: bool| {
+        let config = bank.fixture.write(
+            "notify.toml",
+            &bank.fixture.config(
+                "client_auth = \"optional\"",
+                &format!("{}webhook = \"http://{webhook}/hook\"\n", expiring(&sink)),
+            ),
+        );
+        let mut command = certgate();
+        command
+            .args(["notify", "--once", "--json", "--config"])
+            .arg(&config);
+        if with_secret {
+            command.env("CERTGATE_WEBHOOK_SECRET", SECRET);
+        }
+        command.output().unwrap()
+    };
+    // Without the key to sign with, nothing starts.
+    let (refusing, refused_calls) = webhook_receiver(500).await;
+    let out = notify(refusing, false);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("notify.webhook"));
+    // A webhook that refuses: the notices are not marked sent, and the run says so.
+    let out = notify(refusing, true);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(refused_calls.lock().unwrap().len(), 2);
+    // Once it accepts, each notice is told once, signed with the bank's key.
+    let (accepting, calls) = webhook_receiver(200).await;
+    let out = notify(accepting, true);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = notify(accepting, true);
+    assert!(out.status.success());
+    let calls = calls.lock().unwrap().clone();
+    assert_eq!(calls.len(), 2, "{calls:#?}");
+    let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, SECRET.as_bytes());
+    for (signature, body) in &calls {
+        let expected = aws_lc_rs::hmac::sign(&key, body.as_bytes());
+        assert_eq!(
+            signature,
+            &format!("sha256={}", hex(expected.as_ref())),
+            "{body}"
+        );
+        let event: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(event["event"], "certificate.expiring");
+        assert_eq!(event["renew_url"], RENEW_URL);
+        assert!(
+            event["message_id"]
+                .as_str()
+                .unwrap()
+                .ends_with(".10d@certgate>")
+        );
+    }
+    // The mails of the refused run went out and were sent again with the same Message-ID.
+    let ids: Vec<String> = sink
+        .messages()
+        .iter()
+        .map(|message| {
+            message
+                .lines()
+                .find_map(|line| line.strip_prefix("Message-ID: "))
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let unique: std::collections::BTreeSet<&String> = ids.iter().collect();
+    assert_eq!(
+        unique.len(),
+        2,
+        "a resend is recognisable by its Message-ID: {ids:?}"
+    );
 }

@@ -74,7 +74,7 @@ impl Api {
             .filter(|sort| SORTS.contains(&sort.as_str()))
             .unwrap_or_else(|| "user_id".to_owned());
         rows.sort_by(|a, b| {
-            let key = |row: &crate::store::StatusRow| match sort.as_str() {
+            let key = |row: &crate::lifecycle::StatusRow| match sort.as_str() {
                 "name" => row.user.name.clone().unwrap_or_default(),
                 "role" => row.user.role.as_str().to_owned(),
                 "status" => row.status.as_str().to_owned(),
@@ -96,7 +96,7 @@ impl Api {
                     "user_id": row.user.user_id,
                     "name": row.user.name,
                     "role": lang.word(role_word(row.user.role)),
-                    "suspended": row.user.status == crate::store::UserStatus::Suspended,
+                    "suspended": row.user.status == crate::lifecycle::UserStatus::Suspended,
                     "status": lang.word(status_word(row.status.as_str())),
                     "not_after": row.latest.as_ref().map(|cert| shown(cert.not_after)),
                 })
@@ -572,7 +572,7 @@ impl Api {
             "general" => Role::General,
             _ => return again(lang.word("err_role").to_owned(), StatusCode::BAD_REQUEST).await,
         };
-        let update = crate::store::UserUpdate {
+        let update = crate::lifecycle::UserUpdate {
             name: Some(field("name").to_owned()),
             role,
             email: Some(field("email").to_owned()),
