@@ -62,13 +62,14 @@ async function bothLanguages(page, name) {
   await page.goto(url);
 }
 
-/// Enrolls on /certgate/enroll in Japanese, keeps certificate.p12, returns its path and the page.
-async function enroll(who, corp, user, pin) {
+/// Enrolls on /certgate/enroll (in Japanese, the browser's language, unless `lang` says
+/// otherwise), keeps certificate.p12, returns its path and the page.
+async function enroll(who, corp, user, pin, lang = 'ja') {
   const ctx = await context();
   const page = await ctx.newPage();
-  await page.goto(`${BASE}/certgate/enroll`);
-  assert.equal(await page.getAttribute('html', 'lang'), 'ja');
-  await bothLanguages(page, 'enroll');
+  await page.goto(lang === 'ja' ? `${BASE}/certgate/enroll` : `${BASE}/certgate/enroll?lang=${lang}`);
+  assert.equal(await page.getAttribute('html', 'lang'), lang);
+  if (lang === 'ja') await bothLanguages(page, 'enroll');
   // A wrong PIN first: the form again, with the generic refusal and the IDs kept.
   await page.fill('#corp_id', corp);
   if (user) await page.fill('#user_id', user);
@@ -76,10 +77,13 @@ async function enroll(who, corp, user, pin) {
   await page.fill('#password', PASSWORD);
   await page.fill('#password2', PASSWORD);
   await page.click('#submit');
-  assert.match(await page.textContent('#error'), /仮暗証番号が正しくありません/);
+  assert.match(
+    await page.textContent('#error'),
+    lang === 'ja' ? /仮暗証番号が正しくありません/ : /corporation ID, user ID or PIN is wrong/,
+  );
   assert.equal(await page.inputValue('#corp_id'), corp);
   assert.equal(await page.inputValue('#pin'), '');
-  await shoot(page, 'enroll-refused');
+  await shoot(page, `enroll-refused`);
   await page.fill('#pin', pin);
   await page.fill('#password', PASSWORD);
   await page.fill('#password2', PASSWORD);
@@ -146,7 +150,8 @@ try {
   await adminCtx.close();
 
   // Then the user.
-  const user = await enroll('user', CORP, USER, userPin);
+  // The user reads English.
+  const user = await enroll('user', CORP, USER, userPin, 'en');
   const userApp = await application(user.file);
   assert.equal(userApp.status, 200);
   assert.equal(userApp.echo.headers['x-client-user-id'], USER);
@@ -166,8 +171,10 @@ try {
   await page.click('#renew');
   await page.waitForSelector('#execute');
   await bothLanguages(page, 'renew');
+  // Cancel and Execute in English this time (the result pages in the other language).
+  await page.goto(`${BASE}/certgate/renew?lang=en`);
   await page.click('#cancel');
-  assert.match(await page.textContent('h1'), /電子証明書更新中断/);
+  assert.match(await page.textContent('h1'), /Renewal interrupted/);
   await shoot(page, 'renew-cancelled');
   await page.click('#back');
   await page.fill('#password', PASSWORD);
@@ -182,6 +189,10 @@ try {
   const renewedFile = path.join(SHOTS, 'user-renewed.p12');
   await download.saveAs(renewedFile);
   await ctx.close();
+  // The old certificate is logged off: the application's pages send it to reconnect.
+  const oldApp = await application(user.file);
+  assert.equal(oldApp.status, 403);
+  assert.match(oldApp.echo, /close every browser window/);
   const renewedApp = await application(renewedFile);
   assert.equal(renewedApp.status, 200);
   assert.equal(renewedApp.echo.headers['x-client-user-id'], USER);

@@ -172,9 +172,62 @@ async fn certgate_notify_once_sends_what_is_due_and_then_nothing() {
         );
         serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
     };
+    // A revoked certificate and a renewed one get no notice: of corporation B's administrator
+    // (revoked) and taro (enrolled, then renewed), only taro's new certificate and A's
+    // administrator's are due.
+    let b_admin = bank
+        .lifecycle
+        .certificates(&Context::operator(), CORP_B)
+        .await
+        .unwrap()
+        .remove(0);
+    bank.lifecycle
+        .revoke_serial(
+            &b_admin.serial,
+            certgate::model::RevocationReason::KeyCompromise,
+            &Context::operator(),
+        )
+        .await
+        .unwrap();
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (csr_pem, key) = csr();
+    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr_pem).await;
+    assert_eq!(status, 200, "{json}");
+    let taro = leaf_from(&json, key);
+    let (status, _, renewed, _) = bank
+        .post(
+            Some(&taro),
+            "/certgate/api/renew",
+            &[("content-type", "application/json")],
+            serde_json::json!({ "csr": csr().0 }).to_string(),
+        )
+        .await;
+    assert_eq!(status, 200, "{renewed}");
+    let old_serial = json["serial"].as_str().unwrap().to_owned();
+    let new_serial = renewed["serial"].as_str().unwrap().to_owned();
     assert_eq!(once()["sent"], 2);
     assert_eq!(once()["sent"], 0);
-    assert_eq!(sink.messages().len(), 2);
+    let messages = sink.messages();
+    assert_eq!(messages.len(), 2);
+    let ids: Vec<&str> = messages
+        .iter()
+        .filter_map(|message| {
+            message
+                .lines()
+                .find_map(|line| line.strip_prefix("Message-ID: "))
+        })
+        .collect();
+    assert!(
+        ids.iter()
+            .any(|id| id.starts_with(&format!("<{new_serial}."))),
+        "the renewed certificate's successor: {ids:?}"
+    );
+    for gone in [b_admin.serial.to_string(), old_serial] {
+        assert!(
+            !ids.iter().any(|id| id.starts_with(&format!("<{gone}."))),
+            "nothing for {gone} (revoked or renewed): {ids:?}"
+        );
+    }
 }
 
 #[test]

@@ -1175,3 +1175,49 @@ async fn the_administrator_changes_a_users_name_role_and_email_and_the_applicati
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_form_shown_by_one_replica_is_accepted_by_another_and_a_retry_gives_the_same_file() {
+    let bank = Bank::open("").await;
+    // A second server on the same registry and CA directory, hence the same pages.secret_file.
+    let second = bank
+        .fixture
+        .start_named("second.toml", "client_auth = \"optional\"", "");
+    let pin = bank.permit(CORP_A, Some("taro")).await;
+    let (_, _, form) = get(&bank, None, "/certgate/enroll?lang=en", &[]).await;
+    let fields = [
+        ("token", token_of(&form)),
+        ("corp_id", CORP_A.to_owned()),
+        ("user_id", "taro".to_owned()),
+        ("pin", pin.clone()),
+        ("password", PASSWORD.to_owned()),
+        ("password2", PASSWORD.to_owned()),
+    ];
+    let body: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(fields.iter().map(|(k, v)| (*k, v.as_str())))
+        .finish();
+    let headers = [("content-type", "application/x-www-form-urlencoded")];
+    let (status, _, _, first) = bank
+        .post_to(
+            second.addr,
+            None,
+            "/certgate/enroll?lang=en",
+            &headers,
+            body.clone(),
+        )
+        .await;
+    let first = String::from_utf8_lossy(&first).into_owned();
+    assert_eq!(status, 200, "the other replica accepts the form: {first}");
+    // The browser lost the answer and the person sends the form again: the same file.
+    let (status, _, _, again) = bank
+        .post(None, "/certgate/enroll?lang=en", &headers, body)
+        .await;
+    let again = String::from_utf8_lossy(&again).into_owned();
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(text_of(&again, "serial"), text_of(&first, "serial"));
+    let p12 = |page: &str| {
+        let at = page.find("base64,").unwrap();
+        page[at..].split('"').next().unwrap().to_owned()
+    };
+    assert_eq!(p12(&again), p12(&first), "the very same certificate.p12");
+}
