@@ -144,6 +144,15 @@ try {
   await adminPage.selectOption('#new-role', 'general');
   await adminPage.click('#add');
   await adminPage.waitForSelector(`#user-${USER}`);
+  // The user's details page, in both languages (changing nothing).
+  await adminPage.click(`#edit-${USER}`);
+  assert.equal(await adminPage.inputValue('#name'), '佐藤 花子');
+  await bothLanguages(adminPage, 'edit-user');
+  await adminPage.click('#cancel');
+  await adminPage.click(`#reissue-${USER}`);
+  await shoot(adminPage, 'reissued');
+  // Once more from the English page: the newest PIN is the one that counts.
+  await adminPage.goto(`${BASE}/certgate/admin?lang=en`);
   await adminPage.click(`#reissue-${USER}`);
   const userPin = (await adminPage.textContent('#pin')).trim();
   await shoot(adminPage, 'reissued');
@@ -171,7 +180,10 @@ try {
   await page.click('#renew');
   await page.waitForSelector('#execute');
   await bothLanguages(page, 'renew');
-  // Cancel and Execute in English this time (the result pages in the other language).
+  await page.click('#cancel');
+  assert.match(await page.textContent('h1'), /電子証明書更新中断/);
+  await shoot(page, 'renew-cancelled');
+  // Cancel again and Execute in English (the result pages in the other language).
   await page.goto(`${BASE}/certgate/renew?lang=en`);
   await page.click('#cancel');
   assert.match(await page.textContent('h1'), /Renewal interrupted/);
@@ -205,11 +217,14 @@ try {
   await revokePage.goto(`${BASE}/certgate/admin`);
   await revokePage.click(`#revoke-${USER}`);
   await revokePage.waitForSelector('#set-confirmation');
-  await shoot(revokePage, 'confirmation-set');
+  await bothLanguages(revokePage, 'confirmation-set');
   await revokePage.fill('#password', 'confirmation-pass-1');
   await revokePage.fill('#password2', 'confirmation-pass-1');
   await revokePage.click('#set-confirmation');
   await revokePage.waitForSelector('#revoke');
+  await shoot(revokePage, 'confirmation-done');
+  await revokePage.goto(`${BASE}/certgate/admin/revoke?user=${USER}`);
+  await bothLanguages(revokePage, 'revoke');
   await revokePage.selectOption('#reason', 'keyCompromise');
   await revokePage.fill('#confirmation', 'confirmation-pass-1');
   await shoot(revokePage, 'revoke');

@@ -28,6 +28,12 @@ fn query(call: &Call<'_>, name: &str) -> Option<String> {
     })
 }
 
+/// A page about one user, in `lang`: the language switch keeps the user.
+fn with_user(path: &str, lang: Lang, user_id: &str) -> String {
+    let user: String = form_urlencoded::byte_serialize(user_id.as_bytes()).collect();
+    format!("{path}?lang={}&user={user}", lang.code())
+}
+
 fn role_word(role: Role) -> &'static str {
     match role {
         Role::Master => "role_master",
@@ -337,7 +343,11 @@ impl Api {
             .set("user", user)
             .set("has_confirmation", json!(has_confirmation))
             .set("reasons", json!(reasons))
-            .set("back_url", json!(format!("{ADMIN}?lang={}", lang.code())));
+            .set("back_url", json!(format!("{ADMIN}?lang={}", lang.code())))
+            .set(
+                "switch_url",
+                json!(with_user(REVOKE, lang.other(), user_id)),
+            );
         if let Some(error) = error {
             page = page.error(error);
         }
@@ -522,7 +532,8 @@ impl Api {
                     "is_admin": row.user.role == Role::Admin,
                 }),
             )
-            .set("back_url", json!(format!("{ADMIN}?lang={}", lang.code())));
+            .set("back_url", json!(format!("{ADMIN}?lang={}", lang.code())))
+            .set("switch_url", json!(with_user(USER, lang.other(), user_id)));
         if let Some(error) = error {
             page = page.error(error);
         }
