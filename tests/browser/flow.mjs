@@ -156,7 +156,15 @@ try {
   await adminPage.click(`#reissue-${USER}`);
   const userPin = (await adminPage.textContent('#pin')).trim();
   await shoot(adminPage, 'reissued');
+  // A second user, revoked at the end from the English page.
+  await adminPage.goto(`${BASE}/certgate/admin?lang=en`);
+  await adminPage.fill('#new-user-id', 'jiro');
+  await adminPage.click('#add');
+  await adminPage.waitForSelector('#user-jiro');
+  await adminPage.click('#reissue-jiro');
+  const jiroPin = (await adminPage.textContent('#pin')).trim();
   await adminCtx.close();
+  const jiro = await enroll('jiro', CORP, 'jiro', jiroPin);
 
   // Then the user.
   // The user reads English.
@@ -210,6 +218,24 @@ try {
   assert.equal(renewedApp.echo.headers['x-client-user-id'], USER);
   seen.renewed = { serial: renewedSerial, servedSerial: renewedApp.echo.headers['x-client-cert-serial'] };
 
+  // Renewed once more, in Japanese this time (the result page in the other language); the
+  // certificate it replaced is logged off in turn.
+  const againCtx = await context(renewedFile);
+  const againPage = await againCtx.newPage();
+  await againPage.goto(`${BASE}/certgate/renew`);
+  await againPage.fill('#password', PASSWORD);
+  await againPage.fill('#password2', PASSWORD);
+  await againPage.click('#execute');
+  await againPage.waitForSelector('#download');
+  assert.match(await againPage.textContent('h1'), /更新しました/);
+  await shoot(againPage, 'renewed');
+  const [second] = await Promise.all([againPage.waitForEvent('download'), againPage.click('#download')]);
+  const latestFile = path.join(SHOTS, 'user-renewed-again.p12');
+  await second.saveAs(latestFile);
+  await againCtx.close();
+  assert.equal((await application(renewedFile)).status, 403);
+  assert.equal((await application(latestFile)).status, 200);
+
   // The administrator revokes the user on the admin page, confirming with their confirmation
   // password (set on first use); the user's next page load is refused.
   const revokeCtx = await context(admin.file);
@@ -231,8 +257,14 @@ try {
   await revokePage.click('#revoke');
   assert.equal((await revokePage.textContent('#status')).trim(), '失効');
   await shoot(revokePage, 'revoked');
+  await revokePage.goto(`${BASE}/certgate/admin/revoke?lang=en&user=jiro`);
+  await revokePage.fill('#confirmation', 'confirmation-pass-1');
+  await revokePage.click('#revoke');
+  assert.equal((await revokePage.textContent('#status')).trim(), 'revoked');
+  await shoot(revokePage, 'revoked');
   await revokeCtx.close();
-  const afterRevocation = await application(renewedFile);
+  assert.equal((await application(jiro.file)).status, 403);
+  const afterRevocation = await application(latestFile);
   seen.revoked = { status: afterRevocation.status };
   console.log(JSON.stringify(seen));
 } finally {

@@ -110,11 +110,13 @@ async fn people_enroll_log_in_and_renew_in_chromium() {
         "renew-cancelled-ja",
         "renew-cancelled-en",
         "renewed-en",
+        "renewed-ja",
         "confirmation-set-ja",
         "confirmation-set-en",
         "revoke-ja",
         "revoke-en",
         "revoked-ja",
+        "revoked-en",
     ] {
         assert!(
             shots.join(format!("{page}.png")).is_file(),
