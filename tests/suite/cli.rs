@@ -147,7 +147,20 @@ fn row<'a>(table: &'a str, first: &str) -> &'a str {
 fn init_makes_the_ca_once() {
     let cli = Cli::new();
     cli.refused(&["ca", "list"], 1, "certgate init");
-    assert!(cli.ok(&["init"]).contains("g1"));
+    let made = cli.ok(&["init"]);
+    assert!(made.contains("g1") && made.contains("pages.key"), "{made}");
+    // The pages' form key is made beside the CA, readable by its owner only.
+    let key = cli.fixture.dir.path().join("pki/pages.key");
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert_eq!(text.trim().len(), 64, "32 bytes in hex");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(
+            std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+    }
     let root = cli.fixture.dir.path().join("pki/root.pem");
     let before = std::fs::read(&root).unwrap();
     cli.refused(&["init"], 1, "pki.dir");
