@@ -246,7 +246,8 @@ rate = d["ok"] / cpu if cpu else 0
 p99 = d["latency_ms"]["p99"] if d["latency_ms"] else float("nan")
 print(f"  {sys.argv[4]} {sys.argv[5]} round {sys.argv[6]}: {d['ok']} ok in {d['elapsed_secs']:.1f} s "
       f"({d['ops_per_sec']:.0f}/s wall), server CPU {cpu:.2f} s ({100 * cpu / d['elapsed_secs']:.0f}%), "
-      f"{rate:.0f}/server-CPU-s, p99 {p99:.2f} ms, errors {d['errors']}")
+      f"{rate:.0f}/server-CPU-s, p99 {p99:.2f} ms, load tool busy "
+      f"{100 * d.get('client_busy', 0):.0f}% ({d.get('client_cpu_us_per_op', 0):.1f} µs/op), errors {d['errors']}")
 PY
 }
 

@@ -91,6 +91,7 @@
 
 mod cli;
 mod conn;
+mod cpu;
 mod error;
 mod fds;
 mod http1;
@@ -139,6 +140,16 @@ fn main() -> ExitCode {
         }
     };
     if json {
+        // The table says it too; with --json the warning goes to stderr beside the object.
+        if let Some(busy) = report
+            .client_busy
+            .filter(|busy| *busy > report::BUSY_WARNING)
+        {
+            eprintln!(
+                "certgate-load: the load tool was busy {:.0}% of the time: it, not the server, may have set the pace",
+                busy * 100.0
+            );
+        }
         match serde_json::to_string(&report) {
             Ok(s) => println!("{s}"),
             Err(e) => {

@@ -31,7 +31,20 @@ pub(crate) struct Report {
     pub(crate) latency_ms: Option<Latency>,
     pub(crate) errors: BTreeMap<String, u64>,
     pub(crate) error_examples: BTreeMap<String, String>,
+    /// The tool's own CPU over the measurement, seconds (all threads).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_cpu_secs: Option<f64>,
+    /// The tool's own CPU per successful operation, microseconds.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_cpu_us_per_op: Option<f64>,
+    /// How busy the tool's threads were (1.0 = every thread all the time): near 1, the tool,
+    /// not the server, set the pace.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) client_busy: Option<f64>,
 }
+
+/// Above this, the report warns that the tool may be the bottleneck.
+pub(crate) const BUSY_WARNING: f64 = 0.9;
 
 #[derive(Serialize)]
 pub(crate) struct Latency {
@@ -45,6 +58,22 @@ impl Report {
     /// `elapsed` runs from the start of measurement; `ramp` is given in
     /// idle mode only, where the rate is connections opened per second of
     /// ramp rather than per second of the whole run.
+    /// Adds the tool's own CPU use over the measurement.
+    pub(crate) fn with_own_cpu(mut self, cpu: Option<Duration>) -> Self {
+        if let Some(cpu) = cpu {
+            let secs = cpu.as_secs_f64();
+            self.client_cpu_secs = Some(secs);
+            if self.ok > 0 {
+                self.client_cpu_us_per_op = Some(secs * 1e6 / self.ok as f64);
+            }
+            let capacity = self.elapsed_secs * f64::from(self.threads.max(1));
+            if capacity > 0.0 {
+                self.client_busy = Some(secs / capacity);
+            }
+        }
+        self
+    }
+
     pub(crate) fn new(
         cli: &Cli,
         sni: &str,
@@ -84,6 +113,9 @@ impl Report {
             latency_ms: latency(&total.latency_us),
             errors,
             error_examples,
+            client_cpu_secs: None,
+            client_cpu_us_per_op: None,
+            client_busy: None,
         }
     }
 }
@@ -132,6 +164,22 @@ pub(crate) fn print_table(r: &Report) {
             l.p50, l.p90, l.p99, l.max
         ),
         None => println!("latency ms    -"),
+    }
+    if let (Some(secs), Some(busy)) = (r.client_cpu_secs, r.client_busy) {
+        let per_op = r
+            .client_cpu_us_per_op
+            .map_or_else(|| "-".to_owned(), |us| format!("{us:.1} µs"));
+        println!(
+            "load tool CPU {secs:.2} s ({per_op} per op, {:.0}% of its {} thread(s))",
+            busy * 100.0,
+            r.threads
+        );
+        if busy > BUSY_WARNING {
+            println!(
+                "warning       the load tool was busy {:.0}% of the time: it, not the server, may have set the pace",
+                busy * 100.0
+            );
+        }
     }
     if r.errors.is_empty() {
         println!("errors        none");

@@ -97,6 +97,11 @@ pub(crate) async fn run(s: Setup) -> Result<Report, SetupError> {
         }
     });
 
+    // The tool's own CPU from the start of measurement (after the warm-up).
+    let cpu_at_start = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_start.into()).await;
+        crate::cpu::process_cpu()
+    });
     let mut ramp = None;
     let mut total = Stats::default();
     if cli.mode == Mode::Idle {
@@ -126,7 +131,11 @@ pub(crate) async fn run(s: Setup) -> Result<Report, SetupError> {
         }
     }
     let elapsed = Instant::now().saturating_duration_since(measure_start);
-    Ok(Report::new(cli, &s.sni, total, elapsed, ramp))
+    let own_cpu = match (cpu_at_start.await.ok().flatten(), crate::cpu::process_cpu()) {
+        (Some(start), Some(end)) => Some(end.saturating_sub(start)),
+        _ => None,
+    };
+    Ok(Report::new(cli, &s.sni, total, elapsed, ramp).with_own_cpu(own_cpu))
 }
 
 #[cfg(test)]

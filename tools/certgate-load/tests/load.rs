@@ -95,6 +95,15 @@ fn every_mode_runs_against_an_mtls_server_and_reports_it() {
         assert_eq!(output.status.code(), Some(0), "{mode:?}: {output:?}");
         let report = report(&output);
         assert_eq!(report["ok"], 20, "{mode:?}: {report}");
+        // The tool reports its own CPU, so that a run it paced can be told from one the server did.
+        assert!(
+            report["client_cpu_secs"].as_f64().is_some(),
+            "{mode:?}: {report}"
+        );
+        assert!(
+            report["client_busy"].as_f64().is_some(),
+            "{mode:?}: {report}"
+        );
         assert_eq!(report["failed"], 0, "{mode:?}: {report}");
         assert_eq!(
             report["errors"],
