@@ -17,4 +17,5 @@ stop_servers() {
   rm -rf "$work"
 }
 trap stop_servers EXIT
-python3 scripts/readme_walkthrough.py "$readme" target/debug/certgate "$work"
+# The binary where cargo put it (CARGO_TARGET_DIR when set).
+python3 scripts/readme_walkthrough.py "$readme" "$(realpath "${CARGO_TARGET_DIR:-target}/debug/certgate")" "$work"
