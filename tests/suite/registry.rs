@@ -114,6 +114,24 @@ async fn two_servers_on_one_postgres_registry_apply_each_others_changes() {
     assert_eq!(status, 200, "{json}");
     let renewed = leaf_from(&json, key);
     assert_eq!(replicas.status_at(first, &renewed).await, 200);
+    // The renewal is a change of the feed: the first server logs the old certificate off too.
+    assert_eq!(
+        replicas.status_at(second, &taro).await,
+        403,
+        "at once where it was made"
+    );
+    replicas
+        .wait_status(
+            first,
+            &taro,
+            403,
+            "the first server logs the old certificate off",
+        )
+        .await;
+    let (_, _, body) = get_once(first, replicas.bank.client(Some(&taro)), "/app", &[])
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&body).contains("certificate-renewed"));
 
     // Revoked through the first (the administrator's API): the second refuses it.
     let (status, json) = replicas
