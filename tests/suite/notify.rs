@@ -411,3 +411,24 @@ async fn a_webhook_is_told_of_each_notice_signed_and_a_refusing_one_is_retried()
         "a resend is recognisable by its Message-ID: {ids:?}"
     );
 }
+
+#[test]
+fn certgate_notify_refuses_without_once_or_without_smtp_url() {
+    let fixture = Fixture::new();
+    let config = fixture.write("certgate.toml", &fixture.config("", ""));
+    for (args, says) in [
+        (vec!["notify"], "--once"),
+        (vec!["notify", "--once"], "notify.smtp_url"),
+    ] {
+        let out = certgate()
+            .args(&args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
