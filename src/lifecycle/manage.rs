@@ -148,15 +148,7 @@ impl Lifecycle {
         email: Option<&str>,
         ctx: &Context,
     ) -> Result<User, LifecycleError> {
-        let name = name.map(str::trim).filter(|name| !name.is_empty());
-        if let Some(name) = name {
-            if name.chars().count() > 64 || name.chars().any(char::is_control) {
-                return Err(LifecycleError::Invalid {
-                    field: "name",
-                    reason: "must be printable text of at most 64 characters".to_owned(),
-                });
-            }
-        }
+        let name = user_name(name)?;
         let holder = Holder::user(corp_id, user_id);
         self.require_manager(ctx, corp_id).await?;
         if role == Role::Master && ctx.actor != Actor::Operator {
@@ -412,19 +404,7 @@ impl Lifecycle {
         let holder = Holder::user(corp_id, user_id);
         let result = async {
             self.managed_user(ctx, corp_id, user_id).await?;
-            let name = update
-                .name
-                .as_deref()
-                .map(str::trim)
-                .filter(|name| !name.is_empty());
-            if let Some(name) = name {
-                if name.chars().count() > 64 || name.chars().any(char::is_control) {
-                    return Err(LifecycleError::Invalid {
-                        field: "name",
-                        reason: "must be printable text of at most 64 characters".to_owned(),
-                    });
-                }
-            }
+            let name = user_name(update.name.as_deref())?;
             let update = UserUpdate {
                 name: name.map(str::to_owned),
                 role: update.role,
@@ -795,4 +775,17 @@ fn manager_holder(ctx: &Context) -> Result<Holder, LifecycleError> {
             why: "a confirmation password belongs to a manager's certificate".to_owned(),
         }),
     }
+}
+
+/// A user's name (利用者名) as typed: trimmed, empty meaning none, printable text of at most 64
+/// characters.
+fn user_name(name: Option<&str>) -> Result<Option<&str>, LifecycleError> {
+    let name = name.map(str::trim).filter(|name| !name.is_empty());
+    if name.is_some_and(|name| name.chars().count() > 64 || name.chars().any(char::is_control)) {
+        return Err(LifecycleError::Invalid {
+            field: "name",
+            reason: "must be printable text of at most 64 characters".to_owned(),
+        });
+    }
+    Ok(name)
 }

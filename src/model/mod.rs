@@ -21,7 +21,7 @@ pub use keys::{IssuerKey, StandingKey};
 pub use reason::RevocationReason;
 pub use role::Role;
 pub use serial::{Serial, SerialError};
-pub use text::{error_chain, hex, rfc3339, rfc3339_unix, sha256, url_without_password};
+pub use text::{error_chain, hex, japan_time, rfc3339, rfc3339_unix, sha256, url_without_password};
 
 /// A stored or typed spelling that names no value of its type (`"boss"` as a role).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -29,6 +29,21 @@ pub fn rfc3339(time: OffsetDateTime) -> String {
         .unwrap_or_else(|_| time.unix_timestamp().to_string())
 }
 
+/// A date and time as the bank's customers read it, on pages and in mails: Japan time to the
+/// minute (`2027-01-15 17:00 JST`).
+pub fn japan_time(time: OffsetDateTime) -> String {
+    let japan = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
+    let local = time.to_offset(japan);
+    format!(
+        "{:04}-{:02}-{:02} {:02}:{:02} JST",
+        local.year(),
+        u8::from(local.month()),
+        local.day(),
+        local.hour(),
+        local.minute()
+    )
+}
+
 /// [`rfc3339`] of Unix seconds.
 pub fn rfc3339_unix(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix)

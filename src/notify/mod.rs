@@ -359,19 +359,7 @@ impl Notifier {
     }
 }
 
-/// Japan time, as the bank's customers read it.
-fn shown(at: OffsetDateTime) -> String {
-    let japan = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
-    let local = at.to_offset(japan);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02} JST",
-        local.year(),
-        u8::from(local.month()),
-        local.day(),
-        local.hour(),
-        local.minute()
-    )
-}
+use crate::model::japan_time as shown;
 
 fn subject(certificate: &Expiring) -> String {
     format!(

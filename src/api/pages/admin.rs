@@ -3,16 +3,15 @@
 //! resume, and the operation history filtered by user and action. Who may do what is the
 //! lifecycle's rule: this page only asks.
 
-use http::header::{self, HeaderValue};
 use http::{Response, StatusCode};
 use secrecy::ExposeSecret as _;
 use serde_json::json;
 
 use super::forms::fields;
 use super::text::Lang;
-use super::{ADMIN, Page, REVOKE, USER, refusal, shown, status_word};
+use super::{ADMIN, Page, REVOKE, USER, refusal, see_other, shown, status_word};
 use crate::api::{Api, Call};
-use crate::http::{Body, empty};
+use crate::http::Body;
 use crate::lifecycle::LifecycleError;
 use crate::model::Role;
 
@@ -235,18 +234,7 @@ impl Api {
         };
         match result {
             Ok(Some(page)) => page,
-            Ok(None) => {
-                let mut response = Response::new(empty());
-                *response.status_mut() = StatusCode::SEE_OTHER;
-                let location = format!("{ADMIN}?lang={}", lang.code());
-                if let Ok(location) = HeaderValue::from_str(&location) {
-                    response.headers_mut().insert(header::LOCATION, location);
-                }
-                response
-                    .headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                response
-            }
+            Ok(None) => see_other(&format!("{ADMIN}?lang={}", lang.code())),
             Err(err) => {
                 let (status, message) = refusal(lang, &err);
                 again(message, status).await
@@ -283,20 +271,7 @@ impl Api {
         lang: Lang,
         user_id: &str,
     ) -> Result<serde_json::Value, LifecycleError> {
-        let identity = call
-            .caller
-            .identity
-            .ok_or_else(|| LifecycleError::Forbidden {
-                why: "a client certificate is required".to_owned(),
-            })?;
-        let ctx = call.context(None);
-        let rows = self.lifecycle.status_table(&ctx, &identity.corp_id).await?;
-        let row = rows
-            .iter()
-            .find(|row| row.user.user_id == user_id)
-            .ok_or_else(|| LifecycleError::NotFound {
-                what: format!("user {}/{user_id}", identity.corp_id),
-            })?;
+        let row = self.status_row(call, user_id).await?;
         Ok(json!({
             "user_id": row.user.user_id,
             "name": row.user.name,
@@ -304,6 +279,30 @@ impl Api {
             "status": lang.word(status_word(row.status.as_str())),
             "not_after": row.latest.as_ref().map(|cert| shown(cert.not_after)),
         }))
+    }
+
+    /// The caller's corporation's status-table row of `user_id` (the lifecycle checks that the
+    /// caller may read it).
+    async fn status_row(
+        &self,
+        call: &Call<'_>,
+        user_id: &str,
+    ) -> Result<crate::lifecycle::StatusRow, LifecycleError> {
+        let identity = call
+            .caller
+            .identity
+            .ok_or_else(|| LifecycleError::Forbidden {
+                why: "a client certificate is required".to_owned(),
+            })?;
+        let ctx = call.context(None);
+        self.lifecycle
+            .status_table(&ctx, &identity.corp_id)
+            .await?
+            .into_iter()
+            .find(|row| row.user.user_id == user_id)
+            .ok_or_else(|| LifecycleError::NotFound {
+                what: format!("user {}/{user_id}", identity.corp_id),
+            })
     }
 
     /// The confirmation step of a revocation: the user, then either the form to set one's
@@ -503,24 +502,13 @@ impl Api {
         user_id: &str,
         error: Option<String>,
     ) -> Result<Page, Response<Body>> {
-        let Some(identity) = call.caller.identity else {
+        if call.caller.identity.is_none() {
             return Err(self.certificate_needed(lang, USER));
-        };
-        let ctx = call.context(None);
-        let refused = |err: &LifecycleError| {
-            let (status, message) = refusal(lang, err);
+        }
+        let row = self.status_row(call, user_id).await.map_err(|err| {
+            let (status, message) = refusal(lang, &err);
             self.message(lang, "edit_user", &message, status)
-        };
-        let rows = self
-            .lifecycle
-            .status_table(&ctx, &identity.corp_id)
-            .await
-            .map_err(|err| refused(&err))?;
-        let Some(row) = rows.iter().find(|row| row.user.user_id == user_id) else {
-            return Err(refused(&LifecycleError::NotFound {
-                what: format!("user {}/{user_id}", identity.corp_id),
-            }));
-        };
+        })?;
         let mut page = self
             .form_page(call, lang, USER, "user")
             .set(
@@ -593,19 +581,7 @@ impl Api {
             .update_user(&call.context(None), &identity.corp_id, &user_id, update)
             .await
         {
-            Ok(_) => {
-                let mut response = Response::new(empty());
-                *response.status_mut() = StatusCode::SEE_OTHER;
-                if let Ok(location) =
-                    HeaderValue::from_str(&format!("{ADMIN}?lang={}", lang.code()))
-                {
-                    response.headers_mut().insert(header::LOCATION, location);
-                }
-                response
-                    .headers_mut()
-                    .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                response
-            }
+            Ok(_) => see_other(&format!("{ADMIN}?lang={}", lang.code())),
             Err(err) => {
                 let (status, message) = refusal(lang, &err);
                 again(message, status).await

@@ -110,6 +110,20 @@ impl Page {
     }
 }
 
+/// After a form that changed something: on to `location` (a GET, so that reloading it posts
+/// nothing again).
+fn see_other(location: &str) -> Response<Body> {
+    let mut response = Response::new(crate::http::empty());
+    *response.status_mut() = StatusCode::SEE_OTHER;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::LOCATION,
+        HeaderValue::from_str(location).unwrap_or(HeaderValue::from_static("/")),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
 /// An HTML page with the headers every page carries.
 fn page_response(status: StatusCode, lang: Lang, html: String) -> Response<Body> {
     let mut response = bytes_response(status, "text/html; charset=utf-8", html);
@@ -135,19 +149,7 @@ fn page_response(status: StatusCode, lang: Lang, html: String) -> Response<Body>
     response
 }
 
-/// A date and time as the bank's customers read it: Japan time.
-fn shown(at: OffsetDateTime) -> String {
-    let japan = time::UtcOffset::from_hms(9, 0, 0).unwrap_or(time::UtcOffset::UTC);
-    let local = at.to_offset(japan);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02} JST",
-        local.year(),
-        u8::from(local.month()),
-        local.day(),
-        local.hour(),
-        local.minute()
-    )
-}
+use crate::model::japan_time as shown;
 
 fn shown_unix(unix: i64) -> String {
     OffsetDateTime::from_unix_timestamp(unix).map_or_else(|_| unix.to_string(), shown)

@@ -11,9 +11,9 @@ use serde_json::json;
 
 use super::forms::{cookies, fields};
 use super::text::Lang;
-use super::{NOTICE, Page, RENEW, shown_unix};
+use super::{NOTICE, Page, RENEW, see_other, shown_unix};
 use crate::api::{Api, Call};
-use crate::http::{Body, empty};
+use crate::http::Body;
 use crate::identity::Caller;
 
 /// The cookie Next leaves.
@@ -123,20 +123,12 @@ impl Api {
                 .key
                 .signed_until(COOKIE_PURPOSE, "", &identity.serial.to_string(), until);
         let next = safe_next(form.get("next").map_or("/", String::as_str));
-        let mut response = Response::new(empty());
-        *response.status_mut() = StatusCode::SEE_OTHER;
-        let headers = response.headers_mut();
+        let mut response = see_other(next);
         let cookie =
             format!("{COOKIE}={value}; Path=/; Secure; HttpOnly; SameSite=Strict{max_age}");
-        if let (Ok(cookie), Ok(location)) =
-            (HeaderValue::from_str(&cookie), HeaderValue::from_str(next))
-        {
-            headers.insert(header::SET_COOKIE, cookie);
-            headers.insert(header::LOCATION, location);
-        } else {
-            headers.insert(header::LOCATION, HeaderValue::from_static("/"));
+        if let Ok(cookie) = HeaderValue::from_str(&cookie) {
+            response.headers_mut().insert(header::SET_COOKIE, cookie);
         }
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }
 }
