@@ -398,16 +398,7 @@ async fn est_cacerts_and_serverkeygen_are_read_by_openssl() {
 }
 
 async fn enroll_taro(bank: &Bank) -> Leaf {
-    let pin = bank.permit(CORP_A, Some("taro")).await;
-    let (csr_pem, key) = csr();
-    let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr_pem).await;
-    assert_eq!(status, 200, "{json}");
-    Leaf {
-        cert_pem: json["certificate"].as_str().unwrap().to_owned(),
-        key_pem: key,
-        der: vec![],
-        serial: vec![],
-    }
+    bank.enrolled("taro").await
 }
 
 async fn app_status(bank: &Bank, leaf: &Leaf) -> u16 {

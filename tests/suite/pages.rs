@@ -862,13 +862,7 @@ async fn the_administrator_manages_users_on_the_admin_page_and_general_users_may
     )
     .await;
     assert_eq!(status, 403);
-    let taro = {
-        let pin = bank.permit(CORP_A, Some("taro")).await;
-        let (csr, key) = csr();
-        let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
-        assert_eq!(status, 200, "{json}");
-        leaf_from(&json, key)
-    };
+    let taro = bank.enrolled("taro").await;
     let app = |leaf: &Leaf| {
         let (addr, client) = (bank.server.addr, bank.client(Some(leaf)));
         async move {
@@ -964,13 +958,7 @@ async fn the_administrator_manages_users_on_the_admin_page_and_general_users_may
 #[tokio::test]
 async fn on_the_admin_page_a_revocation_is_confirmed_with_the_managers_own_password() {
     let bank = Bank::open("").await;
-    let taro = {
-        let pin = bank.permit(CORP_A, Some("taro")).await;
-        let (csr, key) = csr();
-        let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
-        assert_eq!(status, 200, "{json}");
-        leaf_from(&json, key)
-    };
+    let taro = bank.enrolled("taro").await;
     // The bank reset the administrator's confirmation password: the page asks to set one first.
     let config = bank.fixture.dir.path().join("certgate.toml");
     let out = certgate()
@@ -1082,13 +1070,7 @@ async fn on_the_admin_page_a_revocation_is_confirmed_with_the_managers_own_passw
 #[tokio::test]
 async fn the_administrator_changes_a_users_name_role_and_email_and_the_application_sees_the_role() {
     let bank = Bank::open("").await;
-    let taro = {
-        let pin = bank.permit(CORP_A, Some("taro")).await;
-        let (csr, key) = csr();
-        let (status, json) = bank.enroll_json(CORP_A, Some("taro"), &pin, &csr).await;
-        assert_eq!(status, 200, "{json}");
-        leaf_from(&json, key)
-    };
+    let taro = bank.enrolled("taro").await;
     let role_seen = |leaf: &Leaf| {
         let (addr, client) = (bank.server.addr, bank.client(Some(leaf)));
         async move {

@@ -255,6 +255,15 @@ impl Bank {
         (status, json)
     }
 
+    /// `user` of corporation A, enrolled over the JSON API with a new permit: their certificate.
+    pub(crate) async fn enrolled(&self, user: &str) -> Leaf {
+        let pin = self.permit(CORP_A, Some(user)).await;
+        let (csr_pem, key) = csr();
+        let (status, json) = self.enroll_json(CORP_A, Some(user), &pin, &csr_pem).await;
+        assert_eq!(status, 200, "{json}");
+        leaf_from(&json, key)
+    }
+
     pub(crate) async fn permit_state(&self, corp: &str, user: Option<&str>) -> (PermitState, u32) {
         let holder = Holder {
             corp_id: corp.into(),
