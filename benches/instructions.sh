@@ -9,6 +9,7 @@
 # all threads) are divided by the requests. Once over HTTP/1.1, once over h2.
 #
 # Usage: benches/instructions.sh [COUNT]   (prints one line per protocol)
+# KEEP_PROFILES=DIR keeps the callgrind dumps there, for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-2000}
@@ -71,6 +72,10 @@ measure() { # label load-args...
   # nothing, instrumentation being off by then).
   local total
   total=$(cat "$work"/cg."$vg"* 2>/dev/null | awk '/^totals:/ {sum += $2} END {print sum + 0}')
+  if [[ -n ${KEEP_PROFILES:-} ]]; then
+    mkdir -p "$KEEP_PROFILES"
+    for f in "$work"/cg."$vg"*; do cp "$f" "$KEEP_PROFILES/${label//\//}.$(basename "$f")"; done
+  fi
   rm -f "$work"/cg."$vg"*
   printf '%s: %d instructions per request (%d requests)\n' "$label" "$((total / count))" "$count"
 }

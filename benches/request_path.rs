@@ -89,15 +89,15 @@ fn proxy(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> (Arc<Proxy>, Ar
         let proxy = Arc::new(Proxy::new(&config, metrics, api, standing, clock).expect("proxy"));
         let resolved = proxy.identities().resolve(&leaf_der());
         assert!(resolved.is_ok(), "the bench certificate names a caller");
-        let connection = Arc::new(Connection {
-            peer: "192.0.2.10:50000".parse().expect("addr"),
-            cert: ClientCert::Verified {
+        let connection = Arc::new(Connection::new(
+            "192.0.2.10:50000".parse().expect("addr"),
+            ClientCert::Verified {
                 resolved,
                 chain_header: None,
                 lifecycle_ca: true,
             },
-            body_stall: std::time::Duration::from_secs(30),
-        });
+            std::time::Duration::from_secs(30),
+        ));
         (proxy, connection)
     })
 }

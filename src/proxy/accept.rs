@@ -413,15 +413,15 @@ fn accepted(
     };
 
     let anonymous = matches!(cert, ClientCert::Absent);
-    let connection = Arc::new(Connection {
+    let connection = Arc::new(Connection::new(
         peer,
         cert,
-        body_stall: if anonymous {
+        if anonymous {
             http.idle_anonymous
         } else {
             http.idle
         },
-    });
+    ));
     let drain = Drain {
         signal: proxy.closing_signal(&connection, drain.signal),
         watcher: drain.watcher,

@@ -269,9 +269,13 @@ pub(super) fn for_http1(headers: &mut HeaderMap) {
 
 /// Sets `X-Forwarded-For`/`-Proto`/`-Host` from what certgate saw; inbound values (and RFC 7239
 /// `Forwarded`) are dropped, never trusted or appended to.
-pub(super) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: Option<HeaderValue>) {
+pub(super) fn set_forwarded(
+    headers: &mut HeaderMap,
+    forwarded_for: &HeaderValue,
+    host: Option<HeaderValue>,
+) {
     headers.remove(FORWARDED);
-    headers.insert(X_FORWARDED_FOR, peer_ip(peer));
+    headers.insert(X_FORWARDED_FOR, forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
     match host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host),
@@ -279,7 +283,8 @@ pub(super) fn set_forwarded(headers: &mut HeaderMap, peer: SocketAddr, host: Opt
     };
 }
 
-fn peer_ip(peer: SocketAddr) -> HeaderValue {
+/// The client's address as `X-Forwarded-For` carries it.
+pub(super) fn peer_ip(peer: SocketAddr) -> HeaderValue {
     let ip = peer.ip().to_canonical();
     HeaderValue::try_from(ip.to_string()).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
@@ -551,7 +556,7 @@ mod tests {
         headers.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
         set_forwarded(
             &mut headers,
-            "[::ffff:10.0.0.1]:5000".parse().unwrap(),
+            &peer_ip("[::ffff:10.0.0.1]:5000".parse().unwrap()),
             Some(HeaderValue::from_static("bank")),
         );
         assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");

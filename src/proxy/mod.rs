@@ -50,4 +50,22 @@ pub struct Connection {
     pub cert: ClientCert,
     /// The longest its request bodies may pause (its idle timeout).
     pub body_stall: std::time::Duration,
+    /// `X-Forwarded-For` for every request of the connection: rendered once, not per request.
+    forwarded_for: http::HeaderValue,
+}
+
+impl Connection {
+    /// What is known about a connection from `peer` (after any PROXY header) with `cert`.
+    pub fn new(
+        peer: std::net::SocketAddr,
+        cert: ClientCert,
+        body_stall: std::time::Duration,
+    ) -> Self {
+        Self {
+            forwarded_for: headers::peer_ip(peer),
+            peer,
+            cert,
+            body_stall,
+        }
+    }
 }

@@ -365,7 +365,7 @@ impl Proxy {
         });
         // Room for the headers added next, at once rather than by repeated growth.
         request.headers_mut().reserve(16);
-        headers::set_forwarded(request.headers_mut(), connection.peer, host);
+        headers::set_forwarded(request.headers_mut(), &connection.forwarded_for, host);
         headers::inject_identity(request.headers_mut(), &permit, self.identities.names(), now);
         let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
 

@@ -17,17 +17,20 @@ pub(super) struct Sharded<K, V> {
 }
 
 /// One hasher for every shard of every snapshot (the shard is chosen by the same hash), with a
-/// key drawn at start so that nobody can choose keys that all land in one bucket.
+/// key drawn at start so that nobody can choose keys that all land in one bucket. foldhash's
+/// quality variant rather than SipHash: every request looks its certificate up here several
+/// times, and the keys are short fixed-size values (issuer, serial; 128-bit ID digests), for which
+/// SipHash cost more than the lookup itself.
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Fixed;
 
 impl BuildHasher for Fixed {
-    type Hasher = std::collections::hash_map::DefaultHasher;
+    type Hasher = foldhash::quality::FoldHasher<'static>;
 
     fn build_hasher(&self) -> Self::Hasher {
         use std::sync::OnceLock;
-        static KEYS: OnceLock<std::collections::hash_map::RandomState> = OnceLock::new();
-        KEYS.get_or_init(std::collections::hash_map::RandomState::new)
+        static KEYS: OnceLock<foldhash::quality::SeedableRandomState> = OnceLock::new();
+        KEYS.get_or_init(foldhash::quality::SeedableRandomState::random)
             .build_hasher()
     }
 }
