@@ -11,10 +11,12 @@
 # Usage: benches/instructions.sh [COUNT]   (prints one line per protocol)
 # The first number is the one every earlier count in BENCHMARKS.md used; the second subtracts a
 # run of 3 × COUNT requests from it, so the 8 full handshakes drop out.
+# HANDSHAKES=N also counts N full and N resumed handshakes, each with one request.
 # KEEP_PROFILES=DIR keeps the callgrind dumps there, for callgrind_annotate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-2000}
+handshakes=${HANDSHAKES:-0}
 command -v valgrind >/dev/null || { echo "instructions: install valgrind" >&2; exit 1; }
 cargo build --release --quiet -p certgate --bin certgate
 cargo build --release --quiet -p certgate-load
@@ -62,8 +64,28 @@ measure() { # label load-args...
   done
   local load=("$bin/certgate-load" --target "127.0.0.1:$port" --sni localhost
     --cert "$work/dev/client.pem" --key "$work/dev/client.key" --ca "$work/dev/ca.pem"
-    --mode keepalive --concurrency 8 --json "$@")
+    --concurrency 8 --json "$@")
   "${load[@]}" --count 400 >/dev/null
+  if [[ " $* " == *" --mode full "* || " $* " == *" --mode resume "* ]]; then
+    # Every operation is a connection: count them as they are.
+    callgrind_control -z "$vg" >/dev/null
+    callgrind_control -i on "$vg" >/dev/null
+    "${load[@]}" --count "$handshakes" >"$work/load.json"
+    callgrind_control -i off "$vg" >/dev/null
+    callgrind_control -d "$vg" >/dev/null
+    local total
+    total=$(cat "$work"/cg."$vg".* 2>/dev/null | awk '/^totals:/ {sum += $2} END {print sum + 0}')
+    if [[ -n ${KEEP_PROFILES:-} ]]; then
+      mkdir -p "$KEEP_PROFILES"
+      for f in "$work"/cg."$vg".*; do cp "$f" "$KEEP_PROFILES/${label//\//}.$(basename "$f")"; done
+    fi
+    kill "$vg"
+    wait "$vg" 2>/dev/null || true
+    rm -f "$work"/cg."$vg"*
+    printf '%s: %d instructions per connection (handshake + one request; %d connections)\n' \
+      "$label" "$((total / handshakes))" "$handshakes"
+    return
+  fi
   # Two counted runs on the same server: the first as the method has always been (its 8
   # connections' full handshakes included), the second with 3 × as many requests on 8 new
   # connections; their difference, per extra request, is the request path alone.
@@ -89,5 +111,9 @@ measure() { # label load-args...
     "$label" "$((totals[0] / count))" "$count" "$(((totals[1] - totals[0]) / (2 * count)))"
 }
 
-measure "HTTP/1.1"
-measure "h2" --http2
+measure "HTTP/1.1" --mode keepalive
+measure "h2" --mode keepalive --http2
+if [[ -n ${HANDSHAKES:-} ]]; then
+  measure "full handshake" --mode full
+  measure "resumed handshake" --mode resume
+fi

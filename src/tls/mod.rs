@@ -1,6 +1,7 @@
 //! The listener's rustls configuration: server certificate, client-certificate verification over
 //! every trusted CA generation, ALPN, session tickets, and hot reload.
 
+mod hkdf;
 mod tickets;
 mod verifier;
 
@@ -24,8 +25,11 @@ use crate::config::{ClientAuth, Config, ConfigError, TrustCa};
 
 /// The crypto provider used everywhere: aws-lc-rs, passed explicitly so that no process-wide
 /// default (or a second provider pulled in by another crate) decides.
+/// Its TLS 1.3 suites extract each HKDF secret once ([`hkdf`]).
 pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+    let mut provider = rustls::crypto::aws_lc_rs::default_provider();
+    provider.cipher_suites = hkdf::single_extract(&provider.cipher_suites);
+    Arc::new(provider)
 }
 
 /// Reads a PEM certificate chain; the error names `key`.
