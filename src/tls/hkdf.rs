@@ -127,7 +127,10 @@ mod tests {
                 }
                 let block = theirs.expand_block(&[b"finished"]);
                 assert_eq!(
-                    tls13.hkdf_provider.hmac_sign(&block, b"transcript").as_ref(),
+                    tls13
+                        .hkdf_provider
+                        .hmac_sign(&block, b"transcript")
+                        .as_ref(),
                     ours.hkdf_provider.hmac_sign(&block, b"transcript").as_ref()
                 );
             }
