@@ -112,6 +112,8 @@ pub struct UpstreamBody {
     body: Incoming,
     home: Option<(http1::SendRequest<Body>, Arc<dyn ConnectionHome>)>,
     ended: bool,
+    /// Whatever must live as long as the body is being sent (the connection's in-flight count).
+    held: Option<Box<dyn Send + Sync>>,
 }
 
 impl UpstreamBody {
@@ -125,7 +127,14 @@ impl UpstreamBody {
             body,
             home: Some((sender, home)),
             ended: false,
+            held: None,
         }
+    }
+
+    /// Keeps `guard` until the body has been sent to its end or dropped: a streamed answer is in
+    /// flight until its last byte, not only until its head.
+    pub fn hold(&mut self, guard: Box<dyn Send + Sync>) {
+        self.held = Some(guard);
     }
 }
 

@@ -436,8 +436,17 @@ fn accepted(
         // Boxed per request: hyper keeps a slot for the service's future in every connection for
         // its whole life, and certgate's request future is several KiB.
         Box::pin(async move {
-            let response = proxy.handle(connection, request).await;
-            drop(started);
+            let mut response = proxy.handle(connection, request).await;
+            // The application's answer streams on after its head: the request stays in flight
+            // until the body's end, or the idle watch of an h2 connection (`serve_h2`) would
+            // close the connection under a long download. certgate's own bodies are written
+            // whole.
+            use http_body_util::Either::{Left, Right};
+            if let Left(Right(streamed)) = response.body_mut() {
+                streamed.hold(Box::new(started));
+            } else {
+                drop(started);
+            }
             Ok::<_, Infallible>(response)
         })
     });

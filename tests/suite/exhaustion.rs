@@ -229,3 +229,49 @@ async fn a_request_body_that_stops_arriving_is_answered_408_and_closed() {
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
+
+/// Idle means no request and no response in progress: a download over h2 that takes longer than
+/// the idle timeout, on a connection that asks nothing else, arrives whole. The twin: the same
+/// connection, once the download is done and nothing else is asked, is closed.
+#[tokio::test]
+async fn an_h2_download_longer_than_the_idle_timeout_is_not_cut() {
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start(
+        "idle_timeout = \"1s\"",
+        &format!("[upstream]\nurl = \"http://{upstream}\"\n"),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let tls = tls_from(
+        "127.0.0.1",
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"h2"]),
+    )
+    .await
+    .unwrap();
+    let (send, connection) = h2::client::handshake(tls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    let mut send = send.ready().await.unwrap();
+    // 16 chunks 300 ms apart: about 5 s, several idle timeouts.
+    let request = http::Request::get("https://localhost/drip?chunks=16&ms=300")
+        .body(())
+        .unwrap();
+    let (response, _) = send.send_request(request, true).unwrap();
+    let response = response.await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut body = response.into_body();
+    let mut received = 0;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk
+            .unwrap_or_else(|err| panic!("the download was cut after {received} bytes: {err}"));
+        received += chunk.len();
+        let _ = body.flow_control().release_capacity(chunk.len());
+    }
+    assert_eq!(received, 16 * 1024, "the whole download arrives");
+    drop(send);
+    tokio::time::timeout(Duration::from_secs(60), connection)
+        .await
+        .expect("the connection, idle after its download, is closed")
+        .unwrap()
+        .ok();
+}

@@ -60,6 +60,20 @@ async fn upstream_answer(request: Request<Incoming>) -> Response<Body> {
             }));
             Response::new(http_body_util::StreamBody::new(stream).boxed())
         }
+        // `chunks` chunks of 1 KiB, `ms` apart: a download that takes a while.
+        "/drip" => {
+            let chunks = query_number(&request, "chunks");
+            let pause = Duration::from_millis(query_number(&request, "ms"));
+            let stream = futures_util::stream::unfold(0, move |sent| async move {
+                if sent == chunks {
+                    return None;
+                }
+                tokio::time::sleep(pause).await;
+                let chunk = hyper::body::Frame::data(Bytes::from(vec![b'd'; 1024]));
+                Some((Ok::<_, Infallible>(chunk), sent + 1))
+            });
+            Response::new(http_body_util::StreamBody::new(stream).boxed())
+        }
         "/slow" => {
             tokio::time::sleep(Duration::from_millis(query_number(&request, "ms"))).await;
             Response::new(Full::new(Bytes::from_static(b"slow answer")).boxed())
