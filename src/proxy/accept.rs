@@ -471,14 +471,19 @@ fn accepted(
             ));
             Either::Right(served)
         }
+        // Watched for idleness as h2 is: a client without ALPN may speak h2 by prior knowledge,
+        // and hyper's header read timeout only covers HTTP/1.1.
         Alpn::None => {
-            let served: BoxedServe = Box::pin(
-                drain.watcher.watch(
+            let served: BoxedServe = Box::pin(serve_h2(
+                Box::pin(
                     http.auto
                         .serve_connection_with_upgrades(io, service)
                         .into_owned(),
                 ),
-            );
+                drain,
+                in_flight,
+                idle,
+            ));
             Either::Right(served)
         }
     }
@@ -587,14 +592,15 @@ impl Drop for Started {
 /// does or a PING goes unanswered, and every h2 library answers PINGs: so a connection that has
 /// started no request for `idle` (and has none waiting for its answer) is sent GOAWAY here, as
 /// is every connection when the server starts draining. Streams already open finish.
-fn serve_h2<C>(
+fn serve_h2<C, Failure>(
     mut conn: C,
     drain: Drain,
     in_flight: Arc<InFlight>,
     idle: Duration,
 ) -> impl Future<Output = Result<(), BoxError>> + Send
 where
-    C: GracefulH2 + Unpin + Send,
+    C: GracefulH2<Failure> + Unpin + Send,
+    Failure: Into<BoxError>,
 {
     let Drain { watcher, signal } = drain;
     let mut signal = signal;
@@ -604,7 +610,7 @@ where
         let draining = loop {
             tokio::select! {
                 biased;
-                served = &mut conn => return served.map_err(|err| Box::new(err) as BoxError),
+                served = &mut conn => return served.map_err(Into::into),
                 _ = signal.wait_for(|draining| *draining) => break true,
                 () = tokio::time::sleep(idle) => {
                     let now = in_flight.started();
@@ -618,23 +624,49 @@ where
         Pin::new(&mut conn).graceful_shutdown();
         if draining {
             // `shutdown_grace` bounds the drain.
-            return (&mut conn).await.map_err(|err| Box::new(err) as BoxError);
+            return (&mut conn).await.map_err(Into::into);
         }
         // The GOAWAY is followed by a PING whose answer ends the connection; a client that never
         // answers would keep it open, so it gets `idle` once more and is then dropped.
         match tokio::time::timeout(idle, &mut conn).await {
-            Ok(served) => served.map_err(|err| Box::new(err) as BoxError),
+            Ok(served) => served.map_err(Into::into),
             Err(_) => Ok(()),
         }
     }
 }
 
-/// hyper's h2 connection, named by what `serve_h2` needs of it.
-trait GracefulH2: Future<Output = Result<(), hyper::Error>> {
+/// hyper's h2 connection, or the sniffing one that serves a client without ALPN, named by what
+/// `serve_h2` needs of it.
+trait GracefulH2<Failure>: Future<Output = Result<(), Failure>> {
     fn graceful_shutdown(self: Pin<&mut Self>);
 }
 
-impl<I, S, B, E> GracefulH2 for http2::Connection<I, S, E>
+/// The sniffing connection is not `Unpin`: `serve_h2` gets it boxed.
+impl<C, Failure> GracefulH2<Failure> for Pin<Box<C>>
+where
+    C: GracefulH2<Failure> + ?Sized,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        self.get_mut().as_mut().graceful_shutdown();
+    }
+}
+
+impl<I, S, B, E> GracefulH2<BoxError> for auto::UpgradeableConnection<'static, I, S, E>
+where
+    S: hyper::service::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>>,
+    S::Future: 'static,
+    S::Error: Into<BoxError>,
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    B: hyper::body::Body + Send + 'static,
+    B::Error: Into<BoxError>,
+    E: hyper_util::server::conn::auto::HttpServerConnExec<S::Future, B>,
+{
+    fn graceful_shutdown(self: Pin<&mut Self>) {
+        auto::UpgradeableConnection::graceful_shutdown(self);
+    }
+}
+
+impl<I, S, B, E> GracefulH2<hyper::Error> for http2::Connection<I, S, E>
 where
     S: hyper::service::HttpService<hyper::body::Incoming, ResBody = B>,
     S::Error: Into<BoxError>,

@@ -3,7 +3,8 @@
 //! have no certificate; one address (an IPv6 /64) cannot hold more than `max_connections_per_ip`
 //! of them, all addresses together no more than `max_anonymous_connections`, and neither keeps a
 //! certificate holder behind the same address from connecting. A request body that stops
-//! arriving is answered 408 and its connection closed.
+//! arriving is answered 408 and its connection closed. h2 by prior knowledge (no ALPN) is watched
+//! for idleness as h2 with ALPN is, and a download in progress is not idleness.
 //!
 //! Before these limits, 50 preface-only h2 connections filled `max_connections = 50` for good
 //! and legitimate clients timed out; an attack later held 64 anonymous connections from one
@@ -274,4 +275,23 @@ async fn an_h2_download_longer_than_the_idle_timeout_is_not_cut() {
         .expect("the connection, idle after its download, is closed")
         .unwrap()
         .ok();
+}
+
+/// The same without ALPN: h2 spoken by prior knowledge (served by the sniffing connection) is
+/// closed when idle too, rather than held for as long as the client answers PINGs.
+#[tokio::test]
+async fn preface_only_h2_without_alpn_is_closed_when_idle() {
+    let fixture = Fixture::new();
+    let server = fixture.start(
+        "client_auth = \"optional\"\nanonymous_idle_timeout = \"1s\"",
+        "",
+    );
+    let no_alpn = client_config(&fixture.ca, None, &[]);
+    let connection = preface_only(server.addr, no_alpn)
+        .await
+        .expect("h2 by prior knowledge is served");
+    tokio::time::timeout(Duration::from_secs(30), connection)
+        .await
+        .expect("an idle h2 connection without ALPN is closed")
+        .unwrap();
 }
