@@ -475,11 +475,9 @@ fn accepted(
         // and hyper's header read timeout only covers HTTP/1.1.
         Alpn::None => {
             let served: BoxedServe = Box::pin(serve_h2(
-                Box::pin(
-                    http.auto
-                        .serve_connection_with_upgrades(io, service)
-                        .into_owned(),
-                ),
+                http.auto
+                    .serve_connection_with_upgrades(io, service)
+                    .into_owned(),
                 drain,
                 in_flight,
                 idle,
@@ -593,24 +591,27 @@ impl Drop for Started {
 /// started no request for `idle` (and has none waiting for its answer) is sent GOAWAY here, as
 /// is every connection when the server starts draining. Streams already open finish.
 fn serve_h2<C, Failure>(
-    mut conn: C,
+    conn: C,
     drain: Drain,
     in_flight: Arc<InFlight>,
     idle: Duration,
 ) -> impl Future<Output = Result<(), BoxError>> + Send
 where
-    C: GracefulH2<Failure> + Unpin + Send,
+    C: GracefulH2<Failure> + Send,
     Failure: Into<BoxError>,
 {
     let Drain { watcher, signal } = drain;
     let mut signal = signal;
     async move {
         let _watcher = watcher;
+        // Pinned here, inside the connection's (boxed) future: the sniffing connection is not
+        // `Unpin`.
+        let mut conn = std::pin::pin!(conn);
         let mut seen = in_flight.started();
         let draining = loop {
             tokio::select! {
                 biased;
-                served = &mut conn => return served.map_err(Into::into),
+                served = conn.as_mut() => return served.map_err(Into::into),
                 _ = signal.wait_for(|draining| *draining) => break true,
                 () = tokio::time::sleep(idle) => {
                     let now = in_flight.started();
@@ -621,14 +622,14 @@ where
                 }
             }
         };
-        Pin::new(&mut conn).graceful_shutdown();
+        conn.as_mut().graceful_shutdown();
         if draining {
             // `shutdown_grace` bounds the drain.
-            return (&mut conn).await.map_err(Into::into);
+            return conn.as_mut().await.map_err(Into::into);
         }
         // The GOAWAY is followed by a PING whose answer ends the connection; a client that never
         // answers would keep it open, so it gets `idle` once more and is then dropped.
-        match tokio::time::timeout(idle, &mut conn).await {
+        match tokio::time::timeout(idle, conn.as_mut()).await {
             Ok(served) => served.map_err(Into::into),
             Err(_) => Ok(()),
         }
@@ -639,16 +640,6 @@ where
 /// `serve_h2` needs of it.
 trait GracefulH2<Failure>: Future<Output = Result<(), Failure>> {
     fn graceful_shutdown(self: Pin<&mut Self>);
-}
-
-/// The sniffing connection is not `Unpin`: `serve_h2` gets it boxed.
-impl<C, Failure> GracefulH2<Failure> for Pin<Box<C>>
-where
-    C: GracefulH2<Failure> + ?Sized,
-{
-    fn graceful_shutdown(self: Pin<&mut Self>) {
-        self.get_mut().as_mut().graceful_shutdown();
-    }
 }
 
 impl<I, S, B, E> GracefulH2<BoxError> for auto::UpgradeableConnection<'static, I, S, E>
