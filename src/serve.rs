@@ -337,7 +337,11 @@ pub async fn serve(config_path: &Path) -> Result<(), ServeError> {
     let address = listener
         .local_addr()
         .map_err(|err| ServeError::Runtime(err.to_string()))?;
-    tracing::info!(listener = "https", %address, "listening");
+    let scheduler = match tokio::runtime::Handle::current().runtime_flavor() {
+        tokio::runtime::RuntimeFlavor::CurrentThread => "single-threaded",
+        _ => "multi-threaded",
+    };
+    tracing::info!(listener = "https", %address, scheduler, "listening");
     if let Some(ops_address) = config.ops.listen {
         let ops = TcpListener::bind(ops_address).await.map_err(|err| {
             ServeError::Runtime(format!("ops.listen: cannot bind {ops_address}: {err}"))

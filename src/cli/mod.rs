@@ -65,10 +65,16 @@ pub fn serve(config_path: &Path) -> ExitCode {
         Ok(loaded) => crate::serve::init_logging(&loaded.log),
         Err(err) => return fail(BAD_INPUT, &err.to_string()),
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    // Given one core (an affinity mask, a container's CPU quota), the work-stealing scheduler has
+    // nothing to balance and only adds cost: about a tenth of the CPU per TLS handshake
+    // (BENCHMARKS.md, run 7).
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let mut builder = if cores == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    };
+    let runtime = match builder.enable_all().build() {
         Ok(runtime) => runtime,
         Err(err) => return fail(REFUSED, &format!("cannot start the runtime: {err}")),
     };

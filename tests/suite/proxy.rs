@@ -51,6 +51,90 @@ async fn http1_and_h2_clients_both_reach_the_upstream() {
     }
 }
 
+/// Given one core, certgate runs tokio's single-threaded scheduler (cheaper per handshake): it
+/// serves both protocols and its own paths, and refuses what it refuses on more cores.
+#[tokio::test]
+async fn on_one_core_the_single_threaded_server_serves_both_protocols_and_refuses_strangers() {
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let config = fixture.write(
+        "certgate.toml",
+        &fixture.config("", &upstream_config(&format!("http://{upstream}"), "")),
+    );
+    let server = Server::start_on_cpus(&config, "0");
+    server.wait_for_log(r#""scheduler":"single-threaded""#);
+    let leaf = fixture.ca.client("12345678901234 taro");
+    for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+        let mut conn = Conn::open(
+            server.addr,
+            client_config(&fixture.ca, Some(&leaf), &[alpn]),
+        )
+        .await
+        .unwrap();
+        for _ in 0..3 {
+            let (status, _, body) = conn
+                .get("/v", &[("x-client-user-id", "hanako")])
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+            assert_eq!(echoed(&body)["headers"]["x-client-user-id"], "taro");
+        }
+        // certgate answers its own paths itself (taro is not in the registry): not the upstream.
+        let (_, headers, body) = conn.get("/certgate/api/me", &[]).await.unwrap();
+        assert!(
+            headers[http::header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .contains("json")
+        );
+        let json: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert!(
+            json.get("headers").is_none(),
+            "forwarded to the upstream: {json}"
+        );
+    }
+    let stranger = Ca::new("stranger").client("12345678901234 taro");
+    get_once(
+        server.addr,
+        client_config(&Ca::new("stranger"), Some(&stranger), &[]),
+        "/v",
+        &[],
+    )
+    .await
+    .expect_err("a certificate from an unknown CA was accepted");
+    get_once(
+        server.addr,
+        client_config(&fixture.ca, None, &[]),
+        "/v",
+        &[],
+    )
+    .await
+    .expect_err("a client without a certificate was accepted");
+}
+
+/// The twin: with two cores, the work-stealing scheduler runs (where the machine has two).
+#[tokio::test]
+async fn on_two_cores_the_multi_threaded_scheduler_runs() {
+    if std::thread::available_parallelism().map_or(1, |cores| cores.get()) < 2 {
+        eprintln!("skipped: this machine gives the tests fewer than two cores");
+        return;
+    }
+    let fixture = Fixture::new();
+    let config = fixture.write("certgate.toml", &fixture.config("", ""));
+    let server = Server::start_on_cpus(&config, "0,1");
+    server.wait_for_log(r#""scheduler":"multi-threaded""#);
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let (status, _, _) = get_once(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[]),
+        "/",
+        &[],
+    )
+    .await
+    .unwrap();
+    assert_eq!(status, 200);
+}
+
 #[tokio::test]
 async fn hop_by_hop_headers_are_not_forwarded() {
     let fixture = Fixture::new();

@@ -180,6 +180,16 @@ impl Server {
         Self::start_command(command, config)
     }
 
+    /// Starts with the process allowed only `cpus` (`taskset`'s list, such as `0` or `0,1`), as
+    /// an affinity mask or a container's CPU quota would allow it.
+    pub(crate) fn start_on_cpus(config: &Path, cpus: &str) -> Self {
+        let mut command = Command::new("taskset");
+        command
+            .args(["--cpu-list", cpus])
+            .arg(env!("CARGO_BIN_EXE_certgate"));
+        Self::start_command(command, config)
+    }
+
     fn start_command(mut command: Command, config: &Path) -> Self {
         let mut child = command
             .args(["serve", "--config"])
