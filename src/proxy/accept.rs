@@ -430,25 +430,28 @@ fn accepted(
     let in_flight = Arc::new(InFlight::default());
     let counting = in_flight.clone();
     let service = service_fn(move |request| {
-        let proxy = proxy.clone();
-        let connection = connection.clone();
         let started = counting.start();
         // Boxed per request: hyper keeps a slot for the service's future in every connection for
-        // its whole life, and certgate's request future is several KiB.
-        Box::pin(async move {
-            let mut response = proxy.handle(connection, request).await;
-            // The application's answer streams on after its head: the request stays in flight
-            // until the body's end, or the idle watch of an h2 connection (`serve_h2`) would
-            // close the connection under a long download. certgate's own bodies are written
-            // whole.
-            use http_body_util::Either::{Left, Right};
-            if let Left(Right(streamed)) = response.body_mut() {
-                streamed.hold(Box::new(started));
-            } else {
-                drop(started);
-            }
-            Ok::<_, Infallible>(response)
-        })
+        // its whole life, and a forwarded request's future is about a KiB. `handle` checks the
+        // request before it returns.
+        Box::pin(
+            proxy
+                .clone()
+                .handle(connection.clone(), request)
+                .map(move |mut response| {
+                    // The application's answer streams on after its head: the request stays in
+                    // flight until the body's end, or the idle watch of an h2 connection
+                    // (`serve_h2`) would close the connection under a long download. certgate's
+                    // own bodies are written whole.
+                    use http_body_util::Either::{Left, Right};
+                    if let Left(Right(streamed)) = response.body_mut() {
+                        streamed.hold(Box::new(started));
+                    } else {
+                        drop(started);
+                    }
+                    Ok::<_, Infallible>(response)
+                }),
+        )
     });
     let io = TokioIo::new(stream);
     let (h1, idle) = if anonymous {

@@ -1,8 +1,12 @@
 //! Where requests go: the application (through [`super::pool`], with the request timeout and the
 //! origin-form target) or the built-in echo.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::FutureExt as _;
+use futures_util::future::Either as Sending;
 
 use http::uri::{Authority, Scheme};
 use http::{Request, Response, Uri, Version, header};
@@ -103,8 +107,12 @@ impl Upstream {
     }
 
     /// Sends `request` (headers already prepared) and returns the response head with its body
-    /// still streaming.
-    pub async fn send(&self, mut request: Request<Body>) -> Result<Response<Body>, UpstreamError> {
+    /// still streaming. The request is readied here; the future only sends it (see
+    /// [`Pool::send`] on why it is not an `async fn`).
+    pub fn send(
+        &self,
+        mut request: Request<Body>,
+    ) -> impl Future<Output = Result<Response<Body>, UpstreamError>> + Send + use<> {
         // The application sees the Host the client asked for (h2 carries it as :authority), or
         // the application's own authority when the client sent none; the echo shows the same.
         if !request.headers().contains_key(header::HOST) {
@@ -122,7 +130,9 @@ impl Upstream {
             }
         }
         let Target::Http { pool, .. } = &self.target else {
-            return Ok(Box::pin(echo_response(request)).await.map(Either::Right));
+            return Sending::Left(
+                Box::pin(echo_response(request)).map(|echoed| Ok(echoed.map(Either::Right))),
+            );
         };
         // Origin-form (`GET /path HTTP/1.1`), as an application behind a proxy expects: hyper's
         // connection writes the request target exactly as the URI holds it.
@@ -133,12 +143,15 @@ impl Upstream {
             .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
         *request.uri_mut() = Uri::from(path);
         *request.version_mut() = Version::HTTP_11;
-        match tokio::time::timeout(self.request_timeout, pool.send(request)).await {
-            Err(_) => Err(UpstreamError::Timeout(self.request_timeout)),
-            Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),
-            Ok(Err(err)) => Err(UpstreamError::Unavailable(crate::model::error_chain(&err))),
-            Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
-        }
+        let limit = self.request_timeout;
+        Sending::Right(
+            tokio::time::timeout(limit, pool.clone().send(request)).map(move |sent| match sent {
+                Err(_) => Err(UpstreamError::Timeout(limit)),
+                Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),
+                Ok(Err(err)) => Err(UpstreamError::Unavailable(crate::model::error_chain(&err))),
+                Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
+            }),
+        )
     }
 }
 

@@ -20,9 +20,10 @@ use http::{Request, StatusCode, header};
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
 
-use super::policy::{self, Permit};
+use super::policy;
 use crate::config::LoginConfig;
 use crate::http::{Body, BodyError, discard_before_refusal, linger, read_to_limit};
+use crate::identity::Resolved;
 use crate::revocation::Snapshot;
 
 /// The most a login form body may hold: it is buffered to read two fields.
@@ -69,7 +70,7 @@ pub(super) async fn guard_login(
     login: &LoginConfig,
     corp_pattern: &regex::Regex,
     stall: std::time::Duration,
-    permit: &Permit<'_>,
+    identity: Option<&Resolved>,
     request: Request<Incoming>,
     standing: &Snapshot,
 ) -> Result<Request<Body>, LoginRefusal> {
@@ -142,7 +143,7 @@ pub(super) async fn guard_login(
             _ => *slot = Some(value.into_owned()),
         }
     }
-    if permit.identity.is_none() {
+    if identity.is_none() {
         match corp_id.as_deref() {
             None if user_id.is_some() => {
                 return Err(LoginRefusal::Body(
@@ -159,7 +160,7 @@ pub(super) async fn guard_login(
             _ => {}
         }
     }
-    policy::authorize_login(permit, corp_id.as_deref(), user_id.as_deref(), standing)
+    policy::authorize_login(identity, corp_id.as_deref(), user_id.as_deref(), standing)
         .map_err(LoginRefusal::Denied)?;
     Ok(Request::from_parts(parts, Either::Right(Full::new(bytes))))
 }

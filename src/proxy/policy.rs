@@ -141,14 +141,15 @@ pub(super) fn authorize<'a>(
     }
 }
 
-/// The login form guard: `corp_id`/`user_id` are the form's fields.
+/// The login form guard: `identity` is the connection's certificate's (`None` without one),
+/// `corp_id`/`user_id` are the form's fields.
 pub(super) fn authorize_login(
-    permit: &Permit<'_>,
+    identity: Option<&Resolved>,
     corp_id: Option<&str>,
     user_id: Option<&str>,
     standing: &Snapshot,
 ) -> Result<(), Denied> {
-    match permit.identity {
+    match identity {
         None => match corp_id {
             Some(corp_id)
                 if standing
@@ -360,7 +361,12 @@ mod tests {
             },
         );
         assert_eq!(
-            authorize_login(&anonymous, Some("12345678901234"), Some("taro"), &required),
+            authorize_login(
+                anonymous.identity,
+                Some("12345678901234"),
+                Some("taro"),
+                &required
+            ),
             Err(Denied::LoginNeedsCertificate {
                 corp_id: "12345678901234".into()
             })
@@ -373,7 +379,13 @@ mod tests {
             },
         );
         assert!(
-            authorize_login(&anonymous, Some("12345678901234"), Some("taro"), &optional).is_ok()
+            authorize_login(
+                anonymous.identity,
+                Some("12345678901234"),
+                Some("taro"),
+                &optional
+            )
+            .is_ok()
         );
     }
 
@@ -381,18 +393,42 @@ mod tests {
     fn login_form_must_match_the_certificate() {
         let cert = verified(Some("taro"), 100);
         let permit = authorize(&cert, &route(false), 1, &nothing()).unwrap();
-        assert!(authorize_login(&permit, Some("12345678901234"), Some("taro"), &nothing()).is_ok());
+        assert!(
+            authorize_login(
+                permit.identity,
+                Some("12345678901234"),
+                Some("taro"),
+                &nothing()
+            )
+            .is_ok()
+        );
         assert_eq!(
-            authorize_login(&permit, Some("12345678901234"), Some("jiro"), &nothing()),
+            authorize_login(
+                permit.identity,
+                Some("12345678901234"),
+                Some("jiro"),
+                &nothing()
+            ),
             Err(Denied::LoginMismatch)
         );
         assert_eq!(
-            authorize_login(&permit, Some("99999999999999"), Some("taro"), &nothing()),
+            authorize_login(
+                permit.identity,
+                Some("99999999999999"),
+                Some("taro"),
+                &nothing()
+            ),
             Err(Denied::LoginMismatch)
         );
         let anonymous = authorize(&ClientCert::Absent, &route(false), 1, &nothing()).unwrap();
         assert!(
-            authorize_login(&anonymous, Some("12345678901234"), Some("taro"), &nothing()).is_ok()
+            authorize_login(
+                anonymous.identity,
+                Some("12345678901234"),
+                Some("taro"),
+                &nothing()
+            )
+            .is_ok()
         );
     }
 }

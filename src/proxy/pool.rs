@@ -7,6 +7,7 @@
 //! abandoned half-way closes its connection, which could not carry another request anyway.
 
 use std::collections::VecDeque;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use std::time::{Duration, Instant};
@@ -85,32 +86,42 @@ impl Pool {
     /// Sends `request` on an idle connection, or a new one. A request that a reused connection
     /// turned away before writing any of it (the application closed the connection while it was
     /// idle) is sent again on the next connection; nothing else is retried.
-    pub(super) async fn send(
-        self: &Arc<Self>,
+    ///
+    /// A plain function returning an `async` block that uses `request` where it was captured:
+    /// an `async fn` would move its arguments once more inside its future, and this future is
+    /// part of every forwarded request's, which is boxed and so copied whole per request.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an async fn would hold the request twice (see above)"
+    )]
+    pub(super) fn send(
+        self: Arc<Self>,
         mut request: Request<Body>,
-    ) -> Result<Response<UpstreamBody>, SendError> {
-        loop {
-            let (mut sender, reused) = match self.checkout() {
-                Some(sender) => (sender, true),
-                // Boxed: connecting (resolver, TLS handshake) needs far more room than sending on
-                // a pooled connection, which is the common case and should not carry it.
-                None => (Box::pin(self.connect()).await?, false),
-            };
-            // A reused connection may still be finishing the previous exchange, or be closed.
-            if reused && sender.ready().await.is_err() {
-                continue;
-            }
-            match sender.try_send_request(request).await {
-                Ok(response) => {
-                    let home: Arc<dyn ConnectionHome> = self.clone();
-                    return Ok(response.map(|body| UpstreamBody::new(body, sender, home)));
+    ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> + Send + 'static {
+        async move {
+            loop {
+                let (mut sender, reused) = match self.checkout() {
+                    Some(sender) => (sender, true),
+                    // Boxed: connecting (resolver, TLS handshake) needs far more room than sending on
+                    // a pooled connection, which is the common case and should not carry it.
+                    None => (Box::pin(self.connect()).await?, false),
+                };
+                // A reused connection may still be finishing the previous exchange, or be closed.
+                if reused && sender.ready().await.is_err() {
+                    continue;
                 }
-                Err(mut err) => match err.take_message() {
-                    Some(unsent) if reused => request = unsent,
-                    _ => {
-                        return Err(SendError::Http(err.into_error()));
+                match sender.try_send_request(request).await {
+                    Ok(response) => {
+                        let home: Arc<dyn ConnectionHome> = self;
+                        return Ok(response.map(|body| UpstreamBody::new(body, sender, home)));
                     }
-                },
+                    Err(mut err) => match err.take_message() {
+                        Some(unsent) if reused => request = unsent,
+                        _ => {
+                            return Err(SendError::Http(err.into_error()));
+                        }
+                    },
+                }
             }
         }
     }

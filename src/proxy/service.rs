@@ -2,15 +2,19 @@
 //! the registry's standing, then either hand it to certgate's own paths or guard the login form,
 //! inject the identity and forward it; count, log.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
+
+use futures_util::FutureExt as _;
+use futures_util::future::Either as Stage;
 
 use http::uri::PathAndQuery;
 use http::{Request, Response, StatusCode, Uri, Version, header};
 use http_body_util::Either;
 use hyper::body::Incoming;
 
-use super::forward::Upstream;
+use super::forward::{Upstream, UpstreamError};
 use super::login::{LoginRefusal, guard_login, is_login_path};
 use super::own::OwnPaths;
 use super::routes::Routes;
@@ -33,7 +37,7 @@ pub struct Proxy {
     upstream: Upstream,
     standing: Standing,
     own: Arc<dyn OwnPaths>,
-    login: Option<LoginConfig>,
+    login: Option<Arc<LoginConfig>>,
     /// `[notice] paths`: application pages where the own-paths service may show the renewal
     /// notice first.
     notice_paths: Vec<String>,
@@ -81,7 +85,7 @@ impl Proxy {
             upstream: Upstream::new(&config.upstream)?,
             standing,
             own,
-            login: config.login.clone(),
+            login: config.login.clone().map(Arc::new),
             notice_paths: config.notice.paths.clone(),
             corp_pattern: config.identity.corp_id.clone(),
             metrics,
@@ -148,24 +152,59 @@ impl Proxy {
         closing
     }
 
-    /// Serves one request of `connection`.
-    pub async fn handle(
+    /// Serves one request of `connection`. Every check runs here, before the future is made,
+    /// so that the future holds only the stage that waits (the application's answer, certgate's
+    /// own, or a refused body read away) and none of the checks' state: hyper boxes it per
+    /// request, so its whole size is copied per request. The application's exchange is built
+    /// from combinators, not nested `async fn`s, each of which would hold the request once more
+    /// beside the future it awaits; the rarer stages are boxed on their own.
+    pub fn handle(
         self: Arc<Self>,
         connection: Arc<Connection>,
+        request: Request<Incoming>,
+    ) -> impl Future<Output = Response<Body>> + Send + 'static {
+        let started = self.access_log.then(Instant::now);
+        let (next, account) = self.decide(&connection, request);
+        let answer = match next {
+            Next::Answer(response) => Stage::Left(std::future::ready(Outcome::Answered(response))),
+            Next::Forward(request, forwarding) => {
+                Stage::Right(Stage::Left(self.exchange(request, forwarding)))
+            }
+            waiting => Stage::Right(Stage::Right(Box::pin(
+                self.clone().wait(connection.clone(), waiting),
+            ))),
+        };
+        answer.map(move |outcome| {
+            let response = match outcome {
+                Outcome::Answered(response) => response,
+                Outcome::Exchanged {
+                    answered,
+                    forwarding,
+                    sent,
+                } => self.received(&connection, answered, forwarding, sent),
+            };
+            self.account(&connection, account.as_ref(), started, response)
+        })
+    }
+
+    /// The checks, in order: framing, path, spoofed identity, authorization; then what comes
+    /// next. An [`Account`] comes with every request that got as far as its route.
+    fn decide(
+        &self,
+        connection: &Connection,
         mut request: Request<Incoming>,
-    ) -> Response<Body> {
-        let started = Instant::now();
+    ) -> (Next, Option<Account>) {
         let now = self.clock.unix();
         let accept = request.headers().get(header::ACCEPT).cloned();
         if let Err(why) = headers::check_framing(&request, self.identities.names()) {
             tracing::info!(peer = %connection.peer, reason = why, "request refused: framing");
-            discard_before_refusal(request.into_body()).await;
-            return rescue::bad_request(StatusCode::BAD_REQUEST, why, accept.as_ref());
+            let refusal = rescue::bad_request(StatusCode::BAD_REQUEST, why, accept.as_ref());
+            return (Next::Refuse(request.into_body(), refusal), None);
         }
         if request.method() == http::Method::CONNECT {
             tracing::info!(peer = %connection.peer, "request refused: CONNECT");
-            discard_before_refusal(request.into_body()).await;
-            return rescue::connect_refused(accept.as_ref());
+            let refusal = rescue::connect_refused(accept.as_ref());
+            return (Next::Refuse(request.into_body(), refusal), None);
         }
         // Decide on the path the application will serve, and forward that path.
         let uri = request.uri().clone();
@@ -175,11 +214,12 @@ impl Proxy {
                     match with_path(&uri, forward) {
                         Some(rewritten) => *request.uri_mut() = rewritten,
                         None => {
-                            return rescue::bad_request(
+                            let refusal = rescue::bad_request(
                                 StatusCode::BAD_REQUEST,
                                 "The request path cannot be normalised.",
                                 accept.as_ref(),
                             );
+                            return (Next::Answer(refusal), None);
                         }
                     }
                 }
@@ -187,8 +227,9 @@ impl Proxy {
             }
             Err(why) => {
                 tracing::info!(peer = %connection.peer, path = %uri.path(), reason = ?why, "request refused: path");
-                discard_before_refusal(request.into_body()).await;
-                return rescue::bad_request(StatusCode::BAD_REQUEST, why.detail(), accept.as_ref());
+                let refusal =
+                    rescue::bad_request(StatusCode::BAD_REQUEST, why.detail(), accept.as_ref());
+                return (Next::Refuse(request.into_body(), refusal), None);
             }
         };
         let own = self.own.owns(&matching);
@@ -203,7 +244,11 @@ impl Proxy {
         if !spoofed.is_empty() {
             tracing::warn!(peer = %connection.peer, headers = ?spoofed, "removed inbound identity headers set by the client");
         }
-        let method = request.method().clone();
+        let account = Some(Account {
+            own,
+            route_index,
+            method: request.method().clone(),
+        });
         let standing = self.standing.snapshot();
 
         let authorized = if self.refuses_stale(&connection.cert, now, &standing) {
@@ -211,11 +256,10 @@ impl Proxy {
         } else {
             policy::authorize(&connection.cert, route, now, &standing).map_err(Refusal::Denied)
         };
-        let response = match authorized {
+        let next = match authorized {
             Err(refusal) => {
                 tracing::info!(peer = %connection.peer, route = %route.path, reason = ?refusal, "request refused");
-                discard_before_refusal(request.into_body()).await;
-                match refusal {
+                let response = match refusal {
                     Refusal::Denied(denied) => {
                         if matches!(denied, policy::Denied::Revoked { .. }) {
                             self.metrics.revocation.refused_revoked.inc();
@@ -223,97 +267,49 @@ impl Proxy {
                         rescue::denied(&denied, accept.as_ref())
                     }
                     Refusal::Stale => stale_refusal(accept.as_ref()),
-                }
-            }
-            Ok(permit) if own => {
-                let identity = permit.identity.map(|resolved| &resolved.identity);
-                let caller = Caller {
-                    peer: connection.peer,
-                    identity,
-                    role: permit.role,
-                    lifecycle_ca: permit.lifecycle_ca,
-                    body_stall: connection.body_stall,
                 };
-                self.own.answer(caller, request).await
+                Next::Refuse(request.into_body(), response)
             }
+            Ok(permit) if own => Next::Own(request, Authorized::of(&permit)),
             Ok(policy::Permit {
                 identity: Some(resolved),
                 renewed: true,
                 ..
-            }) if !own => {
+            }) => {
                 tracing::info!(peer = %connection.peer, route = %route.path, "request refused: the certificate was renewed");
-                discard_before_refusal(request.into_body()).await;
                 let serial = resolved.identity.serial;
-                rescue::denied(&policy::Denied::Renewed { serial }, accept.as_ref())
+                let response = rescue::denied(&policy::Denied::Renewed { serial }, accept.as_ref());
+                Next::Refuse(request.into_body(), response)
             }
             Ok(permit) => {
                 let notice = if permit.identity.is_some()
-                    && matches!(method, http::Method::GET | http::Method::HEAD)
+                    && matches!(request.method(), &http::Method::GET | &http::Method::HEAD)
                     && self.notice_paths.iter().any(|path| *path == *matching)
                 {
-                    let caller = Caller {
-                        peer: connection.peer,
-                        identity: permit.identity.map(|resolved| &resolved.identity),
-                        role: permit.role,
-                        lifecycle_ca: permit.lifecycle_ca,
-                        body_stall: connection.body_stall,
-                    };
-                    self.own.notice(caller, &request)
+                    self.own
+                        .notice(Authorized::of(&permit).caller(connection), &request)
                 } else {
                     None
                 };
-                if let Some(notice) = notice {
-                    notice
-                } else {
-                    let login = self
-                        .login
-                        .as_ref()
-                        .filter(|login| is_login_path(login, &matching));
-                    self.forward(
-                        &connection,
-                        route,
-                        permit,
-                        login,
-                        request,
-                        accept.as_ref(),
-                        now,
-                        &standing,
-                    )
-                    .await
+                match notice {
+                    Some(notice) => Next::Answer(notice),
+                    None => {
+                        let login = self
+                            .login
+                            .as_ref()
+                            .filter(|login| is_login_path(login, &matching))
+                            .map(|login| (login.clone(), arc_swap::Guard::into_inner(standing)));
+                        let forwarding = Forwarding {
+                            route_index,
+                            accept,
+                            client_upgrade: None,
+                        };
+                        self.prepare(connection, &permit, request, forwarding, now, login)
+                    }
                 }
             }
         };
-        // Borrowed from the connection: the access log costs no copy of the IDs.
-        let (corp_id, user_id) = match &connection.cert {
-            ClientCert::Verified { resolved, .. } => match resolved.as_ref() {
-                Ok(resolved) => (
-                    Some(resolved.identity.corp_id.as_str()),
-                    resolved.identity.user_id.as_deref(),
-                ),
-                Err(_) => (None, None),
-            },
-            ClientCert::Absent => (None, None),
-        };
-
-        let status = response.status().as_u16();
-        if own {
-            self.own_counters.count(status);
-        } else {
-            self.route_counters[route_index.min(self.route_counters.len() - 1)].count(status);
-        }
-        if self.access_log {
-            tracing::info!(
-                target: "certgate::access",
-                method = %method,
-                route = %route.path,
-                status,
-                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
-                corp_id = corp_id.unwrap_or("-"),
-                user_id = user_id.unwrap_or("-"),
-                peer = %connection.peer,
-            );
-        }
-        response
+        (next, account)
     }
 
     /// Whether this request must be refused because the revocation set is too old to trust:
@@ -335,22 +331,18 @@ impl Proxy {
                     .is_ok_and(|resolved| standing.crl_is_stale(resolved.identity.issuer, now)))
     }
 
-    /// The application's side: login guard, identity headers, forwarding, upgrades.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the request's decided state, handed from one stage to the next"
-    )]
-    async fn forward(
+    /// The application's side, before anything is sent: hop-by-hop headers, `X-Forwarded-*`, the
+    /// identity headers, a WebSocket upgrade's client side. A login form (`login`: the standing
+    /// it is checked against) is guarded next, everything else forwarded.
+    fn prepare(
         &self,
-        connection: &Arc<Connection>,
-        route: &Route,
-        permit: policy::Permit<'_>,
-        login: Option<&LoginConfig>,
+        connection: &Connection,
+        permit: &policy::Permit<'_>,
         mut request: Request<Incoming>,
-        accept: Option<&header::HeaderValue>,
+        mut forwarding: Forwarding,
         now: i64,
-        standing: &crate::revocation::Snapshot,
-    ) -> Response<Body> {
+        login: Option<(Arc<LoginConfig>, Arc<crate::revocation::Snapshot>)>,
+    ) -> Next {
         let upgrade = request.version() == Version::HTTP_11
             && headers::is_websocket_upgrade(request.headers());
         headers::remove_hop_by_hop(request.headers_mut(), upgrade);
@@ -366,37 +358,53 @@ impl Proxy {
         // Room for the headers added next, at once rather than by repeated growth.
         request.headers_mut().reserve(16);
         headers::set_forwarded(request.headers_mut(), &connection.forwarded_for, host);
-        headers::inject_identity(request.headers_mut(), &permit, self.identities.names(), now);
-        let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
-
-        let request = match login {
-            Some(login) => match Box::pin(guard_login(
+        headers::inject_identity(request.headers_mut(), permit, self.identities.names(), now);
+        forwarding.client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
+        match login {
+            Some((login, standing)) => Next::Login {
                 login,
-                &self.corp_pattern,
-                connection.body_stall,
-                &permit,
                 request,
+                authorized: Authorized::of(permit),
+                forwarding,
                 standing,
-            ))
-            .await
-            {
-                Ok(buffered) => buffered,
-                Err(refusal) => {
-                    tracing::info!(peer = %connection.peer, reason = ?refusal, "login form refused");
-                    return match refusal {
-                        LoginRefusal::Denied(denied) => rescue::denied(&denied, accept),
-                        LoginRefusal::Body(status, why) => rescue::bad_request(status, why, accept),
-                    };
-                }
             },
             None => {
                 let stall = connection.body_stall;
-                request.map(|body| Either::Left(Either::Left(ClientBody::new(body, stall))))
+                let request =
+                    request.map(|body| Either::Left(Either::Left(ClientBody::new(body, stall))));
+                Next::Forward(request, forwarding)
             }
-        };
+        }
+    }
 
+    /// Sends a prepared request to the application; what [`Self::received`] needs comes back
+    /// with the answer, so that this future holds no handle on the proxy or the connection.
+    fn exchange(
+        &self,
+        request: Request<Body>,
+        forwarding: Forwarding,
+    ) -> impl Future<Output = Outcome> + Send + use<> {
         let sent = Instant::now();
-        match self.upstream.send(request).await {
+        self.upstream
+            .send(request)
+            .map(move |answered| Outcome::Exchanged {
+                answered,
+                forwarding,
+                sent,
+            })
+    }
+
+    /// The application's answer: timed, a protocol switch checked and tunnelled, hop-by-hop
+    /// headers removed; or why there is none.
+    fn received(
+        &self,
+        connection: &Arc<Connection>,
+        answered: Result<Response<Body>, UpstreamError>,
+        forwarding: Forwarding,
+        sent: Instant,
+    ) -> Response<Body> {
+        let accept = forwarding.accept.as_ref();
+        match answered {
             Ok(mut response) => {
                 self.metrics
                     .upstream_latency
@@ -405,18 +413,18 @@ impl Proxy {
                 // A switch nobody asked for, or to another protocol than WebSocket, would join
                 // the client to the application with nothing checking what passes.
                 if switching
-                    && (client_upgrade.is_none()
+                    && (forwarding.client_upgrade.is_none()
                         || !headers::is_websocket_upgrade(response.headers()))
                 {
                     tracing::warn!(peer = %connection.peer, "the application switched protocols unasked; answered 502");
                     return rescue::upstream_switched(accept);
                 }
-                if let (true, Some(client_side)) = (switching, client_upgrade) {
+                if let (true, Some(client_side)) = (switching, forwarding.client_upgrade) {
                     tunnel(
                         client_side,
                         hyper::upgrade::on(&mut response),
                         connection.clone(),
-                        route.clone(),
+                        self.routes.get(forwarding.route_index).clone(),
                         self.standing.clone(),
                         self.clock.clone(),
                     );
@@ -430,6 +438,191 @@ impl Proxy {
             }
         }
     }
+
+    /// The stages that wait on something else than the application's answer: a refused body
+    /// read away, certgate's own answer, the login form read and checked.
+    async fn wait(self: Arc<Self>, connection: Arc<Connection>, next: Next) -> Outcome {
+        match next {
+            Next::Answer(response) => Outcome::Answered(response),
+            Next::Refuse(body, response) => {
+                discard_before_refusal(body).await;
+                Outcome::Answered(response)
+            }
+            Next::Own(request, authorized) => Outcome::Answered(
+                self.own
+                    .answer(authorized.caller(&connection), request)
+                    .await,
+            ),
+            Next::Login {
+                login,
+                request,
+                authorized,
+                forwarding,
+                standing,
+            } => {
+                let guarded = guard_login(
+                    &login,
+                    &self.corp_pattern,
+                    connection.body_stall,
+                    authorized.identity(&connection),
+                    request,
+                    &standing,
+                )
+                .await;
+                match guarded {
+                    Ok(buffered) => self.exchange(buffered, forwarding).await,
+                    Err(refusal) => {
+                        tracing::info!(peer = %connection.peer, reason = ?refusal, "login form refused");
+                        let accept = forwarding.accept.as_ref();
+                        Outcome::Answered(match refusal {
+                            LoginRefusal::Denied(denied) => rescue::denied(&denied, accept),
+                            LoginRefusal::Body(status, why) => {
+                                rescue::bad_request(status, why, accept)
+                            }
+                        })
+                    }
+                }
+            }
+            Next::Forward(request, forwarding) => self.exchange(request, forwarding).await,
+        }
+    }
+
+    /// Counts the answer by route and status, and writes the access log line.
+    fn account(
+        &self,
+        connection: &Connection,
+        account: Option<&Account>,
+        started: Option<Instant>,
+        response: Response<Body>,
+    ) -> Response<Body> {
+        let Some(account) = account else {
+            return response;
+        };
+        let status = response.status().as_u16();
+        let route = if account.own {
+            self.own_counters.count(status);
+            &self.own_route
+        } else {
+            let index = account.route_index.min(self.route_counters.len() - 1);
+            self.route_counters[index].count(status);
+            self.routes.get(account.route_index)
+        };
+        if let Some(started) = started {
+            // Borrowed from the connection: the access log costs no copy of the IDs.
+            let (corp_id, user_id) = match &connection.cert {
+                ClientCert::Verified { resolved, .. } => match resolved.as_ref() {
+                    Ok(resolved) => (
+                        Some(resolved.identity.corp_id.as_str()),
+                        resolved.identity.user_id.as_deref(),
+                    ),
+                    Err(_) => (None, None),
+                },
+                ClientCert::Absent => (None, None),
+            };
+            tracing::info!(
+                target: "certgate::access",
+                method = %account.method,
+                route = %route.path,
+                status,
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                corp_id = corp_id.unwrap_or("-"),
+                user_id = user_id.unwrap_or("-"),
+                peer = %connection.peer,
+            );
+        }
+        response
+    }
+}
+
+/// What the checks decided comes next.
+enum Next {
+    /// Answered by the checks themselves (the renewal notice, a path that cannot be rewritten).
+    Answer(Response<Body>),
+    /// Refused: the request's body is read and thrown away first, within bounds, so that the
+    /// refusal reaches a client that is still sending.
+    Refuse(Incoming, Response<Body>),
+    /// certgate's own paths.
+    Own(Request<Incoming>, Authorized),
+    /// The application's login form (`login`), prepared, to be read and checked against
+    /// `standing` before it is forwarded.
+    Login {
+        login: Arc<LoginConfig>,
+        request: Request<Incoming>,
+        authorized: Authorized,
+        forwarding: Forwarding,
+        standing: Arc<crate::revocation::Snapshot>,
+    },
+    /// The application, prepared.
+    Forward(Request<Body>, Forwarding),
+}
+
+/// How a request's waiting stage ended.
+enum Outcome {
+    /// With the answer.
+    Answered(Response<Body>),
+    /// With the application's answer, or why there is none, still to be checked.
+    Exchanged {
+        answered: Result<Response<Body>, UpstreamError>,
+        forwarding: Forwarding,
+        sent: Instant,
+    },
+}
+
+/// What a permit grants, without its borrows of the connection: the stage that uses it owns
+/// the connection and reads the identity from it again.
+#[derive(Clone, Copy)]
+struct Authorized {
+    /// Whether the permit named the certificate's identity.
+    identified: bool,
+    role: crate::model::Role,
+    lifecycle_ca: bool,
+}
+
+impl Authorized {
+    fn of(permit: &policy::Permit<'_>) -> Self {
+        Self {
+            identified: permit.identity.is_some(),
+            role: permit.role,
+            lifecycle_ca: permit.lifecycle_ca,
+        }
+    }
+
+    /// The identity the permit named: the connection's certificate's.
+    fn identity(self, connection: &Connection) -> Option<&crate::identity::Resolved> {
+        match &connection.cert {
+            ClientCert::Verified { resolved, .. } if self.identified => {
+                resolved.as_ref().as_ref().ok()
+            }
+            _ => None,
+        }
+    }
+
+    fn caller(self, connection: &Connection) -> Caller<'_> {
+        Caller {
+            peer: connection.peer,
+            identity: self.identity(connection).map(|resolved| &resolved.identity),
+            role: self.role,
+            lifecycle_ca: self.lifecycle_ca,
+            body_stall: connection.body_stall,
+        }
+    }
+}
+
+/// What the application's answer needs of its request.
+struct Forwarding {
+    /// The matched route (for a WebSocket tunnel's checks).
+    route_index: usize,
+    /// The client's `Accept`, for a refusal's format.
+    accept: Option<header::HeaderValue>,
+    /// The client's side of a WebSocket upgrade it asked for.
+    client_upgrade: Option<hyper::upgrade::OnUpgrade>,
+}
+
+/// What a request is counted and logged under.
+struct Account {
+    own: bool,
+    route_index: usize,
+    method: http::Method,
 }
 
 /// Why a request is refused before it reaches anything.
