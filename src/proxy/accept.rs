@@ -185,11 +185,12 @@ pub async fn serve_tls(
 /// (strongSwan's EST client).
 ///
 /// HTTP/1.1 header names go out title-cased (`Content-Type`): libest's EST client compares them
-/// so. An idle HTTP/1.1 connection is closed by hyper's header read timeout, which runs between
-/// requests too; h2 idleness is watched in [`serve_h2`].
+/// so. Idleness is watched per connection ([`serve_h1`], [`serve_h2`]), not by hyper's header
+/// read timeout, which arms and drops a boxed timer for every request; the watch also closes a
+/// connection whose request head never finishes (slowloris). A client without ALPN keeps hyper's
+/// header read timeout under the watch.
 struct Http {
     h1: http1::Builder,
-    h1_anonymous: http1::Builder,
     h2: http2::Builder<TokioExecutor>,
     auto: auto::Builder<TokioExecutor>,
     idle: Duration,
@@ -198,13 +199,10 @@ struct Http {
 
 impl Http {
     fn new(limits: &ConnectionLimits) -> Self {
-        let h1_with = |idle: Duration| {
-            let mut h1 = http1::Builder::new();
-            h1.timer(TokioTimer::new())
-                .header_read_timeout(idle)
-                .title_case_headers(true);
-            h1
-        };
+        let mut h1 = http1::Builder::new();
+        h1.timer(TokioTimer::new())
+            .header_read_timeout(None)
+            .title_case_headers(true);
         let mut h2 = http2::Builder::new(TokioExecutor::new());
         h2.timer(TokioTimer::new()).max_concurrent_streams(256);
         let mut auto = auto::Builder::new(TokioExecutor::new());
@@ -216,8 +214,7 @@ impl Http {
             .timer(TokioTimer::new())
             .max_concurrent_streams(256);
         Self {
-            h1: h1_with(limits.idle_timeout),
-            h1_anonymous: h1_with(limits.anonymous_idle_timeout),
+            h1,
             h2,
             auto,
             idle: limits.idle_timeout,
@@ -454,15 +451,17 @@ fn accepted(
         )
     });
     let io = TokioIo::new(stream);
-    let (h1, idle) = if anonymous {
-        (&http.h1_anonymous, http.idle_anonymous)
+    let idle = if anonymous {
+        http.idle_anonymous
     } else {
-        (&http.h1, http.idle)
+        http.idle
     };
     match alpn {
         Alpn::Http11 => Either::Left(serve_h1(
-            h1.serve_connection(io, service).with_upgrades(),
+            http.h1.serve_connection(io, service).with_upgrades(),
             drain,
+            in_flight,
+            idle,
         )),
         // h2 and the sniffing `auto` are boxed: an HTTP/1.1 connection does not pay for their size.
         Alpn::H2 => {
@@ -525,15 +524,22 @@ async fn handshake(
     }
 }
 
-/// Serves an HTTP/1.1 connection (upgrades included) until it ends; when the server starts
-/// draining, the request in flight finishes and the connection closes. (hyper-util's `Watcher`
-/// cannot watch hyper's upgradeable HTTP/1.1 connection, hence the second signal; the watcher is
-/// held all the same, so the drain waits for this connection.)
+/// Serves an HTTP/1.1 connection (upgrades included) until it ends. A connection that has
+/// started no request for `idle` (and has none waiting for its answer) is closed, whether it sent
+/// nothing or a request head that never finished; when the server starts draining, the request
+/// in flight finishes and the connection closes. (hyper-util's `Watcher` cannot watch hyper's
+/// upgradeable HTTP/1.1 connection, hence the second signal; the watcher is held all the same,
+/// so the drain waits for this connection.)
 ///
 /// A plain function returning an `async` block that uses `conn` where it was captured: the
 /// arguments of an `async fn` are moved once more inside its future, which would hold hyper's
-/// connection twice.
-fn serve_h1<C>(mut conn: C, drain: Drain) -> impl Future<Output = Result<(), BoxError>> + Send
+/// connection twice in every HTTP/1.1 connection's task.
+fn serve_h1<C>(
+    mut conn: C,
+    drain: Drain,
+    in_flight: Arc<InFlight>,
+    idle: Duration,
+) -> impl Future<Output = Result<(), BoxError>> + Send
 where
     C: GracefulH1 + Unpin + Send,
 {
@@ -541,19 +547,38 @@ where
     let mut signal = signal;
     async move {
         let _watcher = watcher;
-        tokio::select! {
-            biased;
-            served = &mut conn => return served.map_err(|err| Box::new(err) as BoxError),
-            // Drain signalled, or the accept loop is gone without a word: both mean shutting down.
-            _ = signal.wait_for(|draining| *draining) => {}
-        }
+        let mut seen = in_flight.started();
+        let draining = loop {
+            tokio::select! {
+                biased;
+                served = &mut conn => return served.map_err(|err| Box::new(err) as BoxError),
+                // Drain signalled, or the accept loop is gone without a word: both mean
+                // shutting down.
+                _ = signal.wait_for(|draining| *draining) => break true,
+                () = tokio::time::sleep(idle) => {
+                    let now = in_flight.started();
+                    if now == seen && in_flight.idle() {
+                        break false;
+                    }
+                    seen = now;
+                }
+            }
+        };
         Pin::new(&mut conn).graceful_shutdown();
         // By reference: awaiting `conn` itself would move it into a second slot of this future.
-        (&mut conn).await.map_err(|err| Box::new(err) as BoxError)
+        if draining {
+            return (&mut conn).await.map_err(|err| Box::new(err) as BoxError);
+        }
+        // An idle connection ends at once; one whose request head is still arriving, or whose
+        // client does not read its answer, gets `idle` once more and is then dropped.
+        match tokio::time::timeout(idle, &mut conn).await {
+            Ok(served) => served.map_err(|err| Box::new(err) as BoxError),
+            Err(_) => Ok(()),
+        }
     }
 }
 
-/// Requests of one connection whose answer has not started yet.
+/// Requests of one connection still waiting for their answer, or still streaming it.
 #[derive(Default)]
 struct InFlight {
     count: std::sync::atomic::AtomicUsize,

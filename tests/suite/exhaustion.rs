@@ -295,3 +295,141 @@ async fn preface_only_h2_without_alpn_is_closed_when_idle() {
         .expect("an idle h2 connection without ALPN is closed")
         .unwrap();
 }
+
+/// Writes `head` and then, a byte every 200 ms, a header line that never ends (slowloris), until
+/// the server closes; returns how long the server took to close.
+async fn trickle_until_closed(
+    mut tls: tokio_rustls::client::TlsStream<tokio::net::TcpStream>,
+    head: &str,
+) -> Duration {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let started = std::time::Instant::now();
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let (mut reader, mut writer) = tokio::io::split(tls);
+    let trickle = tokio::spawn(async move {
+        // Paced as the attack paces it: each byte well within any per-read timeout.
+        while writer.write_all(b"a").await.is_ok() && writer.flush().await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(60), reader.read_to_end(&mut answer))
+        .await
+        .expect("a request head trickled a byte at a time held the connection")
+        .ok();
+    trickle.abort();
+    assert!(
+        !String::from_utf8_lossy(&answer).contains("200 OK"),
+        "the unfinished request was answered"
+    );
+    started.elapsed()
+}
+
+/// HTTP/1.1 slowloris: a request head sent a byte at a time and never finished is closed within
+/// a few idle timeouts, with a certificate or without.
+#[tokio::test]
+async fn an_http1_request_head_trickled_a_byte_at_a_time_is_closed() {
+    let fixture = Fixture::new();
+    let server = fixture.start(
+        "client_auth = \"optional\"\nidle_timeout = \"1s\"\nanonymous_idle_timeout = \"1s\"",
+        "[[route]]\npath = \"/public\"\nrequire_cert = false\n",
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    for identity in [Some(&leaf), None] {
+        let config = client_config(&fixture.ca, identity, &[b"http/1.1"]);
+        // First request of a connection, and a second after an answered one.
+        let tls = tls_from("127.0.0.1", server.addr, config.clone())
+            .await
+            .unwrap();
+        let took =
+            trickle_until_closed(tls, "GET /public/a HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+                .await;
+        assert!(took < Duration::from_secs(10), "closed only after {took:?}");
+        let mut tls = tls_from("127.0.0.1", server.addr, config).await.unwrap();
+        {
+            use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+            tls.write_all(
+                b"GET /public/a HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\n\r\n",
+            )
+            .await
+            .unwrap();
+            let mut first = [0u8; 12];
+            tls.read_exact(&mut first).await.unwrap();
+            assert_eq!(&first, b"HTTP/1.1 200");
+        }
+        let took =
+            trickle_until_closed(tls, "GET /public/b HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+                .await;
+        assert!(took < Duration::from_secs(10), "closed only after {took:?}");
+    }
+}
+
+/// An HTTP/1.1 keep-alive connection asking something more often than the idle timeout stays
+/// open; once it stops asking, it is closed.
+#[tokio::test]
+async fn a_busy_http1_connection_stays_open_and_an_idle_one_is_closed() {
+    let fixture = Fixture::new();
+    let server = fixture.start("idle_timeout = \"1s\"", "");
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let tls = tls_from(
+        "127.0.0.1",
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let (mut send, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+            .await
+            .unwrap();
+    let connection = tokio::spawn(connection);
+    // Ten requests 400 ms apart: 4 s on one connection, several idle timeouts.
+    for n in 0..10 {
+        if n > 0 {
+            tokio::time::sleep(Duration::from_millis(400)).await;
+        }
+        send.ready()
+            .await
+            .unwrap_or_else(|err| panic!("closed before request {n}: {err}"));
+        let response = send
+            .send_request(
+                http::Request::get("/app")
+                    .header("host", "localhost")
+                    .body(empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap_or_else(|err| panic!("request {n} failed: {err}"));
+        assert_eq!(response.status(), 200);
+        http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .unwrap();
+    }
+    tokio::time::timeout(Duration::from_secs(60), connection)
+        .await
+        .expect("an idle HTTP/1.1 connection is closed")
+        .unwrap()
+        .ok();
+}
+
+/// A download over HTTP/1.1 that takes longer than the idle timeout arrives whole.
+#[tokio::test]
+async fn an_http1_download_longer_than_the_idle_timeout_is_not_cut() {
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start(
+        "idle_timeout = \"1s\"",
+        &format!("[upstream]\nurl = \"http://{upstream}\"\n"),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut conn = Conn::open(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    // 16 chunks 300 ms apart: about 5 s, several idle timeouts.
+    let (status, _, body) = conn.get("/drip?chunks=16&ms=300", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), 16 * 1024, "the whole download arrives");
+}
