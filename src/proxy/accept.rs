@@ -450,23 +450,28 @@ fn accepted(
                 }),
         )
     });
-    let io = TokioIo::new(stream);
     let idle = if anonymous {
         http.idle_anonymous
     } else {
         http.idle
     };
     match alpn {
-        Alpn::Http11 => Either::Left(serve_h1(
-            http.h1.serve_connection(io, service).with_upgrades(),
-            drain,
-            in_flight,
-            idle,
-        )),
+        Alpn::Http11 => {
+            let io = TokioIo::new(CountingWrites {
+                inner: stream,
+                in_flight: in_flight.clone(),
+            });
+            Either::Left(serve_h1(
+                http.h1.serve_connection(io, service).with_upgrades(),
+                drain,
+                in_flight,
+                idle,
+            ))
+        }
         // h2 and the sniffing `auto` are boxed: an HTTP/1.1 connection does not pay for their size.
         Alpn::H2 => {
             let served: BoxedServe = Box::pin(serve_h2(
-                http.h2.serve_connection(io, service),
+                http.h2.serve_connection(TokioIo::new(stream), service),
                 drain,
                 in_flight,
                 idle,
@@ -478,7 +483,7 @@ fn accepted(
         Alpn::None => {
             let served: BoxedServe = Box::pin(serve_h2(
                 http.auto
-                    .serve_connection_with_upgrades(io, service)
+                    .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .into_owned(),
                 drain,
                 in_flight,
@@ -525,11 +530,15 @@ async fn handshake(
 }
 
 /// Serves an HTTP/1.1 connection (upgrades included) until it ends. A connection that has
-/// started no request for `idle` (and has none waiting for its answer) is closed, whether it sent
-/// nothing or a request head that never finished; when the server starts draining, the request
-/// in flight finishes and the connection closes. (hyper-util's `Watcher` cannot watch hyper's
-/// upgradeable HTTP/1.1 connection, hence the second signal; the watcher is held all the same,
-/// so the drain waits for this connection.)
+/// started no request, has none in flight and has had nothing written to it for `idle` is
+/// closed: whether it sent nothing, or a request head that never finishes (slowloris), or stopped
+/// reading an answer. A slow reader still receiving the end of an answer is not idle. The watch
+/// looks every quarter of `idle`, so such a connection ends between 1 and 1.25 × `idle` after its
+/// last activity (hyper's header read timeout, which this replaces, allocated and armed a timer
+/// for every request). When the server starts draining, the request in flight finishes and the
+/// connection closes. (hyper-util's `Watcher` cannot watch hyper's upgradeable HTTP/1.1
+/// connection, hence the second signal; the watcher is held all the same, so the drain waits for
+/// this connection.)
 ///
 /// A plain function returning an `async` block that uses `conn` where it was captured: the
 /// arguments of an `async fn` are moved once more inside its future, which would hold hyper's
@@ -543,11 +552,13 @@ fn serve_h1<C>(
 where
     C: GracefulH1 + Unpin + Send,
 {
+    const LOOKS: u32 = 4;
     let Drain { watcher, signal } = drain;
     let mut signal = signal;
     async move {
         let _watcher = watcher;
-        let mut seen = in_flight.started();
+        let mut seen = in_flight.activity();
+        let mut quiet = 0;
         let draining = loop {
             tokio::select! {
                 biased;
@@ -555,12 +566,16 @@ where
                 // Drain signalled, or the accept loop is gone without a word: both mean
                 // shutting down.
                 _ = signal.wait_for(|draining| *draining) => break true,
-                () = tokio::time::sleep(idle) => {
-                    let now = in_flight.started();
+                () = tokio::time::sleep(idle / LOOKS) => {
+                    let now = in_flight.activity();
                     if now == seen && in_flight.idle() {
-                        break false;
+                        quiet += 1;
+                        if quiet == LOOKS {
+                            break false;
+                        }
+                    } else {
+                        (seen, quiet) = (now, 0);
                     }
-                    seen = now;
                 }
             }
         };
@@ -569,12 +584,77 @@ where
         if draining {
             return (&mut conn).await.map_err(|err| Box::new(err) as BoxError);
         }
-        // An idle connection ends at once; one whose request head is still arriving, or whose
-        // client does not read its answer, gets `idle` once more and is then dropped.
-        match tokio::time::timeout(idle, &mut conn).await {
+        // An idle keep-alive connection closes at once (its close_notify written); one holding
+        // an unfinished head or an unread answer would wait for its client, and is dropped.
+        match tokio::time::timeout(CLOSE_GRACE.min(idle / LOOKS), &mut conn).await {
             Ok(served) => served.map_err(|err| Box::new(err) as BoxError),
             Err(_) => Ok(()),
         }
+    }
+}
+
+/// How long an idle HTTP/1.1 connection gets to close cleanly (at most a quarter of its idle
+/// timeout).
+const CLOSE_GRACE: Duration = Duration::from_secs(1);
+
+/// The client's side of an HTTP/1.1 connection, with the bytes written to it counted: the idle
+/// watch tells an answer still going out to a slow reader from a connection only waiting.
+struct CountingWrites<T> {
+    inner: T,
+    in_flight: Arc<InFlight>,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for CountingWrites<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
+        if let Ok(bytes) = &written {
+            self.in_flight.wrote(*bytes);
+        }
+        std::task::Poll::Ready(written)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let written = std::task::ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs));
+        if let Ok(bytes) = &written {
+            self.in_flight.wrote(*bytes);
+        }
+        std::task::Poll::Ready(written)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -585,6 +665,8 @@ struct InFlight {
     /// Bumped when a request starts, so that the idle watch can tell a quiet connection from a
     /// busy one between two checks.
     started: std::sync::atomic::AtomicU64,
+    /// Bytes written to the client (HTTP/1.1), for the same reason.
+    written: std::sync::atomic::AtomicU64,
 }
 
 impl InFlight {
@@ -601,6 +683,19 @@ impl InFlight {
 
     fn started(&self) -> u64 {
         self.started.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    fn wrote(&self, bytes: usize) {
+        self.written
+            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Requests started and bytes written so far: unchanged between two looks, nothing happened.
+    fn activity(&self) -> (u64, u64) {
+        (
+            self.started(),
+            self.written.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 }
 
