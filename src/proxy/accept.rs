@@ -531,8 +531,10 @@ async fn handshake(
 
 /// Serves an HTTP/1.1 connection (upgrades included) until it ends. A connection that has
 /// started no request, has none in flight and has had nothing written to it for `idle` is
-/// closed: whether it sent nothing, or a request head that never finishes (slowloris), or stopped
-/// reading an answer. A slow reader still receiving the end of an answer is not idle. The watch
+/// closed: whether it sent nothing, or a request head that never finishes (slowloris). So is
+/// one whose client has not read any of its answer for `idle`, in flight or not (as nginx's
+/// `send_timeout`): it would otherwise hold its connection, and the application's, for good. A
+/// slow reader still receiving its answer is not idle. The watch
 /// looks every quarter of `idle`, so such a connection ends between 1 and 1.25 × `idle` after its
 /// last activity (hyper's header read timeout, which this replaces, allocated and armed a timer
 /// for every request). When the server starts draining, the request in flight finishes and the
@@ -568,7 +570,7 @@ where
                 _ = signal.wait_for(|draining| *draining) => break true,
                 () = tokio::time::sleep(idle / LOOKS) => {
                     let now = in_flight.activity();
-                    if now == seen && in_flight.idle() {
+                    if now == seen && (in_flight.idle() || in_flight.write_blocked()) {
                         quiet += 1;
                         if quiet == LOOKS {
                             break false;
@@ -620,11 +622,9 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let written = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
-        if let Ok(bytes) = &written {
-            self.in_flight.wrote(*bytes);
-        }
-        std::task::Poll::Ready(written)
+        let written = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.in_flight.write_polled(&written);
+        written
     }
 
     fn poll_write_vectored(
@@ -632,11 +632,9 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
-        let written = std::task::ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs));
-        if let Ok(bytes) = &written {
-            self.in_flight.wrote(*bytes);
-        }
-        std::task::Poll::Ready(written)
+        let written = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.in_flight.write_polled(&written);
+        written
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -647,7 +645,10 @@ impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CountingWrites<
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        // TLS buffers what it accepted; a client not reading shows here as often as in writes.
+        let flushed = Pin::new(&mut self.inner).poll_flush(cx);
+        self.in_flight.flush_polled(&flushed);
+        flushed
     }
 
     fn poll_shutdown(
@@ -667,6 +668,9 @@ struct InFlight {
     started: std::sync::atomic::AtomicU64,
     /// Bytes written to the client (HTTP/1.1), for the same reason.
     written: std::sync::atomic::AtomicU64,
+    /// Whether the last write to the client (HTTP/1.1) could not proceed: its client is not
+    /// reading.
+    blocked: std::sync::atomic::AtomicBool,
 }
 
 impl InFlight {
@@ -685,9 +689,33 @@ impl InFlight {
         self.started.load(std::sync::atomic::Ordering::Acquire)
     }
 
-    fn wrote(&self, bytes: usize) {
-        self.written
-            .fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+    fn write_polled(&self, written: &std::task::Poll<std::io::Result<usize>>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match written {
+            std::task::Poll::Ready(Ok(bytes)) => {
+                self.written.fetch_add(*bytes as u64, Relaxed);
+                self.blocked.store(false, Relaxed);
+            }
+            std::task::Poll::Pending => self.blocked.store(true, Relaxed),
+            std::task::Poll::Ready(Err(_)) => {}
+        }
+    }
+
+    /// Flushes are not activity (hyper flushes at every turn, also while a head trickles in),
+    /// but one that cannot proceed means the client is not reading.
+    fn flush_polled(&self, flushed: &std::task::Poll<std::io::Result<()>>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        match flushed {
+            std::task::Poll::Ready(Ok(())) => self.blocked.store(false, Relaxed),
+            std::task::Poll::Pending => self.blocked.store(true, Relaxed),
+            std::task::Poll::Ready(Err(_)) => {}
+        }
+    }
+
+    /// An answer is waiting for its client to read (with no byte written between two looks: a
+    /// client that stopped reading, which no request in flight excuses).
+    fn write_blocked(&self) -> bool {
+        self.blocked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Requests started and bytes written so far: unchanged between two looks, nothing happened.

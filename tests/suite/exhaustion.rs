@@ -487,3 +487,49 @@ async fn an_http1_download_longer_than_the_idle_timeout_is_not_cut() {
     }
     assert_eq!(received, total, "the whole slow download arrives");
 }
+
+/// A client that asks for a large answer and never reads it does not hold its connection (and
+/// the application's) for good: with nothing read for an idle timeout, it is closed, as nginx's
+/// `send_timeout` would. The twin: an answer the application takes longer than the idle timeout
+/// to give, with nothing to write meanwhile, still arrives.
+#[tokio::test]
+async fn an_http1_client_that_stops_reading_its_answer_is_closed() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start(
+        "idle_timeout = \"1s\"",
+        &format!("[upstream]\nurl = \"http://{upstream}\"\n"),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let config = client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]);
+
+    let mut conn = Conn::open(server.addr, config.clone()).await.unwrap();
+    let (status, _, _) = conn.get("/slow?ms=3000", &[]).await.unwrap();
+    assert_eq!(status, 200, "a slow application's answer arrives");
+    drop(conn);
+
+    let mut tls = tls_from("127.0.0.1", server.addr, config).await.unwrap();
+    tls.write_all(b"GET /big?bytes=2000000000 HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    // The answer's first bytes, then nothing more is read: the connection is counted open until
+    // certgate drops it.
+    let mut head = [0u8; 12];
+    tls.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    assert_eq!(server.metric("certgate_open_connections").await, 1.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let open = server.metric("certgate_open_connections").await;
+        if open == 0.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a client that reads nothing still holds {open} connection(s)"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(tls);
+}
