@@ -559,27 +559,13 @@ where
     let mut signal = signal;
     async move {
         let _watcher = watcher;
-        let mut seen = in_flight.activity();
-        let mut quiet = 0;
-        let draining = loop {
-            tokio::select! {
-                biased;
-                served = &mut conn => return served.map_err(|err| Box::new(err) as BoxError),
-                // Drain signalled, or the accept loop is gone without a word: both mean
-                // shutting down.
-                _ = signal.wait_for(|draining| *draining) => break true,
-                () = tokio::time::sleep(idle / LOOKS) => {
-                    let now = in_flight.activity();
-                    if now == seen && (in_flight.idle() || in_flight.write_blocked()) {
-                        quiet += 1;
-                        if quiet == LOOKS {
-                            break false;
-                        }
-                    } else {
-                        (seen, quiet) = (now, 0);
-                    }
-                }
-            }
+        let draining = tokio::select! {
+            biased;
+            served = &mut conn => return served.map_err(|err| Box::new(err) as BoxError),
+            // Drain signalled, or the accept loop is gone without a word: both mean shutting
+            // down.
+            _ = signal.wait_for(|draining| *draining) => true,
+            () = in_flight.quiet(idle, LOOKS) => false,
         };
         Pin::new(&mut conn).graceful_shutdown();
         // By reference: awaiting `conn` itself would move it into a second slot of this future.
@@ -725,6 +711,26 @@ impl InFlight {
             self.written.load(std::sync::atomic::Ordering::Relaxed),
         )
     }
+
+    /// Resolves once `looks` looks in a row, `idle / looks` apart, found nothing started, nothing
+    /// written, and no request in flight but one whose client is not reading its answer. (Only
+    /// HTTP/1.1 connections count their writes; on h2 the written count stays 0.)
+    async fn quiet(&self, idle: Duration, looks: u32) {
+        let mut seen = self.activity();
+        let mut quiet = 0;
+        loop {
+            tokio::time::sleep(idle / looks).await;
+            let now = self.activity();
+            if now == seen && (self.idle() || self.write_blocked()) {
+                quiet += 1;
+                if quiet == looks {
+                    return;
+                }
+            } else {
+                (seen, quiet) = (now, 0);
+            }
+        }
+    }
 }
 
 struct Started(Arc<InFlight>);
@@ -758,20 +764,11 @@ where
         // Pinned here, inside the connection's (boxed) future: the sniffing connection is not
         // `Unpin`.
         let mut conn = std::pin::pin!(conn);
-        let mut seen = in_flight.started();
-        let draining = loop {
-            tokio::select! {
-                biased;
-                served = conn.as_mut() => return served.map_err(Into::into),
-                _ = signal.wait_for(|draining| *draining) => break true,
-                () = tokio::time::sleep(idle) => {
-                    let now = in_flight.started();
-                    if now == seen && in_flight.idle() {
-                        break false;
-                    }
-                    seen = now;
-                }
-            }
+        let draining = tokio::select! {
+            biased;
+            served = conn.as_mut() => return served.map_err(Into::into),
+            _ = signal.wait_for(|draining| *draining) => true,
+            () = in_flight.quiet(idle, 1) => false,
         };
         conn.as_mut().graceful_shutdown();
         if draining {

@@ -170,7 +170,7 @@ impl Proxy {
             Next::Forward(request, forwarding) => {
                 Stage::Right(Stage::Left(self.exchange(request, forwarding)))
             }
-            waiting => Stage::Right(Stage::Right(Box::pin(
+            Next::Wait(waiting) => Stage::Right(Stage::Right(Box::pin(
                 self.clone().wait(connection.clone(), waiting),
             ))),
         };
@@ -199,12 +199,18 @@ impl Proxy {
         if let Err(why) = headers::check_framing(&request, self.identities.names()) {
             tracing::info!(peer = %connection.peer, reason = why, "request refused: framing");
             let refusal = rescue::bad_request(StatusCode::BAD_REQUEST, why, accept.as_ref());
-            return (Next::Refuse(request.into_body(), refusal), None);
+            return (
+                Next::Wait(Waiting::Refuse(request.into_body(), refusal)),
+                None,
+            );
         }
         if request.method() == http::Method::CONNECT {
             tracing::info!(peer = %connection.peer, "request refused: CONNECT");
             let refusal = rescue::connect_refused(accept.as_ref());
-            return (Next::Refuse(request.into_body(), refusal), None);
+            return (
+                Next::Wait(Waiting::Refuse(request.into_body(), refusal)),
+                None,
+            );
         }
         // Decide on the path the application will serve, and forward that path.
         let uri = request.uri().clone();
@@ -229,7 +235,10 @@ impl Proxy {
                 tracing::info!(peer = %connection.peer, path = %uri.path(), reason = ?why, "request refused: path");
                 let refusal =
                     rescue::bad_request(StatusCode::BAD_REQUEST, why.detail(), accept.as_ref());
-                return (Next::Refuse(request.into_body(), refusal), None);
+                return (
+                    Next::Wait(Waiting::Refuse(request.into_body(), refusal)),
+                    None,
+                );
             }
         };
         let own = self.own.owns(&matching);
@@ -268,9 +277,9 @@ impl Proxy {
                     }
                     Refusal::Stale => stale_refusal(accept.as_ref()),
                 };
-                Next::Refuse(request.into_body(), response)
+                Next::Wait(Waiting::Refuse(request.into_body(), response))
             }
-            Ok(permit) if own => Next::Own(request, Authorized::of(&permit)),
+            Ok(permit) if own => Next::Wait(Waiting::Own(request, Authorized::of(&permit))),
             Ok(policy::Permit {
                 identity: Some(resolved),
                 renewed: true,
@@ -279,7 +288,7 @@ impl Proxy {
                 tracing::info!(peer = %connection.peer, route = %route.path, "request refused: the certificate was renewed");
                 let serial = resolved.identity.serial;
                 let response = rescue::denied(&policy::Denied::Renewed { serial }, accept.as_ref());
-                Next::Refuse(request.into_body(), response)
+                Next::Wait(Waiting::Refuse(request.into_body(), response))
             }
             Ok(permit) => {
                 let notice = if permit.identity.is_some()
@@ -361,13 +370,13 @@ impl Proxy {
         headers::inject_identity(request.headers_mut(), permit, self.identities.names(), now);
         forwarding.client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         match login {
-            Some((login, standing)) => Next::Login {
+            Some((login, standing)) => Next::Wait(Waiting::Login {
                 login,
                 request,
                 authorized: Authorized::of(permit),
                 forwarding,
                 standing,
-            },
+            }),
             None => {
                 let stall = connection.body_stall;
                 let request =
@@ -441,19 +450,18 @@ impl Proxy {
 
     /// The stages that wait on something else than the application's answer: a refused body
     /// read away, certgate's own answer, the login form read and checked.
-    async fn wait(self: Arc<Self>, connection: Arc<Connection>, next: Next) -> Outcome {
-        match next {
-            Next::Answer(response) => Outcome::Answered(response),
-            Next::Refuse(body, response) => {
+    async fn wait(self: Arc<Self>, connection: Arc<Connection>, waiting: Waiting) -> Outcome {
+        match waiting {
+            Waiting::Refuse(body, response) => {
                 discard_before_refusal(body).await;
                 Outcome::Answered(response)
             }
-            Next::Own(request, authorized) => Outcome::Answered(
+            Waiting::Own(request, authorized) => Outcome::Answered(
                 self.own
                     .answer(authorized.caller(&connection), request)
                     .await,
             ),
-            Next::Login {
+            Waiting::Login {
                 login,
                 request,
                 authorized,
@@ -483,7 +491,6 @@ impl Proxy {
                     }
                 }
             }
-            Next::Forward(request, forwarding) => self.exchange(request, forwarding).await,
         }
     }
 
@@ -538,6 +545,14 @@ impl Proxy {
 enum Next {
     /// Answered by the checks themselves (the renewal notice, a path that cannot be rewritten).
     Answer(Response<Body>),
+    /// The application, prepared.
+    Forward(Request<Body>, Forwarding),
+    /// A rarer stage that waits on something else than the application's answer.
+    Wait(Waiting),
+}
+
+/// The stages [`Proxy::wait`] runs, boxed on their own.
+enum Waiting {
     /// Refused: the request's body is read and thrown away first, within bounds, so that the
     /// refusal reaches a client that is still sending.
     Refuse(Incoming, Response<Body>),
@@ -552,8 +567,6 @@ enum Next {
         forwarding: Forwarding,
         standing: Arc<crate::revocation::Snapshot>,
     },
-    /// The application, prepared.
-    Forward(Request<Body>, Forwarding),
 }
 
 /// How a request's waiting stage ended.

@@ -231,17 +231,22 @@ async fn a_request_body_that_stops_arriving_is_answered_408_and_closed() {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
 }
 
+/// A server with `idle_timeout = 1s` in front of the test upstream (`/drip`, `/big`, `/slow`).
+async fn with_idle_timeout_of_a_second(fixture: &Fixture) -> Server {
+    let upstream = test_upstream().await;
+    fixture.start(
+        "idle_timeout = \"1s\"",
+        &format!("[upstream]\nurl = \"http://{upstream}\"\n"),
+    )
+}
+
 /// Idle means no request and no response in progress: a download over h2 that takes longer than
 /// the idle timeout, on a connection that asks nothing else, arrives whole. The twin: the same
 /// connection, once the download is done and nothing else is asked, is closed.
 #[tokio::test]
 async fn an_h2_download_longer_than_the_idle_timeout_is_not_cut() {
     let fixture = Fixture::new();
-    let upstream = test_upstream().await;
-    let server = fixture.start(
-        "idle_timeout = \"1s\"",
-        &format!("[upstream]\nurl = \"http://{upstream}\"\n"),
-    );
+    let server = with_idle_timeout_of_a_second(&fixture).await;
     let leaf = fixture.ca.client("12345678901234 taro");
     let tls = tls_from(
         "127.0.0.1",
@@ -444,11 +449,7 @@ async fn a_busy_http1_connection_stays_open_and_an_idle_one_is_closed() {
 async fn an_http1_download_longer_than_the_idle_timeout_is_not_cut() {
     use http_body_util::BodyExt as _;
     let fixture = Fixture::new();
-    let upstream = test_upstream().await;
-    let server = fixture.start(
-        "idle_timeout = \"1s\"",
-        &format!("[upstream]\nurl = \"http://{upstream}\"\n"),
-    );
+    let server = with_idle_timeout_of_a_second(&fixture).await;
     let leaf = fixture.ca.client("12345678901234 taro");
     let mut conn = Conn::open(
         server.addr,
@@ -496,11 +497,7 @@ async fn an_http1_download_longer_than_the_idle_timeout_is_not_cut() {
 async fn an_http1_client_that_stops_reading_its_answer_is_closed() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let fixture = Fixture::new();
-    let upstream = test_upstream().await;
-    let server = fixture.start(
-        "idle_timeout = \"1s\"",
-        &format!("[upstream]\nurl = \"http://{upstream}\"\n"),
-    );
+    let server = with_idle_timeout_of_a_second(&fixture).await;
     let leaf = fixture.ca.client("12345678901234 taro");
     let config = client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]);
 
@@ -519,17 +516,10 @@ async fn an_http1_client_that_stops_reading_its_answer_is_closed() {
     tls.read_exact(&mut head).await.unwrap();
     assert_eq!(&head, b"HTTP/1.1 200");
     assert_eq!(server.metric("certgate_open_connections").await, 1.0);
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        let open = server.metric("certgate_open_connections").await;
-        if open == 0.0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "a client that reads nothing still holds {open} connection(s)"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_until(
+        "certgate drops a connection whose client reads nothing",
+        || async { server.metric("certgate_open_connections").await == 0.0 },
+    )
+    .await;
     drop(tls);
 }
