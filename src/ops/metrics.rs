@@ -80,6 +80,8 @@ pub struct Metrics {
     pub upstream_latency: Histogram,
     /// TLS connections open now.
     pub open_connections: Gauge,
+    /// HTTP/1.1 connections parked now: waiting for their next request without HTTP buffers.
+    pub parked_connections: Gauge,
     /// PIN verifications (argon2) made: one per enrollment attempt, whoever asks.
     pub pin_verifications: Counter,
     /// Seconds since the revocation set was last brought up to date (from the registry or
@@ -116,6 +118,12 @@ impl Metrics {
             "open_connections",
             "TLS connections open now",
             open_connections.clone(),
+        );
+        let parked_connections = Gauge::default();
+        registry.register(
+            "parked_connections",
+            "HTTP/1.1 connections waiting for their next request, parked without HTTP buffers",
+            parked_connections.clone(),
         );
         let pin_verifications = Counter::default();
         registry.register(
@@ -181,6 +189,7 @@ impl Metrics {
             requests,
             upstream_latency,
             open_connections,
+            parked_connections,
             pin_verifications,
             revocation_age,
             revocation,

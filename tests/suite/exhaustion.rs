@@ -348,7 +348,7 @@ async fn an_http1_request_head_trickled_a_byte_at_a_time_is_closed() {
             .await
             .unwrap();
         let (took, answer) = trickle_until_closed(tls, slow).await;
-        // 1 to 1.25 idle timeouts and a short grace: 2.5 s here (3 idle timeouts, 6 s, before).
+        // An idle timeout, at most a look and a short grace: 2.5 s here (3 idle timeouts, 6 s, before).
         assert!(
             took < Duration::from_millis(3500),
             "closed only after {took:?}"
@@ -376,7 +376,7 @@ async fn an_http1_request_head_trickled_a_byte_at_a_time_is_closed() {
             String::from_utf8_lossy(&first)
         );
         let (took, answer) = trickle_until_closed(tls, slow).await;
-        // 1 to 1.25 idle timeouts and a short grace: 2.5 s here (3 idle timeouts, 6 s, before).
+        // An idle timeout, at most a look and a short grace: 2.5 s here (3 idle timeouts, 6 s, before).
         assert!(
             took < Duration::from_millis(3500),
             "closed only after {took:?}"
@@ -522,4 +522,126 @@ async fn an_http1_client_that_stops_reading_its_answer_is_closed() {
     )
     .await;
     drop(tls);
+}
+
+/// Reads one HTTP/1.1 answer with a `Content-Length` (certgate's and the echo upstream's) from
+/// `tls`: its head and body as text.
+async fn read_answer(tls: &mut tokio_rustls::client::TlsStream<tokio::net::TcpStream>) -> String {
+    use tokio::io::AsyncReadExt as _;
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+            let length: usize = head
+                .lines()
+                .find_map(|line| line.strip_prefix("content-length:"))
+                .map(|value| value.trim().parse().unwrap())
+                .unwrap_or_else(|| panic!("no content-length in {head}"));
+            if answer.len() >= end + 4 + length {
+                return String::from_utf8_lossy(&answer).into_owned();
+            }
+        }
+        let read = tokio::time::timeout(Duration::from_secs(30), tls.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(read > 0, "closed before the whole answer: {answer:?}");
+        answer.extend_from_slice(&chunk[..read]);
+    }
+}
+
+/// An HTTP/1.1 connection waiting for its next request is parked (its HTTP buffers given back,
+/// as nginx frees its own at keep-alive) and answers what comes next on the same connection: the
+/// rest of a head it was parked in the middle of, then a whole request after its answer. Parked,
+/// it is drained as any other: closed with close_notify, and the server exits 0.
+#[tokio::test]
+async fn a_parked_http1_connection_answers_what_comes_next_and_drains() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fixture = Fixture::new();
+    let mut server = fixture.start("", "");
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut tls = tls_from(
+        "127.0.0.1",
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let parked = || async { server.metric("certgate_parked_connections").await == 1.0 };
+
+    // A request, and the start of the next one behind it.
+    tls.write_all(
+        b"GET /app/first HTTP/1.1\r\nHost: localhost\r\n\r\nGET /app/second HTTP/1.1\r\nHo",
+    )
+    .await
+    .unwrap();
+    let first = read_answer(&mut tls).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(first.contains("\"path\":\"/app/first\""), "{first}");
+    wait_until("the connection parked in the middle of a head", parked).await;
+    tls.write_all(b"st: localhost\r\n\r\n").await.unwrap();
+    let second = read_answer(&mut tls).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    assert!(second.contains("\"path\":\"/app/second\""), "{second}");
+    assert!(
+        second.contains("12345678901234"),
+        "identity headers: {second}"
+    );
+
+    wait_until("the connection parked after its answer", parked).await;
+    tls.write_all(b"GET /app/third HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let third = read_answer(&mut tls).await;
+    assert!(third.starts_with("HTTP/1.1 200"), "{third}");
+    assert!(third.contains("\"path\":\"/app/third\""), "{third}");
+    assert!(
+        third.contains("12345678901234"),
+        "identity headers: {third}"
+    );
+
+    wait_until("the connection parked after its third answer", parked).await;
+    server.signal("TERM");
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut rest))
+        .await
+        .expect("a parked connection is closed when the server drains")
+        .expect("closed with close_notify");
+    assert!(rest.is_empty(), "{rest:?}");
+    let (code, logs) = tokio::task::spawn_blocking(move || {
+        let code = server.wait_exit(Duration::from_secs(10));
+        (code, server.logs())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(0), "{logs}");
+    assert!(logs.contains("all connections closed"), "{logs}");
+}
+
+/// A client that pauses in the middle of its first request head (a person typing into
+/// `openssl s_client`, a slow link) is answered when the head completes: the connection is not
+/// parked, nor dropped, while hyper holds the start of that head.
+#[tokio::test]
+async fn a_first_request_head_sent_in_two_parts_a_second_and_a_half_apart_is_answered() {
+    use tokio::io::AsyncWriteExt as _;
+    let fixture = Fixture::new();
+    let server = fixture.start("", "");
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut tls = tls_from(
+        "127.0.0.1",
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    tls.write_all(b"GET /app/slow HTTP/1.1\r\nHo")
+        .await
+        .unwrap();
+    // The pause is the scenario: three looks of the connection's watch.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    tls.write_all(b"st: localhost\r\n\r\n").await.unwrap();
+    let answer = read_answer(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.contains("\"path\":\"/app/slow\""), "{answer}");
 }
