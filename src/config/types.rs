@@ -43,8 +43,8 @@ pub struct ServerConfig {
     pub max_anonymous_connections: usize,
     /// `idle_timeout`: a connection with no request in flight for this long is closed (HTTP/2
     /// with GOAWAY, even while it answers PINGs; a request head that never finishes is no
-    /// request). HTTP/1.1 closes within half a second (a quarter of it, if shorter) after it
-    /// has passed since the last request or byte written, h2 1 to 2 times it after the last
+    /// request). HTTP/1.1 closes within a second (half of it, if shorter) after it has passed
+    /// since the last request or byte written, h2 1 to 2 times it after the last
     /// request. An HTTP/1.1 client that reads nothing of an answer for this long is closed too,
     /// in flight or not. Default 30 s.
     pub idle_timeout: Duration,

@@ -541,7 +541,7 @@ async fn handshake(
 /// one whose client has not read any of its answer for `idle`, in flight or not (as nginx's
 /// `send_timeout`): it would otherwise hold its connection, and the application's, for good. A
 /// slow reader still receiving its answer is not idle. The watch looks every [`PARK_AFTER`]
-/// (every quarter of `idle` if that is shorter), so such a connection ends at most one look
+/// (every quarter of `idle` if that is shorter), so such a connection ends at most two looks
 /// after `idle` has passed since its last activity (hyper's header read timeout, which this
 /// replaces, allocated and armed a timer for every request).
 ///
@@ -586,42 +586,59 @@ where
                     .with_upgrades(),
             );
             watch.served(&in_flight);
-            let look = tokio::select! {
-                biased;
-                served = conn.as_mut() => return served.map_err(|err| Box::new(err) as BoxError),
-                // Drain signalled, or the accept loop is gone without a word: both mean shutting
-                // down.
-                _ = signal.wait_for(|draining| *draining) => None,
-                look = in_flight.h1_watch(idle, &mut watch) => Some(look),
-            };
-            match look {
-                None => {
-                    conn.as_mut().graceful_shutdown();
-                    return conn.await.map_err(|err| Box::new(err) as BoxError);
+            let mut may_park = true;
+            loop {
+                let look = tokio::select! {
+                    biased;
+                    served = conn.as_mut() => {
+                        return served.map_err(|err| Box::new(err) as BoxError);
+                    }
+                    // Drain signalled, or the accept loop is gone without a word: both mean
+                    // shutting down.
+                    _ = signal.wait_for(|draining| *draining) => None,
+                    look = in_flight.h1_watch(idle, &mut watch, may_park) => Some(look),
+                };
+                match look {
+                    None => {
+                        conn.as_mut().graceful_shutdown();
+                        return conn.await.map_err(|err| Box::new(err) as BoxError);
+                    }
+                    Some(H1Look::Close) => {
+                        conn.as_mut().graceful_shutdown();
+                        // An idle keep-alive connection closes at once (its close_notify
+                        // written); one holding an unfinished head would wait for its client,
+                        // and gets its close_notify from here. One whose client does not read
+                        // is dropped.
+                        if let Ok(served) =
+                            tokio::time::timeout(close_grace(idle), conn.as_mut()).await
+                        {
+                            return served.map_err(|err| Box::new(err) as BoxError);
+                        }
+                        if in_flight.write_blocked() {
+                            return Ok(());
+                        }
+                        return match Pin::into_inner(conn).into_parts() {
+                            Some(parts) => parts.io.into_inner().close(idle).await,
+                            None => Ok(()),
+                        };
+                    }
+                    Some(H1Look::Park) => {}
                 }
-                Some(H1Look::Close) => {
-                    conn.as_mut().graceful_shutdown();
-                    // An idle keep-alive connection closes at once (its close_notify written);
-                    // one holding an unfinished head or an unread answer would wait for its
-                    // client, and is dropped.
-                    return match tokio::time::timeout(close_grace(idle), conn).await {
-                        Ok(served) => served.map_err(|err| Box::new(err) as BoxError),
-                        Err(_) => Ok(()),
-                    };
+                // hyper ends a connection between two requests at once when told to shut down;
+                // the shutdown of the stream itself is skipped while `parking`.
+                in_flight.parking(true);
+                conn.as_mut().graceful_shutdown();
+                let served = tokio::time::timeout(close_grace(idle), conn.as_mut()).await;
+                in_flight.parking(false);
+                match served {
+                    Ok(Ok(())) => break,
+                    Ok(Err(err)) => return Err(Box::new(err) as BoxError),
+                    // Not between two requests after all: a request body still coming after its
+                    // answer went out. Keep-alive is off now, so hyper closes the connection
+                    // (with its close_notify) once that body ends; until then it is watched as
+                    // before, and not parked again.
+                    Err(_) => may_park = false,
                 }
-                Some(H1Look::Park) => {}
-            }
-            // hyper ends an idle connection at once when told to shut down; the shutdown of the
-            // stream itself is skipped while `parking`. (A connection that is not idle after
-            // all, a request body still coming say, finishes its exchange first.)
-            in_flight.parking(true);
-            conn.as_mut().graceful_shutdown();
-            let served = tokio::time::timeout(close_grace(idle), conn.as_mut()).await;
-            in_flight.parking(false);
-            match served {
-                Ok(Ok(())) => {}
-                Ok(Err(err)) => return Err(Box::new(err) as BoxError),
-                Err(_) => return Ok(()),
             }
             // `None`: the connection was upgraded and is the tunnel's now. (A block: `parts`
             // must not live on across the wait below, taking room in the task.)
@@ -637,12 +654,14 @@ where
                 }
             }
             let deadline = watch.deadline(idle);
-            let _parked = Parked::new(&parked);
-            let woken = tokio::select! {
-                biased;
-                _ = signal.wait_for(|draining| *draining) => false,
-                readable = io.tls.get_ref().0.readable() => readable.is_ok(),
-                () = tokio::time::sleep_until(deadline) => false,
+            let woken = {
+                let _parked = Parked::new(&parked);
+                tokio::select! {
+                    biased;
+                    _ = signal.wait_for(|draining| *draining) => false,
+                    readable = io.tls.get_ref().0.readable() => readable.is_ok(),
+                    () = tokio::time::sleep_until(deadline) => false,
+                }
             };
             if !woken {
                 return io.close(idle).await;
@@ -907,7 +926,7 @@ impl InFlight {
     /// until it is found waiting for its next request (nothing started, written or read since
     /// the last look, nothing in flight, hyper between two requests), or quiet for `idle` (as `quiet` counts it: bytes
     /// read are no activity, or a trickled head would keep its connection for good).
-    async fn h1_watch(&self, idle: Duration, watch: &mut H1Watch) -> H1Look {
+    async fn h1_watch(&self, idle: Duration, watch: &mut H1Watch, may_park: bool) -> H1Look {
         let every = PARK_AFTER.min(idle / 4);
         loop {
             tokio::time::sleep(every).await;
@@ -921,7 +940,8 @@ impl InFlight {
             if quiet_for >= idle && (self.idle() || self.write_blocked()) {
                 return H1Look::Close;
             }
-            if read == watch.read
+            if may_park
+                && read == watch.read
                 && self.idle()
                 && !self.write_blocked()
                 && watch.between_requests(self)

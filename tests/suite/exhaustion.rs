@@ -645,3 +645,75 @@ async fn a_first_request_head_sent_in_two_parts_a_second_and_a_half_apart_is_ans
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("\"path\":\"/app/slow\""), "{answer}");
 }
+
+/// An application that answers an upload before reading it (a 401, say) and reads it after:
+/// the client's upload pauses for longer than the connection's watch waits before parking it
+/// (and than parking waits for hyper), and still arrives; the connection then closes cleanly,
+/// with close_notify. (Parking used to drop it here: hyper, still reading the body, did not end.)
+#[tokio::test]
+async fn an_upload_paused_after_its_early_answer_still_arrives() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (got, mut arrived) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let got = got.clone();
+            tokio::spawn(async move {
+                let mut seen = Vec::new();
+                let mut chunk = [0u8; 1024];
+                let mut answered = false;
+                while let Ok(read) = stream.read(&mut chunk).await {
+                    if read == 0 {
+                        break;
+                    }
+                    seen.extend_from_slice(&chunk[..read]);
+                    let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        continue;
+                    };
+                    if !answered {
+                        answered = true;
+                        stream
+                            .write_all(b"HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n")
+                            .await
+                            .unwrap();
+                    }
+                    let _ = got.send(seen.len() - end - 4);
+                }
+            });
+        }
+    });
+    let fixture = Fixture::new();
+    let server = fixture.start("", &format!("[upstream]\nurl = \"http://{upstream}\""));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut tls = tls_from(
+        "127.0.0.1",
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    tls.write_all(
+        b"POST /app/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 20\r\n\r\n0123456789",
+    )
+    .await
+    .unwrap();
+    let answer = read_answer(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    // The pause is the scenario: longer than a look, a park and its grace together.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    tls.write_all(b"abcdefghij").await.unwrap();
+    let mut body = 0;
+    while body < 20 {
+        body = tokio::time::timeout(Duration::from_secs(30), arrived.recv())
+            .await
+            .expect("the rest of the upload reaches the application")
+            .unwrap();
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), tls.read_to_end(&mut rest))
+        .await
+        .expect("the connection ends once the upload is in")
+        .expect("closed with close_notify");
+    assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
+}
