@@ -617,10 +617,16 @@ where
                         if in_flight.write_blocked() {
                             return Ok(());
                         }
-                        return match Pin::into_inner(conn).into_parts() {
-                            Some(parts) => parts.io.into_inner().close(idle).await,
-                            None => Ok(()),
-                        };
+                        // Into `io`, whose room the task has anyway, and `parts` gone before
+                        // the wait: held across it, either would take a second slot for the
+                        // stream in every connection's task.
+                        {
+                            let Some(parts) = Pin::into_inner(conn).into_parts() else {
+                                return Ok(());
+                            };
+                            io = parts.io.into_inner();
+                        }
+                        return io.close(idle).await;
                     }
                     Some(H1Look::Park) => {}
                 }
