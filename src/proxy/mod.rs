@@ -1,12 +1,14 @@
 //! The application's side of certgate: every request that is not certgate's own goes through
-//! [`accept`] (TCP + TLS + connection identity), [`service`] (per request: strip, authorize,
-//! inject, forward), and comes back through [`rescue`] when it is refused or fails.
+//! [`accept`] (TCP + TLS + connection identity), [`idle`] (the connection's HTTP served until
+//! it ends: idleness, parking, draining), [`service`] (per request: strip, authorize, inject,
+//! forward), and comes back through [`rescue`] when it is refused or fails.
 
 pub mod accept;
 mod balancer;
 mod echo;
 mod forward;
 mod headers;
+mod idle;
 mod login;
 mod own;
 mod path;
