@@ -405,15 +405,12 @@ fn accepted(
     };
 
     let anonymous = matches!(cert, ClientCert::Absent);
-    let connection = Arc::new(Connection::new(
-        peer,
-        cert,
-        if anonymous {
-            http.idle_anonymous
-        } else {
-            http.idle
-        },
-    ));
+    let idle = if anonymous {
+        http.idle_anonymous
+    } else {
+        http.idle
+    };
+    let connection = Arc::new(Connection::new(peer, cert, idle));
     let drain = Drain {
         signal: proxy.closing_signal(&connection, drain.signal),
         watcher: drain.watcher,
@@ -446,11 +443,6 @@ fn accepted(
                 }),
         )
     });
-    let idle = if anonymous {
-        http.idle_anonymous
-    } else {
-        http.idle
-    };
     match alpn {
         Alpn::Http11 => {
             let io = ClientIo::new(stream, in_flight.clone());

@@ -429,8 +429,10 @@ impl InFlight {
 
     /// Looks at an HTTP/1.1 connection every [`PARK_AFTER`] (or quarter of `idle`, if shorter)
     /// until it is found waiting for its next request (nothing started, written or read since
-    /// the last look, nothing in flight, hyper between two requests), or quiet for `idle` (as `quiet` counts it: bytes
-    /// read are no activity, or a trickled head would keep its connection for good).
+    /// the last look, nothing in flight, hyper between two requests), or quiet for `idle`:
+    /// nothing started or written, and nothing in flight but an answer its client does not
+    /// read. Bytes read are no activity there, or a trickled head would keep its connection
+    /// for good.
     async fn h1_watch(&self, idle: Duration, watch: &mut H1Watch, may_park: bool) -> H1Look {
         let every = PARK_AFTER.min(idle / 4);
         loop {
@@ -457,23 +459,17 @@ impl InFlight {
         }
     }
 
-    /// Resolves once `looks` looks in a row, `idle / looks` apart, found nothing started, nothing
-    /// written, and no request in flight but one whose client is not reading its answer. (Only
-    /// HTTP/1.1 connections count their writes; on h2 the written count stays 0.)
-    async fn quiet(&self, idle: Duration, looks: u32) {
-        let mut seen = self.activity();
-        let mut quiet = 0;
+    /// Resolves once a look, `idle` after the previous one, finds no request started since and
+    /// none in flight (h2: hyper's connection has no writes of ours to count).
+    async fn quiet(&self, idle: Duration) {
+        let mut seen = self.started();
         loop {
-            tokio::time::sleep(idle / looks).await;
-            let now = self.activity();
-            if now == seen && (self.idle() || self.write_blocked()) {
-                quiet += 1;
-                if quiet == looks {
-                    return;
-                }
-            } else {
-                (seen, quiet) = (now, 0);
+            tokio::time::sleep(idle).await;
+            let now = self.started();
+            if now == seen && self.idle() {
+                return;
             }
+            seen = now;
         }
     }
 }
@@ -513,7 +509,7 @@ where
             biased;
             served = conn.as_mut() => return served.map_err(Into::into),
             _ = signal.wait_for(|draining| *draining) => true,
-            () = in_flight.quiet(idle, 1) => false,
+            () = in_flight.quiet(idle) => false,
         };
         conn.as_mut().graceful_shutdown();
         if draining {

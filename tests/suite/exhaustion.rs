@@ -329,6 +329,19 @@ async fn trickle_until_closed(
     )
 }
 
+/// A trickled head's connection closed in time (an idle timeout, at most two looks and a short
+/// grace: 2.5 s at `idle_timeout = 2s`; 3 idle timeouts, 6 s, before the watch), never answered.
+fn assert_closed_unanswered((took, answer): (Duration, String)) {
+    assert!(
+        took < Duration::from_millis(3500),
+        "closed only after {took:?}"
+    );
+    assert!(
+        !answer.contains("HTTP/1.1 2"),
+        "the unfinished head was answered: {answer}"
+    );
+}
+
 /// HTTP/1.1 slowloris: a request head sent a byte at a time and never finished is closed about
 /// one idle timeout after the connection's last activity (not two or three), with a certificate
 /// or without, as a first request and after an answered one; it is never answered.
@@ -347,16 +360,7 @@ async fn an_http1_request_head_trickled_a_byte_at_a_time_is_closed() {
         let tls = tls_from("127.0.0.1", server.addr, config.clone())
             .await
             .unwrap();
-        let (took, answer) = trickle_until_closed(tls, slow).await;
-        // An idle timeout, at most a look and a short grace: 2.5 s here (3 idle timeouts, 6 s, before).
-        assert!(
-            took < Duration::from_millis(3500),
-            "closed only after {took:?}"
-        );
-        assert!(
-            !answer.contains("HTTP/1.1 2"),
-            "the unfinished head was answered: {answer}"
-        );
+        assert_closed_unanswered(trickle_until_closed(tls, slow).await);
 
         // After an answered request (HEAD: the answer ends with its head).
         let mut tls = tls_from("127.0.0.1", server.addr, config).await.unwrap();
@@ -375,16 +379,7 @@ async fn an_http1_request_head_trickled_a_byte_at_a_time_is_closed() {
             "{}",
             String::from_utf8_lossy(&first)
         );
-        let (took, answer) = trickle_until_closed(tls, slow).await;
-        // An idle timeout, at most a look and a short grace: 2.5 s here (3 idle timeouts, 6 s, before).
-        assert!(
-            took < Duration::from_millis(3500),
-            "closed only after {took:?}"
-        );
-        assert!(
-            !answer.contains("HTTP/1.1 2"),
-            "the unfinished head was answered: {answer}"
-        );
+        assert_closed_unanswered(trickle_until_closed(tls, slow).await);
     }
 }
 
