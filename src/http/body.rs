@@ -2,14 +2,14 @@
 
 use std::future::Future as _;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
+
+pub use super::client::UpstreamBody;
 use http_body_util::{Either, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
 
 /// Every body on certgate's paths: a client's request streamed on to the application, the
 /// application's response streamed back ([`UpstreamBody`]), or a small one certgate made (a
@@ -96,81 +96,4 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
 /// An empty body.
 pub fn empty() -> Body {
     full(Bytes::new())
-}
-
-/// Where an upstream connection goes back when its response has been read to the end (the
-/// proxy's keep-alive pool).
-pub trait ConnectionHome: Send + Sync {
-    /// Takes the connection back for the next request.
-    fn checkin(&self, sender: http1::SendRequest<Body>);
-}
-
-/// A response body from the application. Its connection goes home once the body has been read
-/// to the end; a body abandoned half-way closes its connection, which could not carry another
-/// request anyway.
-pub struct UpstreamBody {
-    body: Incoming,
-    home: Option<(http1::SendRequest<Body>, Arc<dyn ConnectionHome>)>,
-    ended: bool,
-    /// Whatever must live as long as the body is being sent (the connection's in-flight count).
-    held: Option<Box<dyn Send + Sync>>,
-}
-
-impl UpstreamBody {
-    /// `body`, whose connection `sender` goes back to `home` at its end.
-    pub fn new(
-        body: Incoming,
-        sender: http1::SendRequest<Body>,
-        home: Arc<dyn ConnectionHome>,
-    ) -> Self {
-        Self {
-            body,
-            home: Some((sender, home)),
-            ended: false,
-            held: None,
-        }
-    }
-
-    /// Keeps `guard` until the body has been sent to its end or dropped: a streamed answer is in
-    /// flight until its last byte, not only until its head.
-    pub fn hold(&mut self, guard: Box<dyn Send + Sync>) {
-        self.held = Some(guard);
-    }
-}
-
-impl http_body::Body for UpstreamBody {
-    type Data = Bytes;
-    type Error = hyper::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let polled = Pin::new(&mut self.body).poll_frame(cx);
-        match &polled {
-            Poll::Ready(None) => self.ended = true,
-            // A broken body leaves its connection unusable.
-            Poll::Ready(Some(Err(_))) => self.home = None,
-            _ => {}
-        }
-        polled
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.body.size_hint()
-    }
-}
-
-impl Drop for UpstreamBody {
-    fn drop(&mut self) {
-        if let Some((sender, home)) = self.home.take() {
-            if self.ended || self.body.is_end_stream() {
-                home.checkin(sender);
-            }
-        }
-    }
 }

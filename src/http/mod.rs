@@ -5,10 +5,11 @@
 //! A leaf: it uses only [`crate::model`].
 
 mod body;
+pub mod client;
 mod drain;
 mod problem;
 
-pub use body::{Body, BodyStalled, ClientBody, ConnectionHome, UpstreamBody, empty, full};
+pub use body::{Body, BodyStalled, ClientBody, UpstreamBody, empty, full};
 pub use drain::{BodyError, DISCARD_BEFORE_REFUSAL, discard_before_refusal, linger, read_to_limit};
 pub use problem::{Kind, Problem, basic_challenge, wants_html};
 

@@ -22,6 +22,9 @@ pub const XFCC: HeaderName = HeaderName::from_static("x-forwarded-client-cert");
 pub struct IdentityHeaders {
     /// Name/value pairs in the order they are added.
     pub fixed: Vec<(HeaderName, HeaderValue)>,
+    /// The same as HTTP/1.1 header lines (`name: value\r\n` each): what a forwarded request
+    /// carries, copied whole rather than inserted header by header.
+    pub wire: Box<[u8]>,
 }
 
 impl IdentityHeaders {
@@ -52,7 +55,22 @@ impl IdentityHeaders {
         if names.xfcc {
             fixed.push((XFCC, header_value(&xfcc(identity))));
         }
-        Self { fixed }
+        let mut wire = Vec::with_capacity(
+            fixed
+                .iter()
+                .map(|(name, value)| name.as_str().len() + value.len() + 4)
+                .sum(),
+        );
+        for (name, value) in &fixed {
+            wire.extend_from_slice(name.as_str().as_bytes());
+            wire.extend_from_slice(b": ");
+            wire.extend_from_slice(value.as_bytes());
+            wire.extend_from_slice(b"\r\n");
+        }
+        Self {
+            fixed,
+            wire: wire.into_boxed_slice(),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use http_body_util::Either;
 use rustls_pki_types::ServerName;
 
 use super::echo::echo_response;
+use super::headers::Injected;
 use super::pool::{Pool, Transport};
 use crate::config::{ConfigError, UpstreamConfig, UpstreamTarget};
 use crate::http::Body;
@@ -106,36 +107,36 @@ impl Upstream {
         })
     }
 
-    /// Sends `request` (headers already prepared) and returns the response head with its body
-    /// still streaming. The request is readied here; the future only sends it (see
-    /// [`Pool::send`] on why it is not an `async fn`).
-    pub fn send(
+    /// Sends `request` (its headers already cleaned) with the headers certgate adds, and
+    /// returns the response head with its body still streaming. The request is readied here;
+    /// the future only sends it (see [`Pool::send`] on why it is not an `async fn`).
+    pub(super) fn send(
         &self,
         mut request: Request<Body>,
+        mut injected: Injected,
     ) -> impl Future<Output = Result<Response<Body>, UpstreamError>> + Send + use<> {
         // The application sees the Host the client asked for (h2 carries it as :authority), or
         // the application's own authority when the client sent none; the echo shows the same.
-        if !request.headers().contains_key(header::HOST) {
-            let own = match &self.target {
-                Target::Http { authority, .. } => Some(authority),
-                Target::Echo => None,
-            };
-            let host = request
-                .uri()
-                .authority()
-                .or(own)
-                .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok());
-            if let Some(host) = host {
-                request.headers_mut().insert(header::HOST, host);
+        let Target::Http { pool, authority } = &self.target else {
+            if !request.headers().contains_key(header::HOST) {
+                if let Some(host) = request
+                    .uri()
+                    .authority()
+                    .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
+                {
+                    request.headers_mut().insert(header::HOST, host);
+                }
             }
-        }
-        let Target::Http { pool, .. } = &self.target else {
+            injected.insert_into(request.headers_mut());
             return Sending::Left(
                 Box::pin(echo_response(request)).map(|echoed| Ok(echoed.map(Either::Right))),
             );
         };
-        // Origin-form (`GET /path HTTP/1.1`), as an application behind a proxy expects: hyper's
-        // connection writes the request target exactly as the URI holds it.
+        if !request.headers().contains_key(header::HOST) {
+            let host = request.uri().authority().unwrap_or(authority);
+            injected.host(host.as_str().as_bytes());
+        }
+        // Origin-form (`GET /path HTTP/1.1`), as an application behind a proxy expects.
         let path = request
             .uri()
             .path_and_query()
@@ -145,11 +146,15 @@ impl Upstream {
         *request.version_mut() = Version::HTTP_11;
         let limit = self.request_timeout;
         Sending::Right(
-            tokio::time::timeout(limit, pool.clone().send(request)).map(move |sent| match sent {
-                Err(_) => Err(UpstreamError::Timeout(limit)),
-                Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),
-                Ok(Err(err)) => Err(UpstreamError::Unavailable(crate::model::error_chain(&err))),
-                Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
+            tokio::time::timeout(limit, pool.clone().send(request, injected)).map(move |sent| {
+                match sent {
+                    Err(_) => Err(UpstreamError::Timeout(limit)),
+                    Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),
+                    Ok(Err(err)) => {
+                        Err(UpstreamError::Unavailable(crate::model::error_chain(&err)))
+                    }
+                    Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
+                }
             }),
         )
     }

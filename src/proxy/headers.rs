@@ -7,7 +7,6 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
 use super::policy::Permit;
 use crate::config::HeaderNames;
-use crate::identity::IdentityHeaders;
 
 /// Whether an inbound header (lowercase name) is removed whatever the configuration: the ways
 /// proxies, load balancers and web servers pass a client certificate, a client address or the
@@ -166,32 +165,95 @@ pub(super) fn check_framing<B>(
     Ok(())
 }
 
-/// Adds the caller's identity, or `verify: NONE` when there is none.
-pub(super) fn inject_identity(
-    headers: &mut HeaderMap,
-    permit: &Permit<'_>,
-    names: &HeaderNames,
-    now_unix: i64,
-) {
-    let Some(resolved) = permit.identity else {
-        headers.insert(&names.verify, HeaderValue::from_static("NONE"));
-        return;
-    };
-    headers.insert(&names.verify, HeaderValue::from_static("SUCCESS"));
-    headers.insert(&names.role, HeaderValue::from_static(permit.role.as_str()));
-    headers.insert(
-        &names.days_left,
-        HeaderValue::from(resolved.identity.days_left(now_unix)),
-    );
-    let IdentityHeaders { fixed } = &resolved.headers;
-    for (name, value) in fixed {
-        headers.insert(name, value.clone());
-    }
-    if let Some(chain) = permit.chain_header {
-        headers.insert(
-            crate::identity::headers_consts::CLIENT_CERT_CHAIN,
-            chain.clone(),
+/// The headers certgate adds to a forwarded request, as HTTP/1.1 header lines (`name: value\r\n`
+/// each), written after the client's own: `X-Forwarded-For`/`-Proto`/`-Host` from what certgate
+/// saw, and the caller's identity (or `verify: NONE` when there is none).
+///
+/// Every inbound header of these names was removed first ([`strip_identity`]: the identity
+/// names, `X-Forwarded-*` and `Forwarded`), so they are written without looking at the
+/// client's headers, and appear once. Written rather than inserted into the request's
+/// `HeaderMap`: a dozen hashed inserts and a grown map per request cost more than the rest of
+/// certgate's decisions together (BENCHMARKS.md, the fifth round of issue 12).
+pub(super) struct Injected(Vec<u8>);
+
+impl Injected {
+    /// What `permit` says about the caller, from a client at `forwarded_for` that asked for
+    /// `host`.
+    pub(super) fn new(
+        permit: &Permit<'_>,
+        names: &HeaderNames,
+        now_unix: i64,
+        forwarded_for: &HeaderValue,
+        host: Option<&HeaderValue>,
+    ) -> Self {
+        let fixed: &[u8] = permit
+            .identity
+            .map_or(&[], |resolved| &resolved.headers.wire);
+        let mut injected = Self(Vec::with_capacity(fixed.len() + 320));
+        injected.line(X_FORWARDED_FOR.as_str(), forwarded_for.as_bytes());
+        injected.line(X_FORWARDED_PROTO.as_str(), b"https");
+        if let Some(host) = host {
+            injected.line(X_FORWARDED_HOST.as_str(), host.as_bytes());
+        }
+        let Some(resolved) = permit.identity else {
+            injected.line(names.verify.as_str(), b"NONE");
+            return injected;
+        };
+        injected.line(names.verify.as_str(), b"SUCCESS");
+        injected.line(names.role.as_str(), permit.role.as_str().as_bytes());
+        let mut days = itoa::Buffer::new();
+        injected.line(
+            names.days_left.as_str(),
+            days.format(resolved.identity.days_left(now_unix))
+                .as_bytes(),
         );
+        injected.0.extend_from_slice(fixed);
+        if let Some(chain) = permit.chain_header {
+            injected.line(
+                crate::identity::headers_consts::CLIENT_CERT_CHAIN.as_str(),
+                chain.as_bytes(),
+            );
+        }
+        injected
+    }
+
+    /// Adds `host` when the client's request has none (an h2 request carries it as
+    /// `:authority`).
+    pub(super) fn host(&mut self, host: &[u8]) {
+        self.line(header::HOST.as_str(), host);
+    }
+
+    fn line(&mut self, name: &str, value: &[u8]) {
+        self.0.extend_from_slice(name.as_bytes());
+        self.0.extend_from_slice(b": ");
+        self.0.extend_from_slice(value);
+        self.0.extend_from_slice(b"\r\n");
+    }
+
+    /// The header lines.
+    pub(super) fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Adds the headers to `headers` (for the built-in echo, which shows a `HeaderMap`).
+    pub(super) fn insert_into(&self, headers: &mut HeaderMap) {
+        for line in self
+            .0
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.is_empty())
+        {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            let Some(colon) = line.iter().position(|b| *b == b':') else {
+                continue;
+            };
+            let (name, value) = (&line[..colon], &line[colon + 1..]);
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::from_bytes(name),
+                HeaderValue::from_bytes(value.trim_ascii_start()),
+            ) {
+                headers.append(name, value);
+            }
+        }
     }
 }
 
@@ -265,22 +327,6 @@ pub(super) fn for_http1(headers: &mut HeaderMap) {
             headers.insert(header::CONTENT_LENGTH, first);
         }
     }
-}
-
-/// Sets `X-Forwarded-For`/`-Proto`/`-Host` from what certgate saw; inbound values (and RFC 7239
-/// `Forwarded`) are dropped, never trusted or appended to.
-pub(super) fn set_forwarded(
-    headers: &mut HeaderMap,
-    forwarded_for: &HeaderValue,
-    host: Option<HeaderValue>,
-) {
-    headers.remove(FORWARDED);
-    headers.insert(X_FORWARDED_FOR, forwarded_for.clone());
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static("https"));
-    match host {
-        Some(host) => headers.insert(X_FORWARDED_HOST, host),
-        None => headers.remove(X_FORWARDED_HOST),
-    };
 }
 
 /// The client's address as `X-Forwarded-For` carries it.
@@ -550,18 +596,37 @@ mod tests {
     }
 
     #[test]
-    fn forwarded_headers_are_replaced_not_appended() {
+    fn forwarded_headers_are_certgate_s_alone() {
         let mut headers = HeaderMap::new();
         headers.insert(X_FORWARDED_FOR, HeaderValue::from_static("6.6.6.6"));
         headers.insert(FORWARDED, HeaderValue::from_static("for=6.6.6.6"));
-        set_forwarded(
-            &mut headers,
+        headers.insert("x-forwarded-host", HeaderValue::from_static("evil"));
+        let names = names();
+        strip_identity(&mut headers, &names);
+        let permit = Permit {
+            identity: None,
+            role: crate::model::Role::General,
+            renewed: false,
+            chain_header: None,
+            lifecycle_ca: false,
+        };
+        let injected = Injected::new(
+            &permit,
+            &names,
+            0,
             &peer_ip("[::ffff:10.0.0.1]:5000".parse().unwrap()),
-            Some(HeaderValue::from_static("bank")),
+            Some(&HeaderValue::from_static("bank")),
         );
+        injected.insert_into(&mut headers);
         assert_eq!(headers[X_FORWARDED_FOR], "10.0.0.1");
+        assert_eq!(headers.get_all(X_FORWARDED_FOR).iter().count(), 1);
         assert_eq!(headers[X_FORWARDED_PROTO], "https");
         assert_eq!(headers[X_FORWARDED_HOST], "bank");
+        assert_eq!(headers["x-client-verify"], "NONE");
         assert!(!headers.contains_key(FORWARDED));
+        assert_eq!(
+            String::from_utf8_lossy(injected.as_bytes()),
+            "x-forwarded-for: 10.0.0.1\r\nx-forwarded-proto: https\r\nx-forwarded-host: bank\r\nx-client-verify: NONE\r\n"
+        );
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! certgate has one upstream, so the pool is a stack of idle connections rather than hyper-util's
 //! general client (a map of pools keyed by scheme and authority, a lazily built connect future
-//! and a spawned task per request that waits for the connection to become idle again). A
+//! and a spawned task per request that waits for the connection to become idle again). The
+//! exchange on a connection is certgate's own HTTP/1.1 client ([`crate::http::client`]). A
 //! connection goes back on the stack when its response body has been read to the end; a response
 //! abandoned half-way closes its connection, which could not carry another request anyway.
 
@@ -13,13 +14,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::{Request, Response};
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
 use rustls_pki_types::ServerName;
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
-use crate::http::{Body, ConnectionHome, UpstreamBody};
+use super::headers::Injected;
+use crate::http::client::{self, Conn, ConnectionHome, Failure, Framing, Io};
+use crate::http::{Body, UpstreamBody};
 
 /// How new connections reach the application.
 pub(super) enum Transport {
@@ -44,11 +45,11 @@ pub(super) enum SendError {
     /// The connection failed while the request was on it (its cause kept: it may be the
     /// client's body that failed, not the application).
     #[error("the request failed on the connection to the application")]
-    Http(#[source] hyper::Error),
+    Http(#[source] client::Error),
 }
 
 struct Idle {
-    sender: http1::SendRequest<Body>,
+    conn: Box<Conn>,
     since: Instant,
 }
 
@@ -83,9 +84,10 @@ impl Pool {
         }
     }
 
-    /// Sends `request` on an idle connection, or a new one. A request that a reused connection
-    /// turned away before writing any of it (the application closed the connection while it was
-    /// idle) is sent again on the next connection; nothing else is retried.
+    /// Sends `request` on an idle connection, or a new one. A request without a body and of a
+    /// method that may be repeated (RFC 9110 §9.2.2), that a reused connection lost before any
+    /// of an answer arrived (the application closed the connection while it was idle), is sent
+    /// again on the next connection; nothing else is retried.
     ///
     /// A plain function returning an `async` block that uses `request` where it was captured:
     /// an `async fn` would move its arguments once more inside its future, and this future is
@@ -96,66 +98,69 @@ impl Pool {
     )]
     pub(super) fn send(
         self: Arc<Self>,
-        mut request: Request<Body>,
+        request: Request<Body>,
+        injected: Injected,
     ) -> impl Future<Output = Result<Response<UpstreamBody>, SendError>> + Send + 'static {
         async move {
+            let (parts, body) = request.into_parts();
+            let framing = Framing::of(&parts.method, &parts.headers, &body);
+            let target = parts.uri.path_and_query().map_or("/", |path| path.as_str());
+            let repeatable = framing == Framing::None && parts.method.is_idempotent();
+            let mut body = Some(body);
             loop {
-                let (mut sender, reused) = match self.checkout() {
-                    Some(sender) => (sender, true),
+                let (conn, reused) = match self.checkout() {
+                    Some(conn) => (conn, true),
                     // Boxed: connecting (resolver, TLS handshake) needs far more room than sending on
                     // a pooled connection, which is the common case and should not carry it.
                     None => (Box::pin(self.connect()).await?, false),
                 };
-                // A reused connection may still be finishing the previous exchange, or be closed.
-                if reused && sender.ready().await.is_err() {
-                    continue;
-                }
-                match sender.try_send_request(request).await {
-                    Ok(response) => {
-                        let home: Arc<dyn ConnectionHome> = self;
-                        return Ok(response.map(|body| UpstreamBody::new(body, sender, home)));
-                    }
-                    Err(mut err) => match err.take_message() {
-                        Some(unsent) if reused => request = unsent,
-                        _ => {
-                            return Err(SendError::Http(err.into_error()));
-                        }
-                    },
+                let head = client::encode_head(
+                    &parts.method,
+                    target,
+                    &parts.headers,
+                    injected.as_bytes(),
+                    framing,
+                );
+                let sending = body.take().unwrap_or_else(crate::http::empty);
+                let home: Arc<dyn ConnectionHome> = self.clone();
+                match client::exchange(conn, head, sending, framing, parts.method.clone(), home)
+                    .await
+                {
+                    Ok(response) => return Ok(response),
+                    Err(Failure::Lost(_)) if reused && repeatable => continue,
+                    Err(failure) => return Err(SendError::Http(failure.into_error())),
                 }
             }
         }
     }
 
-    fn checkout(&self) -> Option<http1::SendRequest<Body>> {
+    fn checkout(&self) -> Option<Box<Conn>> {
         let mut idle = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.expire(&mut idle);
-        while let Some(entry) = idle.pop_back() {
-            if !entry.sender.is_closed() {
-                return Some(entry.sender);
+        while let Some(mut entry) = idle.pop_back() {
+            if entry.conn.is_usable() {
+                return Some(entry.conn);
             }
         }
         None
     }
 
-    fn give_back(&self, sender: http1::SendRequest<Body>) {
-        if sender.is_closed() {
-            return;
-        }
+    fn give_back(&self, conn: Box<Conn>) {
         let mut idle = self
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.expire(&mut idle);
         if idle.len() >= self.max_idle {
-            // Dropping the sender ends its connection; the freshest ones are kept.
+            // Dropping a connection closes it; the freshest ones are kept.
             idle.pop_front();
         }
         if self.max_idle > 0 {
             idle.push_back(Idle {
-                sender,
+                conn,
                 since: Instant::now(),
             });
         }
@@ -172,14 +177,14 @@ impl Pool {
         }
     }
 
-    async fn connect(&self) -> Result<http1::SendRequest<Body>, SendError> {
+    async fn connect(&self) -> Result<Box<Conn>, SendError> {
         let connecting = async {
             let tcp = TcpStream::connect(self.address.as_str())
                 .await
                 .map_err(|err| self.connect_error(err.to_string()))?;
             let _ = tcp.set_nodelay(true);
             match &self.transport {
-                Transport::Plain => self.handshake(tcp).await,
+                Transport::Plain => Ok(Conn::new(Io::Plain(tcp))),
                 Transport::Tls {
                     connector,
                     server_name,
@@ -188,29 +193,13 @@ impl Pool {
                         .connect(server_name.clone(), tcp)
                         .await
                         .map_err(|err| self.connect_error(format!("TLS: {err}")))?;
-                    self.handshake(tls).await
+                    Ok(Conn::new(Io::Tls(Box::new(tls))))
                 }
             }
         };
         tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| SendError::ConnectTimeout(self.address.clone()))?
-    }
-
-    async fn handshake<T>(&self, io: T) -> Result<http1::SendRequest<Body>, SendError>
-    where
-        T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
-    {
-        let (sender, connection) = http1::Builder::new()
-            .handshake(TokioIo::new(io))
-            .await
-            .map_err(|err| self.connect_error(err.to_string()))?;
-        tokio::spawn(async move {
-            if let Err(err) = connection.with_upgrades().await {
-                tracing::debug!(error = %err, "upstream connection ended with an error");
-            }
-        });
-        Ok(sender)
     }
 
     fn connect_error(&self, reason: String) -> SendError {
@@ -222,7 +211,7 @@ impl Pool {
 }
 
 impl ConnectionHome for Pool {
-    fn checkin(&self, sender: http1::SendRequest<Body>) {
-        self.give_back(sender);
+    fn checkin(&self, conn: Box<Conn>) {
+        self.give_back(conn);
     }
 }

@@ -167,8 +167,8 @@ impl Proxy {
         let (next, account) = self.decide(&connection, request);
         let answer = match next {
             Next::Answer(response) => Stage::Left(std::future::ready(Outcome::Answered(response))),
-            Next::Forward(request, forwarding) => {
-                Stage::Right(Stage::Left(self.exchange(request, forwarding)))
+            Next::Forward(request, forwarding, injected) => {
+                Stage::Right(Stage::Left(self.exchange(request, forwarding, injected)))
             }
             Next::Wait(waiting) => Stage::Right(Stage::Right(Box::pin(
                 self.clone().wait(connection.clone(), waiting),
@@ -358,16 +358,18 @@ impl Proxy {
         if request.version() == Version::HTTP_2 {
             headers::for_http1(request.headers_mut());
         }
-        let host = request.headers().get(header::HOST).cloned().or_else(|| {
-            request
-                .uri()
-                .authority()
-                .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok())
-        });
-        // Room for the headers added next, at once rather than by repeated growth.
-        request.headers_mut().reserve(16);
-        headers::set_forwarded(request.headers_mut(), &connection.forwarded_for, host);
-        headers::inject_identity(request.headers_mut(), permit, self.identities.names(), now);
+        let authority = request
+            .uri()
+            .authority()
+            .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok());
+        let host = request.headers().get(header::HOST).or(authority.as_ref());
+        let injected = headers::Injected::new(
+            permit,
+            self.identities.names(),
+            now,
+            &connection.forwarded_for,
+            host,
+        );
         forwarding.client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         match login {
             Some((login, standing)) => Next::Wait(Waiting::Login {
@@ -375,13 +377,14 @@ impl Proxy {
                 request,
                 authorized: Authorized::of(permit),
                 forwarding,
+                injected,
                 standing,
             }),
             None => {
                 let stall = connection.body_stall;
                 let request =
                     request.map(|body| Either::Left(Either::Left(ClientBody::new(body, stall))));
-                Next::Forward(request, forwarding)
+                Next::Forward(request, forwarding, injected)
             }
         }
     }
@@ -392,10 +395,11 @@ impl Proxy {
         &self,
         request: Request<Body>,
         forwarding: Forwarding,
+        injected: headers::Injected,
     ) -> impl Future<Output = Outcome> + Send + use<> {
         let sent = Instant::now();
         self.upstream
-            .send(request)
+            .send(request, injected)
             .map(move |answered| Outcome::Exchanged {
                 answered,
                 forwarding,
@@ -428,10 +432,16 @@ impl Proxy {
                     tracing::warn!(peer = %connection.peer, "the application switched protocols unasked; answered 502");
                     return rescue::upstream_switched(accept);
                 }
-                if let (true, Some(client_side)) = (switching, forwarding.client_upgrade) {
+                let switched = match response.body_mut() {
+                    Either::Left(Either::Right(upstream)) if switching => upstream.take_switched(),
+                    _ => None,
+                };
+                if let (Some(upstream_side), Some(client_side)) =
+                    (switched, forwarding.client_upgrade)
+                {
                     tunnel(
                         client_side,
-                        hyper::upgrade::on(&mut response),
+                        upstream_side,
                         connection.clone(),
                         self.routes.get(forwarding.route_index).clone(),
                         self.standing.clone(),
@@ -466,6 +476,7 @@ impl Proxy {
                 request,
                 authorized,
                 forwarding,
+                injected,
                 standing,
             } => {
                 let guarded = guard_login(
@@ -478,7 +489,7 @@ impl Proxy {
                 )
                 .await;
                 match guarded {
-                    Ok(buffered) => self.exchange(buffered, forwarding).await,
+                    Ok(buffered) => self.exchange(buffered, forwarding, injected).await,
                     Err(refusal) => {
                         tracing::info!(peer = %connection.peer, reason = ?refusal, "login form refused");
                         let accept = forwarding.accept.as_ref();
@@ -545,8 +556,8 @@ impl Proxy {
 enum Next {
     /// Answered by the checks themselves (the renewal notice, a path that cannot be rewritten).
     Answer(Response<Body>),
-    /// The application, prepared.
-    Forward(Request<Body>, Forwarding),
+    /// The application, prepared: the request and the headers certgate adds to it.
+    Forward(Request<Body>, Forwarding, headers::Injected),
     /// A rarer stage that waits on something else than the application's answer.
     Wait(Waiting),
 }
@@ -565,6 +576,7 @@ enum Waiting {
         request: Request<Incoming>,
         authorized: Authorized,
         forwarding: Forwarding,
+        injected: headers::Injected,
         standing: Arc<crate::revocation::Snapshot>,
     },
 }

@@ -9,28 +9,28 @@ use hyper_util::rt::TokioIo;
 
 use super::{Connection, policy};
 use crate::config::Route;
+use crate::http::client::Conn;
 use crate::model::Clock;
 use crate::revocation::Standing;
 
 /// Joins the two upgraded sides in a task of their own.
 pub(super) fn tunnel(
     client: OnUpgrade,
-    upstream: OnUpgrade,
+    mut upstream: Box<Conn>,
     connection: Arc<Connection>,
     route: Route,
     standing: Standing,
     clock: Arc<dyn Clock>,
 ) {
     tokio::spawn(async move {
-        let (client, upstream) = match tokio::try_join!(client, upstream) {
-            Ok(sides) => sides,
+        let client = match client.await {
+            Ok(client) => client,
             Err(err) => {
                 tracing::warn!(error = %err, "protocol upgrade failed");
                 return;
             }
         };
         let mut client = TokioIo::new(client);
-        let mut upstream = TokioIo::new(upstream);
         let mut changes = standing.changes();
         let refused = async {
             loop {
@@ -47,7 +47,7 @@ pub(super) fn tunnel(
             }
         };
         tokio::select! {
-            copied = tokio::io::copy_bidirectional(&mut client, &mut upstream) => {
+            copied = tokio::io::copy_bidirectional(&mut client, &mut *upstream) => {
                 if let Err(err) = copied {
                     tracing::debug!(error = %err, "upgraded connection ended");
                 }

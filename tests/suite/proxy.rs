@@ -468,3 +468,193 @@ async fn upstream_connections_are_reused_and_one_closed_while_idle_is_not_an_err
     }
     assert_eq!(accepted.load(Ordering::SeqCst), 3);
 }
+
+/// A raw HTTP/1.1 application that answers the requests it reads, in order over all its
+/// connections, with `answers` byte for byte (the last one again once they run out), and counts
+/// the connections it accepted: for answers no well-behaved server sends.
+async fn scripted_upstream(
+    answers: Vec<&'static [u8]>,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = accepted.clone();
+    let answered = std::sync::Arc::new(AtomicUsize::new(0));
+    let answers = std::sync::Arc::new(answers);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            let (answered, answers) = (answered.clone(), answers.clone());
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(read) = stream.read(&mut chunk).await {
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buffer.drain(..end + 4);
+                        let index = answered.fetch_add(1, Ordering::SeqCst);
+                        let answer = answers[index.min(answers.len() - 1)];
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+/// GETs `path` on a new connection over HTTP/1.1; status and body, or why it failed.
+async fn get_text(fixture: &Fixture, server: &Server, path: &str) -> Result<(u16, String), String> {
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let config = client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]);
+    let (status, _, body) = get_once(server.addr, config, path, &[]).await?;
+    Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
+}
+
+#[tokio::test]
+async fn an_answer_followed_by_bytes_nobody_asked_for_never_answers_the_next_request() {
+    use std::sync::atomic::Ordering;
+    let fixture = Fixture::new();
+    let (upstream, accepted) = scripted_upstream(vec![
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh",
+    ])
+    .await;
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    assert_eq!(
+        get_text(&fixture, &server, "/1").await.unwrap(),
+        (200, "ok".into())
+    );
+    assert_eq!(
+        get_text(&fixture, &server, "/2").await.unwrap(),
+        (200, "fresh".into())
+    );
+    // The connection that carried the extra bytes was not used again.
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn a_chunked_answer_with_extensions_and_trailers_arrives_whole_and_keeps_its_connection() {
+    use std::sync::atomic::Ordering;
+    let fixture = Fixture::new();
+    let (upstream, accepted) = scripted_upstream(vec![
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ])
+    .await;
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    assert_eq!(
+        get_text(&fixture, &server, "/1").await.unwrap(),
+        (200, "abcde".into())
+    );
+    assert_eq!(
+        get_text(&fixture, &server, "/2").await.unwrap(),
+        (200, "ok".into())
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn transfer_encoding_beats_content_length_and_the_connection_is_not_reused() {
+    use std::sync::atomic::Ordering;
+    let fixture = Fixture::new();
+    let (upstream, accepted) = scripted_upstream(vec![
+        b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ])
+    .await;
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    assert_eq!(
+        get_text(&fixture, &server, "/1").await.unwrap(),
+        (200, "hello".into())
+    );
+    assert_eq!(
+        get_text(&fixture, &server, "/2").await.unwrap(),
+        (200, "ok".into())
+    );
+    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test]
+async fn answers_framed_two_ways_or_not_at_all_are_a_502_or_a_cut_body() {
+    let fixture = Fixture::new();
+    for (answer, expected) in [
+        (
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2, 3\r\n\r\nok"[..],
+            "two lengths",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+            "two headers",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Length: -2\r\n\r\nok",
+            "a negative length",
+        ),
+        (
+            b"HTTP/1.1 200 OK\r\nBad Header: x\r\n\r\nok",
+            "a space in a name",
+        ),
+        (b"HTTP/1.1 99999 OK\r\n\r\n", "a five-digit status"),
+    ] {
+        let (upstream, _) = scripted_upstream(vec![answer]).await;
+        let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+        let (status, body) = get_text(&fixture, &server, "/").await.unwrap();
+        assert_eq!(status, 502, "{expected}: {body}");
+    }
+    // Broken chunking after a good head: the client's body is cut, never completed with
+    // whatever follows.
+    for answer in [
+        &b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"[..],
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabcX\r\n0\r\n\r\n",
+    ] {
+        let (upstream, _) = scripted_upstream(vec![answer]).await;
+        let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+        let outcome = get_text(&fixture, &server, "/").await;
+        assert!(
+            outcome.is_err(),
+            "{}: {outcome:?}",
+            String::from_utf8_lossy(answer)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_head_answer_has_no_body_whatever_its_length_says() {
+    use std::sync::atomic::Ordering;
+    let fixture = Fixture::new();
+    let (upstream, accepted) = scripted_upstream(vec![
+        b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ])
+    .await;
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut conn = Conn::open(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let head = Request::head("/")
+        .header("host", "localhost")
+        .body(empty())
+        .unwrap();
+    let response = conn.send(head).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-length"], "10");
+    let (status, _, body) = conn.get("/", &[]).await.unwrap();
+    assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+}
