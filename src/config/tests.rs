@@ -116,6 +116,20 @@ fn more_bad_values_name_their_keys() {
             "[headers]\nstrip_prefix = \"X Client\"",
             "headers.strip_prefix",
         ),
+        ("[headers]\nrole = \"Content-Length\"", "headers.role"),
+        (
+            "[headers]\nverify = \"transfer-encoding\"",
+            "headers.verify",
+        ),
+        ("[headers]\ncorp_id = \"Host\"", "headers.corp_id"),
+        (
+            "[headers]\nuser_id = \"X-Forwarded-For\"",
+            "headers.user_id",
+        ),
+        (
+            "[headers]\nserial = \"Proxy-Authorization\"",
+            "headers.serial",
+        ),
         (
             "[[route]]\npath = \"/a\"\n[[route]]\npath = \"/a/\"",
             "route[1].path",

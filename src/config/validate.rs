@@ -252,12 +252,41 @@ fn anchored_regex(key: &str, pattern: &str) -> Result<Regex, ConfigError> {
 fn validate_headers(file: file::HeadersFile) -> Result<HeaderNames, ConfigError> {
     fn name(key: &str, value: Option<String>, default: &str) -> Result<HeaderName, ConfigError> {
         let value = value.unwrap_or_else(|| default.to_owned());
-        HeaderName::from_bytes(value.as_bytes()).map_err(|_| {
+        let name = HeaderName::from_bytes(value.as_bytes()).map_err(|_| {
             ConfigError::new(
                 format!("headers.{key}"),
                 format!("{value:?} is not a valid header name; use letters, digits and '-', e.g. {default:?}"),
             )
-        })
+        })?;
+        // The identity is written as header lines of its own: a name that frames the message,
+        // routes it or belongs to the connection would be a second one of those.
+        let reserved = matches!(
+            name.as_str(),
+            "host"
+                | "content-length"
+                | "transfer-encoding"
+                | "connection"
+                | "keep-alive"
+                | "proxy-connection"
+                | "upgrade"
+                | "te"
+                | "trailer"
+                | "expect"
+                | "forwarded"
+                | "x-forwarded-for"
+                | "x-forwarded-proto"
+                | "x-forwarded-host"
+                | "client-cert-chain"
+        ) || name.as_str().starts_with("proxy-");
+        if reserved {
+            return Err(ConfigError::new(
+                format!("headers.{key}"),
+                format!(
+                    "{value:?} is a header HTTP or certgate itself sets; choose a name of your own, e.g. {default:?}"
+                ),
+            ));
+        }
+        Ok(name)
     }
     let strip_prefix = file.strip_prefix.unwrap_or_else(|| "X-Client-".to_owned());
     if !strip_prefix.is_empty() && HeaderName::from_bytes(strip_prefix.as_bytes()).is_err() {

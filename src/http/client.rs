@@ -23,6 +23,7 @@ use std::io::{self, Write as _};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, Waker, ready};
+use std::time::Duration;
 
 use bytes::{Buf as _, Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -97,6 +98,9 @@ impl AsyncWrite for Io {
 pub struct Conn {
     io: Io,
     read: BytesMut,
+    spans: Spans,
+    /// Bytes read over the connection's life: whether an exchange got anything at all.
+    received: u64,
 }
 
 impl Conn {
@@ -105,6 +109,8 @@ impl Conn {
         Box::new(Self {
             io,
             read: BytesMut::new(),
+            spans: Vec::new(),
+            received: 0,
         })
     }
 
@@ -127,8 +133,14 @@ impl Conn {
         if self.read.capacity() - self.read.len() < READ_SIZE / 8 {
             self.read.reserve(READ_SIZE);
         }
-        tokio_util::io::poll_read_buf(Pin::new(&mut self.io), cx, &mut self.read)
-            .map_err(Error::Read)
+        let read = ready!(tokio_util::io::poll_read_buf(
+            Pin::new(&mut self.io),
+            cx,
+            &mut self.read
+        ))
+        .map_err(Error::Read)?;
+        self.received += read as u64;
+        Poll::Ready(Ok(read))
     }
 
     /// Reads until an answer's head is complete; informational answers (1xx but 101) are
@@ -138,7 +150,7 @@ impl Conn {
             // Parsed only when there is something to parse: each parse sets up room for a
             // hundred header lines.
             if !self.read.is_empty() {
-                match parse_head(&mut self.read)? {
+                match parse_head(&mut self.read, &mut self.spans)? {
                     Some(head)
                         if head.status.is_informational()
                             && head.status != StatusCode::SWITCHING_PROTOCOLS =>
@@ -273,6 +285,10 @@ pub fn encode_head(
     let mut out = Vec::with_capacity(size);
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
+    // An h2 `:path` may be a bare query; an origin-form target starts with the path.
+    if !target.starts_with('/') {
+        out.push(b'/');
+    }
     out.extend_from_slice(target.as_bytes());
     out.extend_from_slice(b" HTTP/1.1\r\n");
     for (name, value) in headers {
@@ -305,16 +321,19 @@ struct Upload {
     flushed: bool,
     body: Option<Body>,
     framing: Framing,
+    /// How long the rest may take once the answer has been read.
+    after_answer: Duration,
 }
 
 impl Upload {
-    fn new(head: Vec<u8>, body: Body, framing: Framing) -> Self {
+    fn new(head: Vec<u8>, body: Body, framing: Framing, after_answer: Duration) -> Self {
         Self {
             out: head,
             written: 0,
             flushed: false,
             body: (framing != Framing::None).then_some(body),
             framing,
+            after_answer,
         }
     }
 
@@ -388,17 +407,28 @@ struct Head {
     status: StatusCode,
     version: Version,
     headers: HeaderMap,
+    framing: Framed,
 }
+
+/// Where each header line of a head lies in it (name and value: offset, length), kept with the
+/// connection: the values share the head's bytes once it is frozen, and a parse sets up no room
+/// for lines it does not have.
+type Spans = Vec<[u32; 4]>;
 
 /// Parses an answer's head from the start of `read` and takes it out, or `None` while it is
 /// incomplete.
-fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Error> {
-    // Header positions in the head, so that the values can share its bytes once it is frozen.
-    let mut spans = [(0u32, 0u32, 0u32, 0u32); MAX_HEADERS];
-    let (length, code, minor, count) = {
-        let mut lines = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut response = httparse::Response::new(&mut lines);
-        let length = match response.parse(read) {
+fn parse_head(read: &mut BytesMut, spans: &mut Spans) -> Result<Option<Head>, Error> {
+    spans.clear();
+    let mut framing = Framed::default();
+    let (length, code, minor) = {
+        let mut lines = [const { std::mem::MaybeUninit::uninit() }; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut []);
+        let parsed = httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut response,
+            read,
+            &mut lines,
+        );
+        let length = match parsed {
             Ok(httparse::Status::Complete(length)) => length,
             Ok(httparse::Status::Partial) if read.len() > MAX_HEAD => {
                 return Err(Error::Invalid("its head is too large"));
@@ -416,21 +446,20 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Error> {
         // Within the head, which is at most MAX_HEAD (< 4 GiB) long.
         let offset = |part: &[u8]| u32::try_from(part.as_ptr() as usize - base).unwrap_or(0);
         let length_of = |part: &[u8]| u32::try_from(part.len()).unwrap_or(0);
-        let count = response.headers.len();
-        for (span, line) in spans.iter_mut().zip(response.headers.iter()) {
+        for line in response.headers.iter() {
             let name = line.name.as_bytes();
-            *span = (
+            framing.note(name);
+            spans.push([
                 offset(name),
                 length_of(name),
                 offset(line.value),
                 length_of(line.value),
-            );
+            ]);
         }
         (
             length,
             response.code.unwrap_or(0),
             response.version.unwrap_or(0),
-            count,
         )
     };
     let head = read.split_to(length).freeze();
@@ -439,8 +468,8 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Error> {
         1 => Version::HTTP_11,
         _ => Version::HTTP_10,
     };
-    let mut headers = HeaderMap::with_capacity(count);
-    for &(name_at, name_len, value_at, value_len) in &spans[..count] {
+    let mut headers = HeaderMap::with_capacity(spans.len());
+    for &[name_at, name_len, value_at, value_len] in spans.iter() {
         let (name_at, name_len) = (name_at as usize, name_len as usize);
         let (value_at, value_len) = (value_at as usize, value_len as usize);
         let name = HeaderName::from_bytes(&head[name_at..name_at + name_len])
@@ -453,7 +482,26 @@ fn parse_head(read: &mut BytesMut) -> Result<Option<Head>, Error> {
         status,
         version,
         headers,
+        framing,
     }))
+}
+
+/// Which of the headers that decide an answer's framing and keep-alive it has: the others are
+/// not looked up.
+#[derive(Default)]
+struct Framed {
+    connection: bool,
+    transfer_encoding: bool,
+}
+
+impl Framed {
+    fn note(&mut self, name: &[u8]) {
+        if name.eq_ignore_ascii_case(b"connection") {
+            self.connection = true;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            self.transfer_encoding = true;
+        }
+    }
 }
 
 /// How an answer's body ends.
@@ -485,11 +533,12 @@ enum Chunk {
 fn reading(request_method: &Method, head: &mut Head) -> Result<(Reading, bool), Error> {
     let status = head.status;
     let mut keep_alive = head.version == Version::HTTP_11
-        && !head
-            .headers
-            .get_all(header::CONNECTION)
-            .iter()
-            .any(|value| has_token(value.as_bytes(), b"close"));
+        && !(head.framing.connection
+            && head
+                .headers
+                .get_all(header::CONNECTION)
+                .iter()
+                .any(|value| has_token(value.as_bytes(), b"close")));
     if status == StatusCode::SWITCHING_PROTOCOLS {
         return Ok((Reading::Switched, false));
     }
@@ -499,7 +548,7 @@ fn reading(request_method: &Method, head: &mut Head) -> Result<(Reading, bool), 
     {
         return Ok((Reading::Length(0), keep_alive));
     }
-    if head.headers.contains_key(header::TRANSFER_ENCODING) {
+    if head.framing.transfer_encoding {
         let chunked_last = head
             .headers
             .get_all(header::TRANSFER_ENCODING)
@@ -507,10 +556,11 @@ fn reading(request_method: &Method, head: &mut Head) -> Result<(Reading, bool), 
             .next_back()
             .and_then(|value| value.as_bytes().rsplit(|b| *b == b',').next())
             .is_some_and(|last| last.trim_ascii().eq_ignore_ascii_case(b"chunked"));
-        if head.headers.remove(header::CONTENT_LENGTH).is_some() {
-            keep_alive = false;
-        }
+        // RFC 9112 §6.1: an HTTP/1.0 message with Transfer-Encoding is faulty framing.
         if head.version != Version::HTTP_11 {
+            return Err(Error::Invalid("an HTTP/1.0 answer with Transfer-Encoding"));
+        }
+        if head.headers.remove(header::CONTENT_LENGTH).is_some() {
             keep_alive = false;
         }
         return Ok(if chunked_last {
@@ -555,7 +605,12 @@ fn chunk_size(line: &[u8]) -> Option<u64> {
     }
     let size = u64::from_str_radix(std::str::from_utf8(&line[..digits]).ok()?, 16).ok()?;
     let rest = &line[digits..];
-    let rest = rest.trim_ascii_start();
+    // Only blanks (RFC 9112 BWS) may stand between the size and its extensions.
+    let blanks = rest
+        .iter()
+        .take_while(|b| **b == b' ' || **b == b'\t')
+        .count();
+    let rest = &rest[blanks..];
     let clean = rest
         .iter()
         .all(|b| *b == b'\t' || (*b >= 0x20 && *b != 0x7f));
@@ -586,13 +641,18 @@ pub trait ConnectionHome: Send + Sync {
 /// caller may send the request again on another.
 pub async fn exchange(
     mut conn: Box<Conn>,
-    head: Vec<u8>,
-    body: Body,
-    framing: Framing,
-    method: Method,
+    request: Outgoing,
     home: Arc<dyn ConnectionHome>,
 ) -> Result<Response<UpstreamBody>, Failure> {
-    let mut upload = Upload::new(head, body, framing);
+    let Outgoing {
+        head,
+        body,
+        framing,
+        method,
+        upload_after_answer,
+    } = request;
+    let received_before = conn.received;
+    let mut upload = Upload::new(head, body, framing, upload_after_answer);
     let mut uploaded = false;
     let mut write_failed = None;
     let answered = poll_fn(|cx| {
@@ -614,7 +674,8 @@ pub async fn exchange(
     let mut head = match answered {
         Ok(head) => head,
         Err(err) => {
-            let received_nothing = conn.read.is_empty();
+            // Informational answers count: the application did answer something.
+            let received_nothing = conn.received == received_before;
             let err = match (err, write_failed) {
                 (Error::Closed | Error::Read(_), Some(write)) => write,
                 (err, _) => err,
@@ -640,6 +701,21 @@ pub async fn exchange(
     *response.version_mut() = head.version;
     *response.headers_mut() = head.headers;
     Ok(response)
+}
+
+/// A request as [`exchange`] sends it.
+pub struct Outgoing {
+    /// The encoded head ([`encode_head`]).
+    pub head: Vec<u8>,
+    /// The body, sent in `framing`.
+    pub body: Body,
+    /// How the body is framed.
+    pub framing: Framing,
+    /// The request's method (the answer to a `HEAD` has no body).
+    pub method: Method,
+    /// How long the rest of an upload the application answered before reading it may take to
+    /// send; then the connection is closed.
+    pub upload_after_answer: Duration,
 }
 
 /// Why [`exchange`] gave no answer.
@@ -670,15 +746,23 @@ pub struct UpstreamBody {
     /// The rest of a request body the application answered before reading (rare).
     upload: Option<Box<Upload>>,
     home: Option<Arc<dyn ConnectionHome>>,
-    /// Whatever must live as long as the body is being sent (the connection's in-flight count).
-    held: Option<Box<dyn Send + Sync>>,
+    /// Told when the body has been sent to its end or dropped (the client connection's count of
+    /// requests in flight).
+    held: Option<Arc<dyn InFlight>>,
+}
+
+/// A count of requests in flight that a streamed answer keeps up until its last byte.
+pub trait InFlight: Send + Sync {
+    /// The answer counted has been sent to its end, or dropped.
+    fn ended(&self);
 }
 
 impl UpstreamBody {
-    /// Keeps `guard` until the body has been sent to its end or dropped: a streamed answer is in
-    /// flight until its last byte, not only until its head.
-    pub fn hold(&mut self, guard: Box<dyn Send + Sync>) {
-        self.held = Some(guard);
+    /// Tells `count` when the body has been sent to its end or dropped: a streamed answer is in
+    /// flight until its last byte, not only until its head. (An `Arc` the connection already
+    /// has: no allocation per request.)
+    pub fn hold(&mut self, count: Arc<dyn InFlight>) {
+        self.held = Some(count);
     }
 
     /// After a protocol switch (101): the connection, now the application's side of a tunnel.
@@ -698,12 +782,21 @@ impl UpstreamBody {
             return;
         };
         if let Some(mut upload) = self.upload.take() {
-            // The application answered before reading the whole request; it gets the rest, and
-            // the connection closes after it.
+            // The application answered before reading the whole request; it gets the rest, for
+            // as long as a request may take, and the connection closes after it (an application
+            // that neither reads nor closes holds nothing for longer).
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let limit = upload.after_answer;
                 runtime.spawn(async move {
-                    if let Err(err) = poll_fn(|cx| upload.poll(&mut conn.io, cx)).await {
-                        tracing::debug!(error = %err, "the rest of an answered upload failed");
+                    let sending = poll_fn(|cx| upload.poll(&mut conn.io, cx));
+                    match tokio::time::timeout(limit, sending).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(err)) => {
+                            tracing::debug!(error = %err, "the rest of an answered upload failed");
+                        }
+                        Err(_) => tracing::debug!(
+                            "the rest of an answered upload did not go out in time; connection closed"
+                        ),
                     }
                 });
             }
@@ -873,6 +966,9 @@ impl http_body::Body for UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
+        if let Some(count) = self.held.take() {
+            count.ended();
+        }
         // An empty body may never be polled (its end is known from its head).
         if matches!(self.reading, Reading::Length(0)) {
             self.finish();
@@ -885,7 +981,7 @@ mod tests {
     use super::*;
 
     fn head(text: &str) -> Result<Option<Head>, Error> {
-        parse_head(&mut BytesMut::from(text.as_bytes()))
+        parse_head(&mut BytesMut::from(text.as_bytes()), &mut Vec::new())
     }
 
     fn framing_of(text: &str, method: Method) -> Result<(Reading, bool), Error> {
@@ -898,7 +994,7 @@ mod tests {
         let mut read = BytesMut::from(
             &b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: 1\r\nX-A: 2\r\n\r\nbody"[..],
         );
-        let parsed = parse_head(&mut read).unwrap().unwrap();
+        let parsed = parse_head(&mut read, &mut Vec::new()).unwrap().unwrap();
         assert_eq!(parsed.status, 200);
         assert_eq!(parsed.headers["content-type"], "text/plain");
         assert_eq!(parsed.headers.get_all("x-a").iter().count(), 2);
@@ -977,6 +1073,13 @@ mod tests {
             framing_of("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", get()).unwrap(),
             (Reading::Length(0), false)
         );
+        assert!(
+            framing_of(
+                "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+                get()
+            )
+            .is_err()
+        );
     }
 
     #[test]
@@ -1028,6 +1131,8 @@ mod tests {
             b"0x5",
             b"11111111111111111",
             b"5;a\x00",
+            b"5\r",
+            b"5\x0c;x",
         ] {
             assert_eq!(chunk_size(bad), None, "{bad:?}");
         }
@@ -1074,6 +1179,8 @@ mod tests {
         );
         let get = encode_head(&Method::GET, "/", &HeaderMap::new(), b"", Framing::None);
         assert_eq!(get, b"GET / HTTP/1.1\r\n\r\n");
+        let query = encode_head(&Method::GET, "?q=1", &HeaderMap::new(), b"", Framing::None);
+        assert_eq!(query, b"GET /?q=1 HTTP/1.1\r\n\r\n");
     }
 
     #[test]

@@ -435,7 +435,9 @@ fn accepted(
                     // own bodies are written whole.
                     use http_body_util::Either::{Left, Right};
                     if let Left(Right(streamed)) = response.body_mut() {
-                        streamed.hold(Box::new(started));
+                        if let Some(count) = started.hand_over() {
+                            streamed.hold(count);
+                        }
                     } else {
                         drop(started);
                     }

@@ -96,6 +96,7 @@ impl Upstream {
                         config.connect_timeout,
                         config.pool_max_idle_per_host,
                         config.pool_idle_timeout,
+                        config.request_timeout,
                     )),
                     authority,
                 }
@@ -146,16 +147,16 @@ impl Upstream {
         *request.version_mut() = Version::HTTP_11;
         let limit = self.request_timeout;
         Sending::Right(
-            tokio::time::timeout(limit, pool.clone().send(request, injected)).map(move |sent| {
-                match sent {
+            tokio::time::timeout(limit, Box::pin(pool.clone().send(request, injected))).map(
+                move |sent| match sent {
                     Err(_) => Err(UpstreamError::Timeout(limit)),
                     Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),
                     Ok(Err(err)) => {
                         Err(UpstreamError::Unavailable(crate::model::error_chain(&err)))
                     }
                     Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
-                }
-            }),
+                },
+            ),
         )
     }
 }

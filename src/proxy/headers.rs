@@ -52,7 +52,9 @@ fn is_always_stripped(name: &str) -> bool {
         || name.starts_with("x-amzn-mtls-")
 }
 
-const HOP_BY_HOP: [HeaderName; 10] = [
+// A `static`, not a `const`: a const array of names would be built and dropped at every use.
+// `is_hop_by_hop` names the same headers.
+static HOP_BY_HOP: [HeaderName; 10] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
@@ -107,8 +109,26 @@ fn is_protected(name: &str, names: &HeaderNames) -> bool {
         || names.strip.iter().any(|extra| extra.as_str() == name)
 }
 
+/// Whether `name` is one of [`HOP_BY_HOP`]: by its text, which the compiler matches by length
+/// first, rather than ten comparisons of names.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    matches!(
+        name.as_str(),
+        "connection"
+            | "keep-alive"
+            | "proxy-connection"
+            | "proxy-authenticate"
+            | "proxy-authorization"
+            | "te"
+            | "trailer"
+            | "transfer-encoding"
+            | "upgrade"
+            | "http2-settings"
+    )
+}
+
 /// Headers certgate sets on every forwarded request, which no `Connection` header may name.
-const SET_BY_CERTGATE: [HeaderName; 4] = [
+static SET_BY_CERTGATE: [HeaderName; 4] = [
     X_FORWARDED_FOR,
     X_FORWARDED_PROTO,
     X_FORWARDED_HOST,
@@ -190,10 +210,10 @@ impl Injected {
             .identity
             .map_or(&[], |resolved| &resolved.headers.wire);
         let mut injected = Self(Vec::with_capacity(fixed.len() + 320));
-        injected.line(X_FORWARDED_FOR.as_str(), forwarded_for.as_bytes());
-        injected.line(X_FORWARDED_PROTO.as_str(), b"https");
+        injected.line("x-forwarded-for", forwarded_for.as_bytes());
+        injected.line("x-forwarded-proto", b"https");
         if let Some(host) = host {
-            injected.line(X_FORWARDED_HOST.as_str(), host.as_bytes());
+            injected.line("x-forwarded-host", host.as_bytes());
         }
         let Some(resolved) = permit.identity else {
             injected.line(names.verify.as_str(), b"NONE");
@@ -287,7 +307,7 @@ fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
 pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
     // Most messages carry none: one pass over the names they have is cheaper than a hashed
     // removal per hop-by-hop name. (Headers listed in `Connection` only count when it is there.)
-    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+    if !headers.keys().any(is_hop_by_hop) {
         return;
     }
     let listed: Vec<HeaderName> = connection_tokens(headers)
@@ -593,6 +613,16 @@ mod tests {
         let removed = strip_identity(&mut headers, &names);
         assert_eq!(removed.len(), removed_names.len(), "{removed:?}");
         assert_eq!(headers.len(), 2, "{headers:?}");
+    }
+
+    #[test]
+    fn the_hop_by_hop_test_names_the_hop_by_hop_list() {
+        for name in &HOP_BY_HOP {
+            assert!(is_hop_by_hop(name), "{name}");
+        }
+        for name in ["content-length", "host", "x-connection", "tee"] {
+            assert!(!is_hop_by_hop(&HeaderName::from_static(name)), "{name}");
+        }
     }
 
     #[test]

@@ -352,7 +352,7 @@ impl InFlight {
         use std::sync::atomic::Ordering;
         self.count.fetch_add(1, Ordering::AcqRel);
         self.started.fetch_add(1, Ordering::AcqRel);
-        Started(self.clone())
+        Started(Some(self.clone()))
     }
 
     fn idle(&self) -> bool {
@@ -474,13 +474,27 @@ impl InFlight {
     }
 }
 
-pub(super) struct Started(Arc<InFlight>);
+pub(super) struct Started(Option<Arc<InFlight>>);
+
+impl Started {
+    /// The count, for a streamed answer to end when its body does
+    /// ([`crate::http::UpstreamBody::hold`]).
+    pub(super) fn hand_over(mut self) -> Option<Arc<InFlight>> {
+        self.0.take()
+    }
+}
 
 impl Drop for Started {
     fn drop(&mut self) {
-        self.0
-            .count
-            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        if let Some(count) = self.0.take() {
+            crate::http::client::InFlight::ended(&*count);
+        }
+    }
+}
+
+impl crate::http::client::InFlight for InFlight {
+    fn ended(&self) {
+        self.count.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
 }
 

@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 
 use super::headers::Injected;
-use crate::http::client::{self, Conn, ConnectionHome, Failure, Framing, Io};
+use crate::http::client::{self, Conn, ConnectionHome, Failure, Framing, Io, Outgoing};
 use crate::http::{Body, UpstreamBody};
 
 /// How new connections reach the application.
@@ -61,6 +61,9 @@ pub(super) struct Pool {
     connect_timeout: Duration,
     max_idle: usize,
     idle_timeout: Duration,
+    /// How long the rest of an upload may take after the application answered it early (the
+    /// request timeout).
+    upload_after_answer: Duration,
     /// Most recently used at the back: reused first, while the oldest age out at the front.
     idle: Mutex<VecDeque<Idle>>,
 }
@@ -73,6 +76,7 @@ impl Pool {
         connect_timeout: Duration,
         max_idle: usize,
         idle_timeout: Duration,
+        upload_after_answer: Duration,
     ) -> Self {
         Self {
             address,
@@ -80,6 +84,7 @@ impl Pool {
             connect_timeout,
             max_idle,
             idle_timeout,
+            upload_after_answer,
             idle: Mutex::new(VecDeque::new()),
         }
     }
@@ -105,7 +110,9 @@ impl Pool {
             let (parts, body) = request.into_parts();
             let framing = Framing::of(&parts.method, &parts.headers, &body);
             let target = parts.uri.path_and_query().map_or("/", |path| path.as_str());
-            let repeatable = framing == Framing::None && parts.method.is_idempotent();
+            // Safe methods only (GET, HEAD, OPTIONS, TRACE): the application may have received
+            // the request before the connection broke.
+            let repeatable = framing == Framing::None && parts.method.is_safe();
             let mut body = Some(body);
             loop {
                 let (conn, reused) = match self.checkout() {
@@ -123,9 +130,14 @@ impl Pool {
                 );
                 let sending = body.take().unwrap_or_else(crate::http::empty);
                 let home: Arc<dyn ConnectionHome> = self.clone();
-                match client::exchange(conn, head, sending, framing, parts.method.clone(), home)
-                    .await
-                {
+                let outgoing = Outgoing {
+                    head,
+                    body: sending,
+                    framing,
+                    method: parts.method.clone(),
+                    upload_after_answer: self.upload_after_answer,
+                };
+                match client::exchange(conn, outgoing, home).await {
                     Ok(response) => return Ok(response),
                     Err(Failure::Lost(_)) if reused && repeatable => continue,
                     Err(failure) => return Err(SendError::Http(failure.into_error())),
@@ -135,17 +147,20 @@ impl Pool {
     }
 
     fn checkout(&self) -> Option<Box<Conn>> {
-        let mut idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.expire(&mut idle);
-        while let Some(mut entry) = idle.pop_back() {
+        loop {
+            let mut entry = {
+                let mut idle = self
+                    .idle
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner());
+                self.expire(&mut idle);
+                idle.pop_back()?
+            };
+            // Looked at outside the lock: with TLS, a look may process records.
             if entry.conn.is_usable() {
                 return Some(entry.conn);
             }
         }
-        None
     }
 
     fn give_back(&self, conn: Box<Conn>) {

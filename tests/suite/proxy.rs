@@ -658,3 +658,64 @@ async fn a_head_answer_has_no_body_whatever_its_length_says() {
     assert_eq!((status.as_u16(), &body[..]), (200, &b"ok"[..]));
     assert_eq!(accepted.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test]
+async fn a_request_the_application_may_have_received_is_not_sent_twice() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // An application that answers GETs and, on a DELETE, breaks the connection without an
+    // answer (a worker dying after it acted): the DELETE must not reach it a second time.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let deletes = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = deletes.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buffer = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while let Ok(read) = stream.read(&mut chunk).await {
+                    if read == 0 {
+                        return;
+                    }
+                    buffer.extend_from_slice(&chunk[..read]);
+                    while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let delete = buffer.starts_with(b"DELETE ");
+                        buffer.drain(..end + 4);
+                        if delete {
+                            seen.fetch_add(1, Ordering::SeqCst);
+                            return;
+                        }
+                        if stream
+                            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok")
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let fixture = Fixture::new();
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut conn = Conn::open(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    // The first exchange leaves a pooled connection, which the DELETE then goes out on.
+    let (status, _, _) = conn.get("/", &[]).await.unwrap();
+    assert_eq!(status, 200);
+    let delete = Request::delete("/orders/77")
+        .header("host", "localhost")
+        .body(empty())
+        .unwrap();
+    let response = conn.send(delete).await.unwrap();
+    assert_eq!(response.status(), 502);
+    assert_eq!(deletes.load(Ordering::SeqCst), 1);
+}
