@@ -286,7 +286,7 @@ pub fn encode_head(
     out.extend_from_slice(method.as_str().as_bytes());
     out.push(b' ');
     // An h2 `:path` may be a bare query; an origin-form target starts with the path.
-    if !target.starts_with('/') {
+    if target.starts_with('?') {
         out.push(b'/');
     }
     out.extend_from_slice(target.as_bytes());

@@ -9,7 +9,7 @@ use futures_util::FutureExt as _;
 use futures_util::future::Either as Sending;
 
 use http::uri::{Authority, Scheme};
-use http::{Request, Response, Uri, Version, header};
+use http::{Request, Response, header};
 use http_body_util::Either;
 use rustls_pki_types::ServerName;
 
@@ -137,14 +137,9 @@ impl Upstream {
             let host = request.uri().authority().unwrap_or(authority);
             injected.host(host.as_str().as_bytes());
         }
-        // Origin-form (`GET /path HTTP/1.1`), as an application behind a proxy expects.
-        let path = request
-            .uri()
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/"));
-        *request.uri_mut() = Uri::from(path);
-        *request.version_mut() = Version::HTTP_11;
+        // The request line is origin-form (`GET /path HTTP/1.1`), as an application behind a
+        // proxy expects, whatever form the client used: the pool writes the path and query
+        // alone ([`crate::http::client::encode_head`]).
         let limit = self.request_timeout;
         Sending::Right(
             tokio::time::timeout(limit, Box::pin(pool.clone().send(request, injected))).map(
