@@ -712,3 +712,62 @@ async fn an_upload_paused_after_its_early_answer_still_arrives() {
         .expect("closed with close_notify");
     assert!(rest.is_empty(), "{}", String::from_utf8_lossy(&rest));
 }
+
+/// An application that answers an upload early (413) and then neither reads the rest nor closes
+/// its connection: the rest of the upload gets `upstream.request_timeout`, then certgate lets go
+/// of both sides. Before, the rest waited on the application for good, and with it the client,
+/// whose bytes nobody read any more.
+#[tokio::test]
+async fn an_upload_answered_early_by_an_application_that_stops_reading_is_let_go() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let mut seen = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                match stream.read(&mut chunk).await {
+                    Ok(read) if read > 0 => seen.extend_from_slice(&chunk[..read]),
+                    _ => break,
+                }
+            }
+            let _ = stream
+                .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
+                .await;
+            held.push(stream);
+        }
+    });
+    let fixture = Fixture::new();
+    let server = fixture.start(
+        "idle_timeout = \"120s\"",
+        &format!("[upstream]\nurl = \"http://{upstream}\"\nrequest_timeout = \"1s\""),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut tls = tls_from(
+        "127.0.0.1",
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    const SIZE: usize = 64 << 20;
+    let head =
+        format!("POST /app/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: {SIZE}\r\n\r\n");
+    tls.write_all(head.as_bytes()).await.unwrap();
+    let answer = read_answer(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    // More than the socket buffers on the way hold: the upload ends (read and dropped, or the
+    // connection closed) only once certgate stops waiting on the application.
+    let chunk = vec![b'x'; 1 << 20];
+    let sent = tokio::time::timeout(Duration::from_secs(20), async {
+        for _ in 0..SIZE / chunk.len() {
+            if tls.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(sent.is_ok(), "the client's upload is still held after 20 s");
+}
