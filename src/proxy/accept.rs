@@ -21,6 +21,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 
 use super::idle::{BoxError, ClientIo, Drain, InFlight, serve_h1, serve_h2};
+use super::tcp::ClientTcp;
 use super::{ClientCert, Connection, Proxy, balancer};
 use crate::identity::client_cert_chain;
 use crate::tls::{HandshakeOutcome, Listener, ReloadableTls};
@@ -367,7 +368,7 @@ fn connection(
 /// After the handshake: the connection's identity (once), the handshake counted, and the HTTP
 /// connection that serves it, by the protocol ALPN agreed on.
 fn accepted(
-    stream: TlsStream<TcpStream>,
+    stream: TlsStream<ClientTcp>,
     peer: SocketAddr,
     listener_tls: &Listener,
     proxy: &Arc<Proxy>,
@@ -499,21 +500,31 @@ async fn handshake(
     acceptor: TlsAcceptor,
     proxy: Arc<Proxy>,
     timeout: Duration,
-) -> Option<TlsStream<TcpStream>> {
+) -> Option<TlsStream<ClientTcp>> {
     let metrics = proxy.metrics();
-    match tokio::time::timeout(timeout, acceptor.accept(tcp)).await {
+    let accepting = acceptor.accept(ClientTcp::new(tcp)).into_fallible();
+    match tokio::time::timeout(timeout, accepting).await {
         Err(_) => {
             metrics.handshake(HandshakeOutcome::Other.label());
             tracing::debug!(%peer, "TLS handshake timed out");
             None
         }
-        Ok(Err(err)) => {
+        Ok(Err((err, mut tcp))) => {
             let outcome = HandshakeOutcome::of_error(&err);
             metrics.handshake(outcome.label());
             tracing::info!(%peer, result = outcome.label(), error = %err, "TLS handshake refused");
+            // The alert that says why, once, without waiting for a client that does not read.
+            tcp.release(false);
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            let _ = tokio::io::AsyncWrite::poll_flush(Pin::new(&mut tcp), &mut cx);
             None
         }
-        Ok(Ok(stream)) => Some(stream),
+        Ok(Ok(mut stream)) => {
+            let tls13 =
+                stream.get_ref().1.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_3);
+            stream.get_mut().0.release(tls13);
+            Some(stream)
+        }
     }
 }
 

@@ -13,9 +13,10 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::Watcher;
 use prometheus_client::metrics::gauge::Gauge;
-use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio_rustls::server::TlsStream;
+
+use super::tcp::ClientTcp;
 
 pub(super) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -156,7 +157,7 @@ where
                 tokio::select! {
                     biased;
                     _ = signal.wait_for(|draining| *draining) => false,
-                    readable = io.tls.get_ref().0.readable() => readable.is_ok(),
+                    readable = io.tls.get_ref().0.get_ref().readable() => readable.is_ok(),
                     () = tokio::time::sleep_until(deadline) => false,
                 }
             };
@@ -238,13 +239,13 @@ impl H1Watch {
 /// tells an answer still going out to a slow reader from a connection only waiting), and the
 /// bytes a parked connection had read of a head not yet complete given back first.
 pub(super) struct ClientIo {
-    tls: TlsStream<TcpStream>,
+    tls: TlsStream<ClientTcp>,
     in_flight: Arc<InFlight>,
     unread: Bytes,
 }
 
 impl ClientIo {
-    pub(super) fn new(tls: TlsStream<TcpStream>, in_flight: Arc<InFlight>) -> Self {
+    pub(super) fn new(tls: TlsStream<ClientTcp>, in_flight: Arc<InFlight>) -> Self {
         Self {
             tls,
             in_flight,

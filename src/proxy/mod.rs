@@ -17,6 +17,7 @@ mod pool;
 mod rescue;
 mod routes;
 mod service;
+mod tcp;
 mod tunnel;
 
 use std::sync::Arc;

@@ -1,0 +1,244 @@
+//! A client's TCP stream under its TLS connection, which holds back what the handshake writes
+//! last (the session ticket, after the client's Finished) until the connection's first answer,
+//! so that both leave in one system call.
+//!
+//! rustls queues the ticket as the handshake ends and tokio-rustls writes it at once: one more
+//! system call, and one more delivery over the network, for every connection (BENCHMARKS.md,
+//! the fifth round of issue 12). During the handshake every write is held, and whenever a read
+//! would wait for the client, what is held goes out first: the handshake never waits for a
+//! client that lacks what was written for it. When a TLS 1.3 handshake ends, what it wrote last
+//! (the ticket: no TLS 1.3 client waits for one before it sends) stays until the next write
+//! (the answer, h2's settings, close_notify), which sends it first, in the same `writev`; a
+//! flush alone does not send it. After a TLS 1.2 handshake, whose last flight the client waits
+//! for (the server's Finished), the stream behaves as a plain one: a flush or a read that would
+//! wait sends what is held.
+
+use std::io::{self, IoSlice};
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+
+/// See the module's documentation.
+pub(super) struct ClientTcp {
+    tcp: TcpStream,
+    /// Written by TLS, not yet sent.
+    held: Vec<u8>,
+    holding: Holding,
+}
+
+/// What is held, and until when.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Holding {
+    /// During the handshake: every write, until a read would wait.
+    Handshake,
+    /// After a TLS 1.3 handshake: its tickets, until the next write.
+    Tickets,
+    /// Nothing more is held; what is still held goes out at the next chance.
+    Nothing,
+}
+
+impl ClientTcp {
+    /// A stream whose writes are held until [`Self::release`].
+    pub(super) fn new(tcp: TcpStream) -> Self {
+        Self {
+            tcp,
+            held: Vec::new(),
+            holding: Holding::Handshake,
+        }
+    }
+
+    /// The TCP stream.
+    pub(super) fn get_ref(&self) -> &TcpStream {
+        &self.tcp
+    }
+
+    /// The handshake is over: writes go out again, the held bytes first. `tickets_only`: what
+    /// is held is TLS 1.3 tickets, which the client does not wait for.
+    pub(super) fn release(&mut self, tickets_only: bool) {
+        self.holding = if tickets_only {
+            Holding::Tickets
+        } else {
+            Holding::Nothing
+        };
+    }
+
+    /// Sends what is held.
+    fn send_held(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.held.is_empty() {
+            let sent = ready!(Pin::new(&mut self.tcp).poll_write(cx, &self.held))?;
+            if sent == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            self.held.drain(..sent);
+        }
+        // A connection's buffer is not kept for its whole life.
+        self.held = Vec::new();
+        Poll::Ready(Ok(()))
+    }
+
+    /// Writes the held bytes and `bufs` in one `writev` where it takes them all; returns how
+    /// many bytes of `bufs` were written.
+    fn poll_write_after_held(
+        &mut self,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        while !self.held.is_empty() {
+            let held = self.held.len();
+            let sent = {
+                let mut slices = Vec::with_capacity(bufs.len() + 1);
+                slices.push(IoSlice::new(&self.held));
+                slices.extend(bufs.iter().map(|buf| IoSlice::new(buf)));
+                ready!(Pin::new(&mut self.tcp).poll_write_vectored(cx, &slices))?
+            };
+            if sent == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            if sent < held {
+                self.held.drain(..sent);
+                continue;
+            }
+            self.held = Vec::new();
+            if sent > held {
+                return Poll::Ready(Ok(sent - held));
+            }
+        }
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+}
+
+impl AsyncRead for ClientTcp {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let read = Pin::new(&mut this.tcp).poll_read(cx, buf);
+        if read.is_pending() && this.holding != Holding::Tickets && !this.held.is_empty() {
+            // The handshake waits for the client: it must have everything written for it.
+            if let Poll::Ready(Err(err)) = this.send_held(cx) {
+                return Poll::Ready(Err(err));
+            }
+        }
+        read
+    }
+}
+
+impl AsyncWrite for ClientTcp {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.holding == Holding::Handshake {
+            this.held.extend_from_slice(buf);
+            return Poll::Ready(Ok(buf.len()));
+        }
+        if this.held.is_empty() {
+            return Pin::new(&mut this.tcp).poll_write(cx, buf);
+        }
+        this.poll_write_after_held(cx, &[IoSlice::new(buf)])
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.holding == Holding::Handshake {
+            let mut taken = 0;
+            for buf in bufs {
+                this.held.extend_from_slice(buf);
+                taken += buf.len();
+            }
+            return Poll::Ready(Ok(taken));
+        }
+        if this.held.is_empty() {
+            return Pin::new(&mut this.tcp).poll_write_vectored(cx, bufs);
+        }
+        this.poll_write_after_held(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        true
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.holding == Holding::Nothing {
+            ready!(this.send_held(cx))?;
+        }
+        Pin::new(&mut this.tcp).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        ready!(this.send_held(cx))?;
+        Pin::new(&mut this.tcp).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+
+    async fn pair() -> (ClientTcp, TcpStream) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (accepted, client) = tokio::join!(listener.accept(), client);
+        (ClientTcp::new(accepted.unwrap().0), client.unwrap())
+    }
+
+    #[tokio::test]
+    async fn held_bytes_go_out_with_the_first_write_after_release_and_in_order() {
+        let (mut server, mut client) = pair().await;
+        server.write_all(b"ticket;").await.unwrap();
+        server.flush().await.unwrap();
+        server.release(true);
+        // A flush alone does not send a ticket.
+        server.flush().await.unwrap();
+        server.write_all(b"answer").await.unwrap();
+        let mut got = vec![0u8; 13];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"ticket;answer");
+    }
+
+    #[tokio::test]
+    async fn a_read_that_would_wait_sends_what_is_held_first() {
+        let (mut server, mut client) = pair().await;
+        server.write_all(b"flight").await.unwrap();
+        let mut byte = [0u8; 1];
+        // The server waits for the client, which answers only once it has the flight.
+        let (read, ()) = tokio::join!(server.read_exact(&mut byte), async {
+            let mut got = vec![0u8; 6];
+            client.read_exact(&mut got).await.unwrap();
+            assert_eq!(&got, b"flight");
+            client.write_all(b"!").await.unwrap();
+        });
+        read.unwrap();
+        assert_eq!(&byte, b"!");
+        server.write_all(b"-held").await.unwrap();
+        server.release(true);
+        server.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert_eq!(&rest, b"-held");
+    }
+
+    #[tokio::test]
+    async fn after_a_tls12_handshake_a_flush_sends_what_is_held() {
+        let (mut server, mut client) = pair().await;
+        server.write_all(b"finished").await.unwrap();
+        server.release(false);
+        server.flush().await.unwrap();
+        let mut got = vec![0u8; 8];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"finished");
+    }
+}
