@@ -1,7 +1,9 @@
 //! The application's side of certgate: every request that is not certgate's own goes through
-//! [`accept`] (TCP + TLS + connection identity), [`idle`] (the connection's HTTP served until
-//! it ends: idleness, parking, draining), [`service`] (per request: strip, authorize, inject,
-//! forward), and comes back through [`rescue`] when it is refused or fails.
+//! [`accept`] (TCP + TLS + connection identity; under TLS, [`tcp`] holds the handshake's last
+//! flight for the first answer), [`idle`] (the connection's HTTP served until it ends:
+//! idleness, parking, draining), [`service`] (per request: strip, authorize, inject, forward
+//! through [`pool`] on certgate's own HTTP/1.1 client, `crate::http::client`), and comes back
+//! through [`rescue`] when it is refused or fails.
 
 pub mod accept;
 mod balancer;
