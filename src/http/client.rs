@@ -1183,6 +1183,57 @@ mod tests {
         assert_eq!(query, b"GET /?q=1 HTTP/1.1\r\n\r\n");
     }
 
+    /// Mutated answers (bytes flipped, cut, repeated) never panic the head parser, the framing
+    /// decision or the chunk-line reader: each is parsed, refused, or waits for more. A cheap
+    /// stand-in for a fuzzer, deterministic so that a failure repeats.
+    #[test]
+    fn mutated_answers_are_parsed_or_refused_never_a_panic() {
+        let seeds: [&[u8]; 4] = [
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: keep-alive\r\n\r\nhello",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nContent-Length: 3\r\n\r\n5;x=y\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+            b"HTTP/1.0 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+            b"HTTP/1.1 304 Not Modified\r\nContent-Length: 1, 1\r\n\r\n",
+        ];
+        let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+        // xorshift64, and a number below `n` from it.
+        let mut pick = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            usize::try_from(state % n as u64).unwrap_or(0)
+        };
+        let specials = [
+            b'\r', b'\n', b':', b' ', b'\t', b';', b',', b'0', b'f', 0, 0x7f, 0xff,
+        ];
+        for round in 0..20_000 {
+            let seed = seeds[round % seeds.len()];
+            let mut bytes = seed.to_vec();
+            for _ in 0..pick(4) + 1 {
+                let at = pick(bytes.len());
+                match pick(4) {
+                    0 => bytes[at] = specials[pick(specials.len())],
+                    1 => bytes[at] = u8::try_from(pick(256)).unwrap_or(0),
+                    2 => bytes.truncate(at.max(1)),
+                    _ => {
+                        let piece = bytes[at..].to_vec();
+                        bytes.extend_from_slice(&piece);
+                    }
+                }
+            }
+            let mut read = BytesMut::from(bytes.as_slice());
+            let mut spans = Vec::new();
+            for method in [Method::GET, Method::HEAD] {
+                if let Ok(Some(mut head)) = parse_head(&mut read.clone(), &mut spans) {
+                    let _ = reading(&method, &mut head);
+                }
+            }
+            while let Ok(Some(end)) = line(&read, MAX_CHUNK_LINE) {
+                let _ = chunk_size(&read[..end]);
+                read.advance(end + 2);
+            }
+        }
+    }
+
     #[test]
     fn an_empty_body_is_announced_only_where_one_is_expected() {
         let empty = crate::http::empty();
