@@ -143,6 +143,20 @@ impl Conn {
         Poll::Ready(Ok(read))
     }
 
+    /// Up to `left` bytes of a body (what has been read, else the next read); `left` counts
+    /// them down. The stream's end first is an answer cut short.
+    fn poll_take(&mut self, cx: &mut Context<'_>, left: &mut u64) -> Poll<Result<Bytes, Error>> {
+        if self.read.is_empty() && ready!(self.poll_fill(cx))? == 0 {
+            return Poll::Ready(Err(Error::Closed));
+        }
+        let take = self
+            .read
+            .len()
+            .min(usize::try_from(*left).unwrap_or(usize::MAX));
+        *left -= take as u64;
+        Poll::Ready(Ok(self.read.split_to(take).freeze()))
+    }
+
     /// Reads until an answer's head is complete; informational answers (1xx but 101) are
     /// read and dropped.
     fn poll_head(&mut self, cx: &mut Context<'_>) -> Poll<Result<Head, Error>> {
@@ -830,15 +844,8 @@ impl UpstreamBody {
                     return Poll::Ready(None);
                 }
                 Reading::Length(left) => {
-                    if conn.read.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
-                        return Poll::Ready(Some(Err(Error::Closed)));
-                    }
-                    let take = conn
-                        .read
-                        .len()
-                        .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                    *left -= take as u64;
-                    return Poll::Ready(Some(Ok(conn.read.split_to(take).freeze())));
+                    let data = ready!(conn.poll_take(cx, left))?;
+                    return Poll::Ready(Some(Ok(data)));
                 }
                 Reading::UntilClose => {
                     if conn.read.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
@@ -866,18 +873,11 @@ impl UpstreamBody {
                         }
                     },
                     Chunk::Data(left) => {
-                        if conn.read.is_empty() && ready!(conn.poll_fill(cx))? == 0 {
-                            return Poll::Ready(Some(Err(Error::Closed)));
-                        }
-                        let take = conn
-                            .read
-                            .len()
-                            .min(usize::try_from(*left).unwrap_or(usize::MAX));
-                        *left -= take as u64;
+                        let data = ready!(conn.poll_take(cx, left))?;
                         if *left == 0 {
                             *chunk = Chunk::DataEnd;
                         }
-                        return Poll::Ready(Some(Ok(conn.read.split_to(take).freeze())));
+                        return Poll::Ready(Some(Ok(data)));
                     }
                     Chunk::DataEnd => {
                         if conn.read.len() < 2 {

@@ -521,68 +521,55 @@ async fn get_text(fixture: &Fixture, server: &Server, path: &str) -> Result<(u16
     Ok((status.as_u16(), String::from_utf8_lossy(&body).into_owned()))
 }
 
-#[tokio::test]
-async fn an_answer_followed_by_bytes_nobody_asked_for_never_answers_the_next_request() {
+/// Two GETs, each on a new client connection, to an application that answers the first with
+/// `first` and the second with `ok`: the first body, and how many connections the application
+/// accepted (1: certgate reused its connection).
+async fn first_then_ok(first: &'static [u8]) -> (String, usize) {
     use std::sync::atomic::Ordering;
     let fixture = Fixture::new();
     let (upstream, accepted) = scripted_upstream(vec![
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfresh",
+        first,
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
     ])
     .await;
     let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
-    assert_eq!(
-        get_text(&fixture, &server, "/1").await.unwrap(),
-        (200, "ok".into())
-    );
+    let (status, body) = get_text(&fixture, &server, "/1").await.unwrap();
+    assert_eq!(status, 200, "{body}");
     assert_eq!(
         get_text(&fixture, &server, "/2").await.unwrap(),
-        (200, "fresh".into())
+        (200, "ok".into()),
+        "the second request gets its own answer"
     );
+    (body, accepted.load(Ordering::SeqCst))
+}
+
+#[tokio::test]
+async fn an_answer_followed_by_bytes_nobody_asked_for_never_answers_the_next_request() {
+    let (body, connections) = first_then_ok(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhiHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled",
+    )
+    .await;
+    assert_eq!(body, "hi");
     // The connection that carried the extra bytes was not used again.
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!(connections, 2);
 }
 
 #[tokio::test]
 async fn a_chunked_answer_with_extensions_and_trailers_arrives_whole_and_keeps_its_connection() {
-    use std::sync::atomic::Ordering;
-    let fixture = Fixture::new();
-    let (upstream, accepted) = scripted_upstream(vec![
+    let (body, connections) = first_then_ok(
         b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3;x=y\r\nabc\r\n2\r\nde\r\n0\r\nX-Trailer: 1\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-    ])
+    )
     .await;
-    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
-    assert_eq!(
-        get_text(&fixture, &server, "/1").await.unwrap(),
-        (200, "abcde".into())
-    );
-    assert_eq!(
-        get_text(&fixture, &server, "/2").await.unwrap(),
-        (200, "ok".into())
-    );
-    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    assert_eq!((body.as_str(), connections), ("abcde", 1));
 }
 
 #[tokio::test]
 async fn transfer_encoding_beats_content_length_and_the_connection_is_not_reused() {
-    use std::sync::atomic::Ordering;
-    let fixture = Fixture::new();
-    let (upstream, accepted) = scripted_upstream(vec![
+    let (body, connections) = first_then_ok(
         b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
-    ])
+    )
     .await;
-    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
-    assert_eq!(
-        get_text(&fixture, &server, "/1").await.unwrap(),
-        (200, "hello".into())
-    );
-    assert_eq!(
-        get_text(&fixture, &server, "/2").await.unwrap(),
-        (200, "ok".into())
-    );
-    assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    assert_eq!((body.as_str(), connections), ("hello", 2));
 }
 
 #[tokio::test]
