@@ -337,3 +337,47 @@ async fn max_connections_holds_new_connections_until_one_closes() {
         .unwrap();
     assert_eq!(status, 200);
 }
+
+/// The TLS 1.3 session ticket leaves with the first answer rather than alone after the
+/// handshake (one write fewer per connection): the client still has it when the answer has
+/// arrived, and its next connection resumes.
+#[tokio::test]
+async fn the_session_ticket_arrives_with_the_first_answer_and_the_next_connection_resumes() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fixture = Fixture::new();
+    let server = fixture.start("", "");
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let config = client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]);
+    let mut kinds = Vec::new();
+    for _ in 0..2 {
+        let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let mut tls = tokio_rustls::TlsConnector::from(config.clone())
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        tls.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer).await.unwrap();
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "{}",
+            String::from_utf8_lossy(&answer)
+        );
+        let session = tls.get_ref().1;
+        assert_eq!(
+            session.protocol_version(),
+            Some(rustls::ProtocolVersion::TLSv1_3)
+        );
+        kinds.push(session.handshake_kind());
+    }
+    assert_eq!(
+        kinds,
+        [
+            Some(rustls::HandshakeKind::Full),
+            Some(rustls::HandshakeKind::Resumed)
+        ]
+    );
+}
