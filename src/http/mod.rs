@@ -1,6 +1,8 @@
 //! What the proxy and certgate's own endpoints share about HTTP: the one response body type
 //! ([`Body`]) and the one renderer of refusals ([`Problem`]), an HTML page for browsers and RFC 9457
-//! problem JSON for everything else.
+//! problem JSON for everything else. Also the HTTP/1.1 client that talks to the application
+//! ([`client`]): its answer's body is one of [`Body`]'s kinds ([`UpstreamBody`]), so the codec
+//! lives beside the type; the proxy's pool drives it.
 //!
 //! A leaf: it uses only [`crate::model`].
 

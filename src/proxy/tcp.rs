@@ -134,14 +134,10 @@ impl AsyncWrite for ClientTcp {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.holding == Holding::Handshake {
-            this.held.extend_from_slice(buf);
-            return Poll::Ready(Ok(buf.len()));
+        if this.holding == Holding::Handshake || !this.held.is_empty() {
+            return Pin::new(this).poll_write_vectored(cx, &[IoSlice::new(buf)]);
         }
-        if this.held.is_empty() {
-            return Pin::new(&mut this.tcp).poll_write(cx, buf);
-        }
-        this.poll_write_after_held(cx, &[IoSlice::new(buf)])
+        Pin::new(&mut this.tcp).poll_write(cx, buf)
     }
 
     fn poll_write_vectored(
