@@ -420,7 +420,8 @@ fn accepted(
     let proxy = proxy.clone();
     let in_flight = Arc::new(InFlight::default());
     let counting = in_flight.clone();
-    let service = service_fn(move |request| {
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        counting.note_closing(&request);
         let started = counting.start();
         // Boxed per request: hyper keeps a slot for the service's future in every connection for
         // its whole life, and a forwarded request's future is about a KiB. `handle` checks the

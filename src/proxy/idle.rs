@@ -253,6 +253,14 @@ impl ClientIo {
         }
     }
 
+    /// The client asked to close after its last request: what is written now is that
+    /// request's answer, held for close_notify.
+    fn hold_if_last(&mut self) {
+        if self.in_flight.client_closes() {
+            self.tls.get_mut().0.hold_last_answer();
+        }
+    }
+
     /// Closes a parked connection: its close_notify, if the client takes it. (By reference: a
     /// stream moved into this future would take a second slot in the connection's task.)
     async fn close(&mut self, idle: Duration) -> Result<(), BoxError> {
@@ -288,6 +296,7 @@ impl tokio::io::AsyncWrite for ClientIo {
         cx: &mut std::task::Context<'_>,
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        self.hold_if_last();
         let written = Pin::new(&mut self.tls).poll_write(cx, buf);
         self.in_flight.write_polled(&written);
         written
@@ -298,6 +307,7 @@ impl tokio::io::AsyncWrite for ClientIo {
         cx: &mut std::task::Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> std::task::Poll<std::io::Result<usize>> {
+        self.hold_if_last();
         let written = Pin::new(&mut self.tls).poll_write_vectored(cx, bufs);
         self.in_flight.write_polled(&written);
         written
@@ -311,6 +321,13 @@ impl tokio::io::AsyncWrite for ClientIo {
         mut self: Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
+        if self.in_flight.client_closes() && self.in_flight.idle() {
+            // The last answer is whole, and hyper shuts the connection down next: the answer
+            // leaves with close_notify ([`ClientTcp`]). Should hyper not, the task is polled
+            // again, and the read it waits on sends the answer.
+            cx.waker().wake_by_ref();
+            return std::task::Poll::Ready(Ok(()));
+        }
         // TLS buffers what it accepted; a client not reading shows here as often as in writes.
         let flushed = Pin::new(&mut self.tls).poll_flush(cx);
         self.in_flight.flush_polled(&flushed);
@@ -346,6 +363,9 @@ pub(super) struct InFlight {
     read: std::sync::atomic::AtomicU64,
     /// Set while an HTTP/1.1 connection is parked: hyper's shutdown of its stream is skipped.
     parking: std::sync::atomic::AtomicBool,
+    /// The client asked to close the connection after the request it sent (HTTP/1.1): hyper
+    /// ends it once that request is answered.
+    closes: std::sync::atomic::AtomicBool,
 }
 
 impl InFlight {
@@ -354,6 +374,29 @@ impl InFlight {
         self.count.fetch_add(1, Ordering::AcqRel);
         self.started.fetch_add(1, Ordering::AcqRel);
         Started(Some(self.clone()))
+    }
+
+    /// hyper's own rule for when an HTTP/1.x connection ends after this request's answer:
+    /// HTTP/1.1 with `Connection: close`, HTTP/1.0 without `Connection: keep-alive`.
+    pub(super) fn note_closing<B>(&self, request: &hyper::Request<B>) {
+        let token = match request.version() {
+            hyper::Version::HTTP_11 => b"close".as_slice(),
+            hyper::Version::HTTP_10 => b"keep-alive".as_slice(),
+            _ => return,
+        };
+        let named = request
+            .headers()
+            .get_all(hyper::header::CONNECTION)
+            .iter()
+            .any(|value| crate::http::client::has_token(value.as_bytes(), token));
+        if named == (request.version() == hyper::Version::HTTP_11) {
+            self.closes
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    fn client_closes(&self) -> bool {
+        self.closes.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn idle(&self) -> bool {

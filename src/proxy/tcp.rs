@@ -12,6 +12,13 @@
 //! flush alone does not send it. After a TLS 1.2 handshake, whose last flight the client waits
 //! for (the server's Finished), the stream behaves as a plain one: a flush or a read that would
 //! wait sends what is held.
+//!
+//! The last answer of a connection its client asked to close (`Connection: close`: every
+//! connection of a client that makes one request per handshake) is held as well, from its first
+//! write to the shutdown that follows it, so that the answer and close_notify (and a ticket still
+//! held) leave in one `writev` too. [`super::idle::ClientIo`] starts that hold and leaves out
+//! the flush in between; a flush or a read that would wait still sends what is held, and so
+//! does a write that would make it more than [`MAX_HELD`].
 
 use std::io::{self, IoSlice};
 use std::pin::Pin;
@@ -35,9 +42,15 @@ enum Holding {
     Handshake,
     /// After a TLS 1.3 handshake: its tickets, until the next write.
     Tickets,
+    /// The connection's last answer, until the shutdown after it (or a flush, or a read that
+    /// would wait).
+    LastAnswer,
     /// Nothing more is held; what is still held goes out at the next chance.
     Nothing,
 }
+
+/// The most a last answer holds back: a larger one goes out as it is written.
+const MAX_HELD: usize = 16 * 1024;
 
 impl ClientTcp {
     /// A stream whose writes are held until [`Self::release`].
@@ -62,6 +75,13 @@ impl ClientTcp {
         } else {
             Holding::Nothing
         };
+    }
+
+    /// The connection's last answer is about to be written: hold it until the shutdown.
+    pub(super) fn hold_last_answer(&mut self) {
+        if self.holding != Holding::Handshake {
+            self.holding = Holding::LastAnswer;
+        }
     }
 
     /// Sends what is held.
@@ -134,7 +154,8 @@ impl AsyncWrite for ClientTcp {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.holding == Holding::Handshake || !this.held.is_empty() {
+        if matches!(this.holding, Holding::Handshake | Holding::LastAnswer) || !this.held.is_empty()
+        {
             return Pin::new(this).poll_write_vectored(cx, &[IoSlice::new(buf)]);
         }
         Pin::new(&mut this.tcp).poll_write(cx, buf)
@@ -146,7 +167,14 @@ impl AsyncWrite for ClientTcp {
         bufs: &[IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        if this.holding == Holding::Handshake {
+        let holds = match this.holding {
+            Holding::Handshake => true,
+            Holding::LastAnswer => {
+                this.held.len() + bufs.iter().map(|buf| buf.len()).sum::<usize>() <= MAX_HELD
+            }
+            Holding::Tickets | Holding::Nothing => false,
+        };
+        if holds {
             let mut taken = 0;
             for buf in bufs {
                 this.held.extend_from_slice(buf);
@@ -166,7 +194,7 @@ impl AsyncWrite for ClientTcp {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        if this.holding == Holding::Nothing {
+        if matches!(this.holding, Holding::Nothing | Holding::LastAnswer) {
             ready!(this.send_held(cx))?;
         }
         Pin::new(&mut this.tcp).poll_flush(cx)
@@ -236,5 +264,33 @@ mod tests {
         let mut got = vec![0u8; 8];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(&got, b"finished");
+    }
+
+    #[tokio::test]
+    async fn a_last_answer_leaves_with_the_shutdown_unless_flushed_or_too_large() {
+        let (mut server, mut client) = pair().await;
+        server.release(true);
+        server.write_all(b"ticket;").await.unwrap();
+        server.hold_last_answer();
+        server.write_all(b"answer;").await.unwrap();
+        server.write_all(b"close_notify").await.unwrap();
+        server.shutdown().await.unwrap();
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(&got, b"ticket;answer;close_notify");
+
+        let (mut server, mut client) = pair().await;
+        server.release(true);
+        server.hold_last_answer();
+        server.write_all(b"streamed").await.unwrap();
+        server.flush().await.unwrap();
+        let mut got = vec![0u8; 8];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got, b"streamed");
+        let large = vec![7u8; MAX_HELD + 1];
+        server.write_all(&large).await.unwrap();
+        let mut got = vec![0u8; large.len()];
+        client.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, large);
     }
 }

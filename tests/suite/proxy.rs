@@ -706,3 +706,105 @@ async fn a_request_the_application_may_have_received_is_not_sent_twice() {
     assert_eq!(response.status(), 502);
     assert_eq!(deletes.load(Ordering::SeqCst), 1);
 }
+
+/// A TLS 1.3 connection to `server` as taro over HTTP/1.1, without an HTTP client: the test
+/// writes the request's bytes itself.
+async fn raw_http1(
+    fixture: &Fixture,
+    server: &Server,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let config = client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]);
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// The last answer of a connection its client asks to close leaves with close_notify: whole,
+/// however large, and followed by a clean close (`read_to_end` fails on a TLS stream cut
+/// without close_notify), for HTTP/1.1 `Connection: close` and for HTTP/1.0.
+#[tokio::test]
+async fn the_last_answer_before_a_close_the_client_asked_for_arrives_whole_and_closed_cleanly() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    for (request, bytes) in [
+        (
+            "GET /big?bytes=10 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+            10,
+        ),
+        (
+            "GET /big?bytes=300000 HTTP/1.1\r\nHost: localhost\r\nConnection: keep-alive, Close\r\n\r\n",
+            300_000,
+        ),
+        ("GET /big?bytes=10 HTTP/1.0\r\nHost: localhost\r\n\r\n", 10),
+    ] {
+        let mut tls = raw_http1(&fixture, &server).await;
+        tls.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        tls.read_to_end(&mut answer)
+            .await
+            .unwrap_or_else(|err| panic!("{request:?}: {err}"));
+        let head_end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+        let head = String::from_utf8_lossy(&answer[..head_end]).to_ascii_lowercase();
+        assert!(head.starts_with("http/1."), "{head}");
+        assert!(head.contains(" 200 "), "{head}");
+        // The body as it came (chunked or not): at least the bytes asked for.
+        assert!(answer.len() - head_end >= bytes, "{request:?}: {head}");
+    }
+}
+
+/// Holding the last answer for close_notify must not hold a streamed one: its first part
+/// reaches the client while the application still holds back the rest.
+#[tokio::test]
+async fn a_streamed_last_answer_is_not_held_back_until_its_end() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    let (rest_tx, rest_rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let read = stream.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "certgate closed before its request was whole");
+            head.extend_from_slice(&chunk[..read]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
+            .await
+            .unwrap();
+        let _ = rest_rx.await;
+        let _ = stream.write_all(b"4\r\nrest\r\n0\r\n\r\n").await;
+    });
+    let fixture = Fixture::new();
+    let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
+    let mut tls = raw_http1(&fixture, &server).await;
+    tls.write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let first = tokio::time::timeout(Duration::from_secs(20), async {
+        while !answer.windows(5).any(|w| w == b"first") {
+            let read = tls.read(&mut chunk).await.unwrap();
+            assert!(read > 0, "closed before the first part");
+            answer.extend_from_slice(&chunk[..read]);
+        }
+    })
+    .await;
+    assert!(
+        first.is_ok(),
+        "the first part was held back: {}",
+        String::from_utf8_lossy(&answer)
+    );
+    rest_tx.send(()).unwrap();
+    tls.read_to_end(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.contains("rest"), "{answer}");
+}
