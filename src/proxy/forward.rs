@@ -110,11 +110,14 @@ impl Upstream {
 
     /// Sends `request` (its headers already cleaned) with the headers certgate adds, and
     /// returns the response head with its body still streaming. The request is readied here;
-    /// the future only sends it (see [`Pool::send`] on why it is not an `async fn`).
+    /// the future only sends it (see [`Pool::send`] on why it is not an `async fn`). `sent`
+    /// starts the request timeout (the caller times the exchange from it as well: one reading
+    /// of the clock for both).
     pub(super) fn send(
         &self,
         mut request: Request<Body>,
         mut injected: Injected,
+        sent: std::time::Instant,
     ) -> impl Future<Output = Result<Response<Body>, UpstreamError>> + Send + use<> {
         // The application sees the Host the client asked for (h2 carries it as :authority), or
         // the application's own authority when the client sent none; the echo shows the same.
@@ -142,16 +145,16 @@ impl Upstream {
         // alone ([`crate::http::client::encode_head`]).
         let limit = self.request_timeout;
         Sending::Right(
-            tokio::time::timeout(limit, Box::pin(pool.clone().send(request, injected))).map(
-                move |sent| match sent {
-                    Err(_) => Err(UpstreamError::Timeout(limit)),
-                    Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),
-                    Ok(Err(err)) => {
-                        Err(UpstreamError::Unavailable(crate::model::error_chain(&err)))
-                    }
-                    Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
-                },
-            ),
+            tokio::time::timeout_at(
+                tokio::time::Instant::from_std(sent) + limit,
+                Box::pin(pool.clone().send(request, injected)),
+            )
+            .map(move |sent| match sent {
+                Err(_) => Err(UpstreamError::Timeout(limit)),
+                Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),
+                Ok(Err(err)) => Err(UpstreamError::Unavailable(crate::model::error_chain(&err))),
+                Ok(Ok(response)) => Ok(response.map(|body| Either::Left(Either::Right(body)))),
+            }),
         )
     }
 }

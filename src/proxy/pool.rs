@@ -153,7 +153,7 @@ impl Pool {
                     .idle
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner());
-                self.expire(&mut idle);
+                self.expire(&mut idle, Instant::now());
                 idle.pop_back()?
             };
             // Looked at outside the lock: with TLS, a look may process records.
@@ -168,25 +168,23 @@ impl Pool {
             .idle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.expire(&mut idle);
+        let now = Instant::now();
+        self.expire(&mut idle, now);
         if idle.len() >= self.max_idle {
             // Dropping a connection closes it; the freshest ones are kept.
             idle.pop_front();
         }
         if self.max_idle > 0 {
-            idle.push_back(Idle {
-                conn,
-                since: Instant::now(),
-            });
+            idle.push_back(Idle { conn, since: now });
         }
     }
 
     /// Drops connections idle for longer than `upstream.pool_idle_timeout` (checked whenever the
     /// pool is used; an unused pool's connections are closed by the application's own timeout).
-    fn expire(&self, idle: &mut VecDeque<Idle>) {
+    fn expire(&self, idle: &mut VecDeque<Idle>, now: Instant) {
         while idle
             .front()
-            .is_some_and(|entry| entry.since.elapsed() > self.idle_timeout)
+            .is_some_and(|entry| now.saturating_duration_since(entry.since) > self.idle_timeout)
         {
             idle.pop_front();
         }

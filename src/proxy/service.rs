@@ -399,7 +399,7 @@ impl Proxy {
     ) -> impl Future<Output = Outcome> + Send + use<> {
         let sent = Instant::now();
         self.upstream
-            .send(request, injected)
+            .send(request, injected, sent)
             .map(move |answered| Outcome::Exchanged {
                 answered,
                 forwarding,
