@@ -377,7 +377,8 @@ impl InFlight {
     }
 
     /// hyper's own rule for when an HTTP/1.x connection ends after this request's answer:
-    /// HTTP/1.1 with `Connection: close`, HTTP/1.0 without `Connection: keep-alive`.
+    /// HTTP/1.1 with `Connection: close`, HTTP/1.0 without `Connection: keep-alive`, unless the
+    /// request may switch protocols.
     pub(super) fn note_closing<B>(&self, request: &hyper::Request<B>) {
         let token = match request.version() {
             hyper::Version::HTTP_11 => b"close".as_slice(),
@@ -389,7 +390,12 @@ impl InFlight {
             .get_all(hyper::header::CONNECTION)
             .iter()
             .any(|value| crate::http::client::has_token(value.as_bytes(), token));
-        if named == (request.version() == hyper::Version::HTTP_11) {
+        // After the answer to CONNECT or to an `Upgrade` request, hyper may hand the stream
+        // over instead of shutting it down: that answer is not held.
+        if named == (request.version() == hyper::Version::HTTP_11)
+            && request.method() != hyper::Method::CONNECT
+            && !request.headers().contains_key(hyper::header::UPGRADE)
+        {
             self.closes
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }

@@ -129,6 +129,16 @@ impl ClientTcp {
     }
 }
 
+impl Drop for ClientTcp {
+    /// A stream dropped with bytes still held (a connection hyper hands over rather than shuts
+    /// down, or one ended by an error) sends them if the socket takes them at once.
+    fn drop(&mut self) {
+        if !self.held.is_empty() {
+            let _ = self.tcp.try_write(&self.held);
+        }
+    }
+}
+
 impl AsyncRead for ClientTcp {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -292,5 +302,17 @@ mod tests {
         let mut got = vec![0u8; large.len()];
         client.read_exact(&mut got).await.unwrap();
         assert_eq!(got, large);
+    }
+
+    #[tokio::test]
+    async fn a_stream_dropped_with_a_held_answer_sends_it() {
+        let (mut server, mut client) = pair().await;
+        server.release(true);
+        server.hold_last_answer();
+        server.write_all(b"answer").await.unwrap();
+        drop(server);
+        let mut got = Vec::new();
+        client.read_to_end(&mut got).await.unwrap();
+        assert_eq!(&got, b"answer");
     }
 }
