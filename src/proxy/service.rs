@@ -358,11 +358,13 @@ impl Proxy {
         if request.version() == Version::HTTP_2 {
             headers::for_http1(request.headers_mut());
         }
-        let authority = request
-            .uri()
-            .authority()
-            .and_then(|a| header::HeaderValue::from_str(a.as_str()).ok());
-        let host = request.headers().get(header::HOST).or(authority.as_ref());
+        // An h2 request names its host in `:authority` (the URI), whose characters the URI's
+        // parser has already limited to those a header line may carry.
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .map(header::HeaderValue::as_bytes)
+            .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
         let injected = headers::Injected::new(
             permit,
             self.identities.names(),
