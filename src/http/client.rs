@@ -605,7 +605,7 @@ fn reading(request_method: &Method, head: &mut Head) -> Result<(Reading, bool), 
 }
 
 /// Whether a comma-separated header value lists `token` (case-insensitively).
-pub fn has_token(value: &[u8], token: &[u8]) -> bool {
+fn has_token(value: &[u8], token: &[u8]) -> bool {
     value
         .split(|b| *b == b',')
         .any(|part| part.trim_ascii().eq_ignore_ascii_case(token))

@@ -144,11 +144,13 @@ impl Upstream {
         // proxy expects, whatever form the client used: the pool writes the path and query
         // alone ([`crate::http::client::encode_head`]).
         let limit = self.request_timeout;
+        let sending = Box::pin(pool.clone().send(request, injected));
         Sending::Right(
-            tokio::time::timeout_at(
-                tokio::time::Instant::from_std(sent) + limit,
-                Box::pin(pool.clone().send(request, injected)),
-            )
+            match tokio::time::Instant::from_std(sent).checked_add(limit) {
+                Some(deadline) => tokio::time::timeout_at(deadline, sending),
+                // Beyond the clock's range: tokio's own `timeout` then waits for ever.
+                None => tokio::time::timeout(limit, sending),
+            }
             .map(move |sent| match sent {
                 Err(_) => Err(UpstreamError::Timeout(limit)),
                 Ok(Err(err)) if client_stalled(&err) => Err(UpstreamError::ClientStalled),

@@ -82,7 +82,7 @@ where
             loop {
                 let look = tokio::select! {
                     biased;
-                    served = conn.as_mut() => {
+                    served = turns(&in_flight, conn.as_mut()) => {
                         return served.map_err(|err| Box::new(err) as BoxError);
                     }
                     // Drain signalled, or the accept loop is gone without a word: both mean
@@ -93,7 +93,9 @@ where
                 match look {
                     None => {
                         conn.as_mut().graceful_shutdown();
-                        return conn.await.map_err(|err| Box::new(err) as BoxError);
+                        return turns(&in_flight, conn.as_mut())
+                            .await
+                            .map_err(|err| Box::new(err) as BoxError);
                     }
                     Some(H1Look::Close) => {
                         conn.as_mut().graceful_shutdown();
@@ -101,8 +103,11 @@ where
                         // written); one holding an unfinished head would wait for its client,
                         // and gets its close_notify from here. One whose client does not read
                         // is dropped.
-                        if let Ok(served) =
-                            tokio::time::timeout(close_grace(idle), conn.as_mut()).await
+                        if let Ok(served) = tokio::time::timeout(
+                            close_grace(idle),
+                            turns(&in_flight, conn.as_mut()),
+                        )
+                        .await
                         {
                             return served.map_err(|err| Box::new(err) as BoxError);
                         }
@@ -126,7 +131,8 @@ where
                 // the shutdown of the stream itself is skipped while `parking`.
                 in_flight.parking(true);
                 conn.as_mut().graceful_shutdown();
-                let served = tokio::time::timeout(close_grace(idle), conn.as_mut()).await;
+                let served =
+                    tokio::time::timeout(close_grace(idle), turns(&in_flight, conn.as_mut())).await;
                 in_flight.parking(false);
                 match served {
                     Ok(Ok(())) => break,
@@ -235,6 +241,19 @@ impl H1Watch {
     }
 }
 
+/// Polls hyper's connection, counting each poll as a turn of the connection's task: the last
+/// answer's flush is left out only in the turn that completed the answer
+/// ([`ClientIo::poll_flush`]).
+fn turns<'a, F: Future + ?Sized>(
+    in_flight: &'a InFlight,
+    mut connection: Pin<&'a mut F>,
+) -> impl Future<Output = F::Output> + 'a {
+    std::future::poll_fn(move |cx| {
+        in_flight.next_turn();
+        connection.as_mut().poll(cx)
+    })
+}
+
 /// The client's side of an HTTP/1.1 connection: the bytes written to it counted (the idle watch
 /// tells an answer still going out to a slow reader from a connection only waiting), and the
 /// bytes a parked connection had read of a head not yet complete given back first.
@@ -242,6 +261,8 @@ pub(super) struct ClientIo {
     tls: TlsStream<ClientTcp>,
     in_flight: Arc<InFlight>,
     unread: Bytes,
+    /// The turn in which the last answer's flush was first left out: later turns flush.
+    left_out_in: Option<u64>,
 }
 
 impl ClientIo {
@@ -250,15 +271,15 @@ impl ClientIo {
             tls,
             in_flight,
             unread: Bytes::new(),
+            left_out_in: None,
         }
     }
 
     /// The client asked to close after its last request: what is written now is that
     /// request's answer, held for close_notify.
     fn hold_if_last(&mut self) {
-        if self.in_flight.client_closes() {
-            self.tls.get_mut().0.hold_last_answer();
-        }
+        let last = self.in_flight.client_closes();
+        self.tls.get_mut().0.hold_last_answer(last);
     }
 
     /// Closes a parked connection: its close_notify, if the client takes it. (By reference: a
@@ -322,11 +343,23 @@ impl tokio::io::AsyncWrite for ClientIo {
         cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<std::io::Result<()>> {
         if self.in_flight.client_closes() && self.in_flight.idle() {
-            // The last answer is whole, and hyper shuts the connection down next: the answer
-            // leaves with close_notify ([`ClientTcp`]). Should hyper not, the task is polled
-            // again, and the read it waits on sends the answer.
-            cx.waker().wake_by_ref();
-            return std::task::Poll::Ready(Ok(()));
+            // The last answer is whole, and hyper shuts the connection down next, in this same
+            // turn: the answer leaves with close_notify ([`ClientTcp`]). In this turn only:
+            // should hyper not shut down (a request body still coming), the task is polled
+            // again, and a flush in that turn sends the answer, waiting on the socket as any
+            // flush does.
+            let turn = self.in_flight.turn();
+            match self.left_out_in {
+                None => {
+                    self.left_out_in = Some(turn);
+                    cx.waker().wake_by_ref();
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                Some(left_out_in) if left_out_in == turn => {
+                    return std::task::Poll::Ready(Ok(()));
+                }
+                Some(_) => {}
+            }
         }
         // TLS buffers what it accepted; a client not reading shows here as often as in writes.
         let flushed = Pin::new(&mut self.tls).poll_flush(cx);
@@ -366,6 +399,8 @@ pub(super) struct InFlight {
     /// The client asked to close the connection after the request it sent (HTTP/1.1): hyper
     /// ends it once that request is answered.
     closes: std::sync::atomic::AtomicBool,
+    /// Polls of the HTTP/1.1 connection so far (written only by its own task).
+    turn: std::sync::atomic::AtomicU64,
 }
 
 impl InFlight {
@@ -381,24 +416,35 @@ impl InFlight {
     /// request may switch protocols.
     pub(super) fn note_closing<B>(&self, request: &hyper::Request<B>) {
         let token = match request.version() {
-            hyper::Version::HTTP_11 => b"close".as_slice(),
-            hyper::Version::HTTP_10 => b"keep-alive".as_slice(),
+            hyper::Version::HTTP_11 => "close",
+            hyper::Version::HTTP_10 => "keep-alive",
             _ => return,
         };
+        // As hyper reads it: a value that is not visible ASCII names no token.
         let named = request
             .headers()
             .get_all(hyper::header::CONNECTION)
             .iter()
-            .any(|value| crate::http::client::has_token(value.as_bytes(), token));
+            .filter_map(|value| value.to_str().ok())
+            .flat_map(|value| value.split(','))
+            .any(|part| part.trim().eq_ignore_ascii_case(token));
         // After the answer to CONNECT or to an `Upgrade` request, hyper may hand the stream
         // over instead of shutting it down: that answer is not held.
-        if named == (request.version() == hyper::Version::HTTP_11)
+        let closes = named == (request.version() == hyper::Version::HTTP_11)
             && request.method() != hyper::Method::CONNECT
-            && !request.headers().contains_key(hyper::header::UPGRADE)
-        {
-            self.closes
-                .store(true, std::sync::atomic::Ordering::Relaxed);
-        }
+            && !request.headers().contains_key(hyper::header::UPGRADE);
+        self.closes
+            .store(closes, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn next_turn(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.turn
+            .store(self.turn.load(Relaxed).wrapping_add(1), Relaxed);
+    }
+
+    fn turn(&self) -> u64 {
+        self.turn.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn client_closes(&self) -> bool {

@@ -77,10 +77,14 @@ impl ClientTcp {
         };
     }
 
-    /// The connection's last answer is about to be written: hold it until the shutdown.
-    pub(super) fn hold_last_answer(&mut self) {
-        if self.holding != Holding::Handshake {
-            self.holding = Holding::LastAnswer;
+    /// Whether what is written now is the connection's last answer, to be held until the
+    /// shutdown.
+    pub(super) fn hold_last_answer(&mut self, last: bool) {
+        match (last, self.holding) {
+            (_, Holding::Handshake) => {}
+            (true, _) => self.holding = Holding::LastAnswer,
+            (false, Holding::LastAnswer) => self.holding = Holding::Nothing,
+            (false, Holding::Tickets | Holding::Nothing) => {}
         }
     }
 
@@ -281,7 +285,7 @@ mod tests {
         let (mut server, mut client) = pair().await;
         server.release(true);
         server.write_all(b"ticket;").await.unwrap();
-        server.hold_last_answer();
+        server.hold_last_answer(true);
         server.write_all(b"answer;").await.unwrap();
         server.write_all(b"close_notify").await.unwrap();
         server.shutdown().await.unwrap();
@@ -291,7 +295,7 @@ mod tests {
 
         let (mut server, mut client) = pair().await;
         server.release(true);
-        server.hold_last_answer();
+        server.hold_last_answer(true);
         server.write_all(b"streamed").await.unwrap();
         server.flush().await.unwrap();
         let mut got = vec![0u8; 8];
@@ -308,7 +312,7 @@ mod tests {
     async fn a_stream_dropped_with_a_held_answer_sends_it() {
         let (mut server, mut client) = pair().await;
         server.release(true);
-        server.hold_last_answer();
+        server.hold_last_answer(true);
         server.write_all(b"answer").await.unwrap();
         drop(server);
         let mut got = Vec::new();

@@ -771,3 +771,95 @@ async fn an_upload_answered_early_by_an_application_that_stops_reading_is_let_go
     .await;
     assert!(sent.is_ok(), "the client's upload is still held after 20 s");
 }
+
+/// How much CPU the server spends in half a second in which nothing should happen: a window
+/// of time is the point of the measurement here, not a wait for an event.
+async fn cpu_while_waiting(server: &Server) -> Duration {
+    let before = server.cpu_time();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    server.cpu_time() - before
+}
+
+/// The last answer of a connection whose client asked to close is held for close_notify only
+/// while hyper is about to shut the connection down. Answered early, an upload still to come
+/// keeps the connection open: the answer is sent, and the server then waits for the rest
+/// without spinning. The first version left out every flush hyper made while it waited, and
+/// woke itself each time: a core at 100 %.
+#[tokio::test]
+async fn an_early_answer_to_a_closing_upload_arrives_and_the_server_waits_without_spinning() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let upstream = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 1024];
+        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+            match stream.read(&mut chunk).await {
+                Ok(read) if read > 0 => seen.extend_from_slice(&chunk[..read]),
+                _ => return,
+            }
+        }
+        let _ = stream
+            .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied")
+            .await;
+        // Neither reads the upload nor closes.
+        std::future::pending::<()>().await;
+    });
+    let fixture = Fixture::new();
+    let server = fixture.start(
+        "",
+        &format!("[upstream]\nurl = \"http://{upstream}\"\nrequest_timeout = \"30s\""),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut tls = tls_http1(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await;
+    tls.write_all(
+        b"POST /app/upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000000\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let answer = read_answer(&mut tls).await;
+    assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+    let spent = cpu_while_waiting(&server).await;
+    assert!(
+        spent < Duration::from_millis(250),
+        "the server spent {spent:?} of CPU in 500 ms while it waited for the upload"
+    );
+}
+
+/// `Connection: close, é` is no `close` to hyper, which reads no token in a value that is not
+/// visible ASCII, and so none to certgate: the connection stays open for the next request, and
+/// waiting for it costs no CPU. The first version found `close` in the raw bytes, held every
+/// later answer as a last one and woke itself for every flush while the connection waited.
+#[tokio::test]
+async fn a_connection_header_hyper_does_not_read_as_close_is_not_taken_for_one() {
+    use tokio::io::AsyncWriteExt as _;
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start("", &format!("[upstream]\nurl = \"http://{upstream}\"\n"));
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut tls = tls_http1(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await;
+    tls.write_all(b"GET /first HTTP/1.1\r\nHost: localhost\r\nConnection: close, \xe9\r\n\r\n")
+        .await
+        .unwrap();
+    let first = read_answer(&mut tls).await;
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    let spent = cpu_while_waiting(&server).await;
+    assert!(
+        spent < Duration::from_millis(250),
+        "the server spent {spent:?} of CPU in 500 ms on a connection waiting for its next request"
+    );
+    tls.write_all(b"GET /second HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let second = read_answer(&mut tls).await;
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+}

@@ -707,22 +707,6 @@ async fn a_request_the_application_may_have_received_is_not_sent_twice() {
     assert_eq!(deletes.load(Ordering::SeqCst), 1);
 }
 
-/// A TLS 1.3 connection to `server` as taro over HTTP/1.1, without an HTTP client: the test
-/// writes the request's bytes itself.
-async fn raw_http1(
-    fixture: &Fixture,
-    server: &Server,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    let leaf = fixture.ca.client("12345678901234 taro");
-    let config = client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]);
-    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
-
 /// The last answer of a connection its client asks to close leaves with close_notify: whole,
 /// however large, and followed by a clean close (`read_to_end` fails on a TLS stream cut
 /// without close_notify), for HTTP/1.1 `Connection: close` and for HTTP/1.0.
@@ -743,7 +727,7 @@ async fn the_last_answer_before_a_close_the_client_asked_for_arrives_whole_and_c
         ),
         ("GET /big?bytes=10 HTTP/1.0\r\nHost: localhost\r\n\r\n", 10),
     ] {
-        let mut tls = raw_http1(&fixture, &server).await;
+        let mut tls = tls_http1(server.addr, taro_http1(&fixture)).await;
         tls.write_all(request.as_bytes()).await.unwrap();
         let mut answer = Vec::new();
         tls.read_to_end(&mut answer)
@@ -784,7 +768,7 @@ async fn a_streamed_last_answer_is_not_held_back_until_its_end() {
     });
     let fixture = Fixture::new();
     let server = fixture.start("", &upstream_config(&format!("http://{upstream}"), ""));
-    let mut tls = raw_http1(&fixture, &server).await;
+    let mut tls = tls_http1(server.addr, taro_http1(&fixture)).await;
     tls.write_all(b"GET /stream HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
         .await
         .unwrap();
@@ -807,4 +791,27 @@ async fn a_streamed_last_answer_is_not_held_back_until_its_end() {
     tls.read_to_end(&mut answer).await.unwrap();
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.contains("rest"), "{answer}");
+}
+
+/// taro's client configuration over HTTP/1.1.
+fn taro_http1(fixture: &Fixture) -> std::sync::Arc<rustls::ClientConfig> {
+    let leaf = fixture.ca.client("12345678901234 taro");
+    client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"])
+}
+
+/// An `upstream.request_timeout` beyond the clock's range means no timeout, as tokio's own
+/// `timeout` reads it; computing its deadline must not overflow (it would panic on every
+/// request).
+#[tokio::test]
+async fn a_request_timeout_beyond_the_clocks_range_is_no_timeout() {
+    let fixture = Fixture::new();
+    let upstream = test_upstream().await;
+    let server = fixture.start(
+        "",
+        &upstream_config(
+            &format!("http://{upstream}"),
+            "request_timeout = \"500000000000y\"",
+        ),
+    );
+    assert_eq!(get_text(&fixture, &server, "/x").await.unwrap().0, 200);
 }

@@ -140,6 +140,22 @@ pub(crate) fn echoed(body: &Bytes) -> serde_json::Value {
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(body)))
 }
 
+/// A TLS connection to `addr` with ALPN http/1.1 and no HTTP client on it: the test writes
+/// and reads the bytes itself.
+pub(crate) async fn tls_http1(
+    addr: SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+) -> tokio_rustls::client::TlsStream<TcpStream> {
+    let mut config = (*config).clone();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
 /// Sends `request` byte for byte over TLS (ALPN http/1.1) and reads until the server closes:
 /// for request lines and headers that well-behaved clients would not send. The request should
 /// say `Connection: close`. Returns the status, the head and the body as text.
@@ -149,14 +165,7 @@ pub(crate) async fn raw_h1(
     request: &str,
 ) -> (u16, String, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut config = (*config).clone();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = TcpStream::connect(addr).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
+    let mut tls = tls_http1(addr, config).await;
     tls.write_all(request.as_bytes()).await.unwrap();
     let mut answer = Vec::new();
     let _ = tls.read_to_end(&mut answer).await;
