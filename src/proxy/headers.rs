@@ -279,7 +279,9 @@ pub(super) fn is_websocket_upgrade(headers: &HeaderMap) -> bool {
             .any(|protocol| protocol.trim().eq_ignore_ascii_case("websocket"))
 }
 
-fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
+/// The tokens the `Connection` header lists, as hyper reads them: a value that is not visible
+/// ASCII lists none.
+pub(super) fn connection_tokens(headers: &HeaderMap) -> impl Iterator<Item = &str> {
     headers
         .get_all(header::CONNECTION)
         .iter()

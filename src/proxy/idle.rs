@@ -421,13 +421,8 @@ impl InFlight {
             _ => return,
         };
         // As hyper reads it: a value that is not visible ASCII names no token.
-        let named = request
-            .headers()
-            .get_all(hyper::header::CONNECTION)
-            .iter()
-            .filter_map(|value| value.to_str().ok())
-            .flat_map(|value| value.split(','))
-            .any(|part| part.trim().eq_ignore_ascii_case(token));
+        let named = super::headers::connection_tokens(request.headers())
+            .any(|part| part.eq_ignore_ascii_case(token));
         // After the answer to CONNECT or to an `Upgrade` request, hyper may hand the stream
         // over instead of shutting it down: that answer is not held.
         let closes = named == (request.version() == hyper::Version::HTTP_11)

@@ -719,20 +719,13 @@ async fn an_upload_paused_after_its_early_answer_still_arrives() {
 /// whose bytes nobody read any more.
 #[tokio::test]
 async fn an_upload_answered_early_by_an_application_that_stops_reading_is_let_go() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((mut stream, _)) = listener.accept().await {
-            let mut seen = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-                match stream.read(&mut chunk).await {
-                    Ok(read) if read > 0 => seen.extend_from_slice(&chunk[..read]),
-                    _ => break,
-                }
-            }
+            read_request_head(&mut stream).await;
             let _ = stream
                 .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 0\r\n\r\n")
                 .await;
@@ -787,18 +780,13 @@ async fn cpu_while_waiting(server: &Server) -> Duration {
 /// woke itself each time: a core at 100 %.
 #[tokio::test]
 async fn an_early_answer_to_a_closing_upload_arrives_and_the_server_waits_without_spinning() {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::io::AsyncWriteExt as _;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let upstream = listener.local_addr().unwrap();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut seen = Vec::new();
-        let mut chunk = [0u8; 1024];
-        while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
-            match stream.read(&mut chunk).await {
-                Ok(read) if read > 0 => seen.extend_from_slice(&chunk[..read]),
-                _ => return,
-            }
+        if !read_request_head(&mut stream).await {
+            return;
         }
         let _ = stream
             .write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied")

@@ -752,13 +752,10 @@ async fn a_streamed_last_answer_is_not_held_back_until_its_end() {
     let (rest_tx, rest_rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         let (mut stream, _) = listener.accept().await.unwrap();
-        let mut head = Vec::new();
-        let mut chunk = [0u8; 4096];
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-            let read = stream.read(&mut chunk).await.unwrap();
-            assert!(read > 0, "certgate closed before its request was whole");
-            head.extend_from_slice(&chunk[..read]);
-        }
+        assert!(
+            read_request_head(&mut stream).await,
+            "certgate closed before its request was whole"
+        );
         stream
             .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfirst\r\n")
             .await

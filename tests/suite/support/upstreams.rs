@@ -226,3 +226,18 @@ pub(crate) async fn switching_upstream() -> SocketAddr {
     });
     addr
 }
+
+/// Reads from an application's side of a connection until a whole request head has arrived;
+/// false if the connection closed or failed first. What follows the head may have been read too.
+pub(crate) async fn read_request_head(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::AsyncReadExt as _;
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+        match stream.read(&mut chunk).await {
+            Ok(read) if read > 0 => seen.extend_from_slice(&chunk[..read]),
+            _ => return false,
+        }
+    }
+    true
+}
