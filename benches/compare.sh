@@ -2,7 +2,7 @@
 # certgate vs nginx, side by side: mTLS handshakes and keep-alive requests per server CPU-second,
 # and resident memory per idle TLS connection.
 #
-#   benches/compare.sh [--rsa] [--duration 10s] [--rounds 3] [--idle-connections 10000]
+#   benches/compare.sh [--rsa] [--duration 10s] [--rounds 3] [--slices 1] [--idle-connections 10000]
 #                      [--modes "full resume keepalive keepalive-h2 keepalive-rate idle"]
 #
 # Honours CARGO_TARGET_DIR (binaries from ${CARGO_TARGET_DIR:-target}/release). Needs root only to
@@ -21,6 +21,12 @@
 #   - counts each server's CPU time (user + system, all threads and child processes) from /proc,
 #     so rates are per server CPU-second: on two cores the load tool needs about as much CPU per
 #     handshake as the server, so wall-clock rates would measure the client;
+#   - counts from the end of each run's 1-s warm-up (the load tool announces it), so that neither
+#     the connections' set-up nor the first resumptions' full handshakes are in the count;
+#   - with --slices N, splits each round of the throughput modes (full, resume, keepalive,
+#     keepalive-h2) into N slices per server, alternating certgate nginx nginx certgate ..., and
+#     adds them up per round: on a host whose speed drifts over tens of seconds, both servers
+#     then see the same drift (p50/p99/max of a sliced round are its slices' highest);
 #   - runs every mode against both, alternating which goes first, for --rounds rounds, and prints
 #     medians, the ratio certgate / nginx and each round's ratio with the worst of them (the
 #     targets bound every round); the table, every run and the environment go to
@@ -42,6 +48,7 @@ cd "$(dirname "$0")/.."
 key_type=ecdsa
 duration=10s
 rounds=3
+slices=1
 idle_connections=10000
 modes="full resume keepalive keepalive-h2 keepalive-rate idle"
 while [ $# -gt 0 ]; do
@@ -49,11 +56,25 @@ while [ $# -gt 0 ]; do
     --rsa) key_type=rsa; shift ;;
     --duration) duration=$2; shift 2 ;;
     --rounds) rounds=$2; shift 2 ;;
+    --slices) slices=$2; shift 2 ;;
     --modes) modes=$2; shift 2 ;;
     --idle-connections) idle_connections=$2; shift 2 ;;
     *) echo "compare.sh: unknown argument $1 (see the header of this file)" >&2; exit 2 ;;
   esac
 done
+
+case "$duration" in
+  *[!0-9]*s|s|*s*s) echo "compare.sh: --duration must be whole seconds, like 10s" >&2; exit 2 ;;
+  *[0-9]s) ;;
+  *) echo "compare.sh: --duration must be whole seconds, like 10s" >&2; exit 2 ;;
+esac
+case "$slices" in
+  ''|*[!0-9]*|0) echo "compare.sh: --slices must be a whole number of at least 1" >&2; exit 2 ;;
+esac
+seconds=${duration%s}
+if [ $(( seconds * 1000 / slices )) -lt 1000 ]; then
+  echo "compare.sh: --duration $duration in $slices slices leaves less than 1 s per slice" >&2; exit 2
+fi
 
 if ! command -v nginx >/dev/null 2>&1; then
   echo "compare.sh: installing nginx" >&2
@@ -223,29 +244,41 @@ results="$work/results.tsv"
 : > "$results"
 # One row per run: name mode round measure wall-seconds json. measure = server CPU ticks, or for
 # idle the server's RSS growth in KiB.
-run_one() { # server-name pid port mode round
-  local name=$1 pid=$2 port=$3 mode=$4 round=$5 args=() before after json t0 t1
+run_one() { # server-name pid port mode round slice run-duration
+  local name=$1 pid=$2 port=$3 mode=$4 round=$5 slice=$6 run_duration=$7 args=() before after json t0 t1 line
   case "$mode" in
     full|resume) args=(--mode "$mode" --concurrency 32) ;;
     keepalive) args=(--mode keepalive --concurrency 64) ;;
     keepalive-h2) args=(--mode keepalive --http2 --concurrency 64) ;;
     keepalive-rate) args=(--mode keepalive --concurrency 64 --rate 4000) ;;
   esac
-  # A short unmeasured warm-up (upstream pool, caches) before the CPU counter is read.
-  load "$port" "${args[@]}" --duration 1s >/dev/null 2>&1 || true
+  # An unmeasured warm-up (upstream pool, caches, the connections' set-up, the first tickets)
+  # in the same run: the server's CPU is counted from the line that ends it. The load tool's
+  # stderr comes through a FIFO, so that line is read as it is written, without polling.
+  rm -f "$work/err.fifo"; mkfifo "$work/err.fifo"
+  load "$port" "${args[@]}" --warmup 1s --duration "$run_duration" >"$work/load.json" 2>"$work/err.fifo" &
+  local loader=$!
+  exec 7<"$work/err.fifo"
+  while IFS= read -r line <&7; do
+    echo "$line" >> "$work/load.log"
+    [[ $line == *"certgate-load: measuring"* ]] && break
+  done
   before=$(cpu_ticks "$pid"); t0=$(date +%s.%N)
-  json=$(load "$port" "${args[@]}" --duration "$duration" 2>>"$work/load.log") || true
+  cat <&7 >> "$work/load.log"
+  wait "$loader" || true
   after=$(cpu_ticks "$pid"); t1=$(date +%s.%N)
+  exec 7<&-
+  json=$(cat "$work/load.json")
   [ -n "$json" ] || { echo "  $name $mode round $round: the load tool failed (see below)" >&2; tail -3 "$work/load.log" >&2; return; }
   printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$name" "$mode" "$round" "$(( after - before ))" \
     "$(python3 -c "print(f'{$t1 - $t0:.3f}')")" "$json" >> "$results"
-  python3 - "$json" "$(( after - before ))" "$hz" "$name" "$mode" "$round" >&2 <<'PY'
+  python3 - "$json" "$(( after - before ))" "$hz" "$name" "$mode" "$round" "$slice" >&2 <<'PY'
 import json, sys
 d = json.loads(sys.argv[1]); ticks, hz = int(sys.argv[2]), int(sys.argv[3])
 cpu = ticks / hz
 rate = d["ok"] / cpu if cpu else 0
 p99 = d["latency_ms"]["p99"] if d["latency_ms"] else float("nan")
-print(f"  {sys.argv[4]} {sys.argv[5]} round {sys.argv[6]}: {d['ok']} ok in {d['elapsed_secs']:.1f} s "
+print(f"  {sys.argv[4]} {sys.argv[5]} round {sys.argv[6]}{sys.argv[7]}: {d['ok']} ok in {d['elapsed_secs']:.1f} s "
       f"({d['ops_per_sec']:.0f}/s wall), server CPU {cpu:.2f} s ({100 * cpu / d['elapsed_secs']:.0f}%), "
       f"{rate:.0f}/server-CPU-s, p99 {p99:.2f} ms, load tool busy "
       f"{100 * d.get('client_busy', 0):.0f}% ({d.get('client_cpu_us_per_op', 0):.1f} µs/op), errors {d['errors']}")
@@ -282,13 +315,25 @@ print(f"  {sys.argv[4]} idle round {sys.argv[5]}: +{grew} KiB over {sys.argv[3]}
 PY
 }
 
-echo "compare.sh: $key_type, $duration per run, $rounds round(s), modes: $modes" >&2
+echo "compare.sh: $key_type, $duration per run, $rounds round(s), $slices slice(s), modes: $modes" >&2
 for round in $(seq "$rounds"); do
   for mode in $modes; do
     if [ $(( round % 2 )) -eq 1 ]; then order="certgate nginx"; else order="nginx certgate"; fi
-    for name in $order; do
-      if [ "$name" = certgate ]; then pid=$certgate_pid; port=$certgate_port; else pid=$nginx_pid; port=$nginx_port; fi
-      if [ "$mode" = idle ]; then idle_rss "$name" "$port" "$round"; else run_one "$name" "$pid" "$port" "$mode" "$round"; fi
+    # Only the throughput modes are sliced: idle holds its connections for one sample, and the
+    # fixed-rate mode measures latency, which a slice's short run would not settle.
+    case "$mode" in
+      full|resume|keepalive|keepalive-h2) mode_slices=$slices ;;
+      *) mode_slices=1 ;;
+    esac
+    for slice in $(seq "$mode_slices"); do
+      label=""; [ "$mode_slices" -gt 1 ] && label=" slice $slice/$mode_slices"
+      for name in $order; do
+        if [ "$name" = certgate ]; then pid=$certgate_pid; port=$certgate_port; else pid=$nginx_pid; port=$nginx_port; fi
+        if [ "$mode" = idle ]; then idle_rss "$name" "$port" "$round"
+        else run_one "$name" "$pid" "$port" "$mode" "$round" "$label" "$(( seconds * 1000 / mode_slices ))ms"; fi
+      done
+      # The next slice starts with the server that ran last: certgate nginx nginx certgate ...
+      order=$(echo "$order" | awk '{print $2, $1}')
     done
   done
 done
@@ -302,17 +347,40 @@ out="benches/results/compare-$stamp-$key_type.md"
   echo "- machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), kernel $(uname -r)"
   echo "- certgate $(git rev-parse --short HEAD 2>/dev/null)$(git diff --quiet 2>/dev/null || echo ' + uncommitted changes'); $(rustc -V)"
   echo "- $(nginx -v 2>&1 | sed 's/^nginx version: //'); $(openssl version)"
-  echo "- command: benches/compare.sh --duration $duration --rounds $rounds --idle-connections $idle_connections$([ "$key_type" = rsa ] && echo ' --rsa') --modes \"$modes\""
+  echo "- command: benches/compare.sh --duration $duration --rounds $rounds --slices $slices --idle-connections $idle_connections$([ "$key_type" = rsa ] && echo ' --rsa') --modes \"$modes\""
   echo
 } > "$out"
-python3 - "$results" "$hz" "$key_type" "$duration" "$rounds" >> "$out" <<'PY'
+python3 - "$results" "$hz" "$key_type" "$duration" "$rounds" "$slices" >> "$out" <<'PY'
 import json, statistics, sys
-path, hz, key_type, duration, rounds = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
-rows = {}
+path, hz, key_type, duration, rounds, slices = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5], sys.argv[6]
+runs = {}
 for line in open(path):
     name, mode, rnd, measure, wall, data = line.rstrip("\n").split("\t", 5)
-    rows.setdefault((mode, name), []).append((int(rnd), int(measure), float(wall), json.loads(data)))
-print(f"key type: {key_type}; duration per run: {duration}; rounds: {rounds}; medians over rounds.")
+    runs.setdefault((mode, name, int(rnd)), []).append((int(measure), float(wall), json.loads(data)))
+
+def merged(parts):
+    """A round's slices as one run: counts and CPU added up, latencies their slices' highest."""
+    measure = sum(m for m, _, _ in parts)
+    wall = sum(w for _, w, _ in parts)
+    if len(parts) == 1:
+        return measure, wall, parts[0][2]
+    data = dict(parts[-1][2])
+    for key in ("ok", "failed", "elapsed_secs"):
+        data[key] = sum(d[key] for _, _, d in parts)
+    data["ops_per_sec"] = data["ok"] / data["elapsed_secs"] if data["elapsed_secs"] else 0
+    errors = {}
+    for _, _, d in parts:
+        for kind, count in d["errors"].items():
+            errors[kind] = errors.get(kind, 0) + count
+    data["errors"] = errors
+    latencies = [d["latency_ms"] for _, _, d in parts if d["latency_ms"]]
+    data["latency_ms"] = {k: max(l[k] for l in latencies) for k in ("p50", "p99", "max")} if latencies else None
+    return measure, wall, data
+
+rows = {}
+for (mode, name, rnd), parts in sorted(runs.items()):
+    rows.setdefault((mode, name), []).append((rnd, *merged(parts)))
+print(f"key type: {key_type}; duration per run: {duration} in {slices} slice(s); rounds: {rounds}; medians over rounds.")
 print("Rates are successful operations per second of server CPU time (user + system); idle is the")
 print("server's resident-memory growth per held connection (lower is better).\n")
 print("| mode | certgate | nginx | certgate / nginx | per round (worst) | certgate p99 ms | nginx p99 ms |")

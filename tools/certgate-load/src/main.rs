@@ -36,8 +36,10 @@
 //! `--count N` stops after N operations, otherwise `--duration` (default
 //! 10s); `--rate R` caps total operations per second across all workers;
 //! `--warmup D` runs unmeasured operations for D first (`--count` and
-//! `--warmup` do not apply to `idle`). Ctrl-C stops early and still prints
-//! the report.
+//! `--warmup` do not apply to `idle`); the line `certgate-load: measuring`
+//! goes to stderr (also with `--json`) when it ends, so that a script can
+//! start counting the server's CPU there. Ctrl-C stops early and still
+//! prints the report.
 //!
 //! Every connection needs a file descriptor: the soft `RLIMIT_NOFILE` is
 //! raised to the hard limit at start, and a `--concurrency` that still does

@@ -97,9 +97,15 @@ pub(crate) async fn run(s: Setup) -> Result<Report, SetupError> {
         }
     });
 
-    // The tool's own CPU from the start of measurement (after the warm-up).
+    // The tool's own CPU from the start of measurement (after the warm-up). The end of a
+    // warm-up is announced on stderr (also with `--json`), so that a script measuring the
+    // server's CPU can start its count there, leaving out the connections' set-up.
+    let announce = !warmup.is_zero();
     let cpu_at_start = tokio::spawn(async move {
         tokio::time::sleep_until(measure_start.into()).await;
+        if announce {
+            eprintln!("certgate-load: measuring");
+        }
         crate::cpu::process_cpu()
     });
     let mut ramp = None;

@@ -134,6 +134,34 @@ fn every_mode_runs_against_an_mtls_server_and_reports_it() {
 }
 
 #[test]
+fn the_end_of_a_warm_up_is_announced_and_only_what_follows_is_counted() {
+    let target = Target::start();
+    let args = [
+        "--mode",
+        "keepalive",
+        "--concurrency",
+        "2",
+        "--count",
+        "10",
+        "--json",
+    ];
+    let warmed = target.load(&[&args[..], &["--warmup", "300ms"]].concat());
+    assert_eq!(warmed.status.code(), Some(0), "{warmed:?}");
+    assert_eq!(report(&warmed)["ok"], 10);
+    assert!(
+        String::from_utf8_lossy(&warmed.stderr).contains("certgate-load: measuring"),
+        "{warmed:?}"
+    );
+    // Without a warm-up there is nothing to announce: measuring starts with the run.
+    let cold = target.load(&args);
+    assert_eq!(cold.status.code(), Some(0), "{cold:?}");
+    assert!(
+        !String::from_utf8_lossy(&cold.stderr).contains("measuring"),
+        "{cold:?}"
+    );
+}
+
+#[test]
 fn a_refused_client_certificate_is_counted_as_errors_and_exits_1() {
     let target = Target::start();
     // The server trusts only its own CA.
