@@ -63,14 +63,10 @@ while [ $# -gt 0 ]; do
   esac
 done
 
-case "$duration" in
-  *[!0-9]*s|s|*s*s) echo "compare.sh: --duration must be whole seconds, like 10s" >&2; exit 2 ;;
-  *[0-9]s) ;;
-  *) echo "compare.sh: --duration must be whole seconds, like 10s" >&2; exit 2 ;;
-esac
-case "$slices" in
-  ''|*[!0-9]*|0) echo "compare.sh: --slices must be a whole number of at least 1" >&2; exit 2 ;;
-esac
+[[ $duration =~ ^[1-9][0-9]*s$ ]] \
+  || { echo "compare.sh: --duration must be whole seconds, at least 1, like 10s" >&2; exit 2; }
+[[ $slices =~ ^[1-9][0-9]*$ ]] \
+  || { echo "compare.sh: --slices must be a whole number of at least 1" >&2; exit 2; }
 seconds=${duration%s}
 if [ $(( seconds * 1000 / slices )) -lt 1000 ]; then
   echo "compare.sh: --duration $duration in $slices slices leaves less than 1 s per slice" >&2; exit 2

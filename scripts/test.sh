@@ -106,3 +106,14 @@ if scripts/readme-test.sh "$broken" >/dev/null 2>&1; then
 fi
 rm -f "$broken"
 echo "test.sh: a README with a broken command fails scripts/readme-test.sh, as it should"
+# compare.sh refuses bad arguments before it installs, builds or starts anything.
+for bad in "--slices 0" "--slices x" "--slices 08" "--duration 1.5s" "--duration 10ms" "--duration 0s" \
+  "--duration 3s --slices 4"; do
+  # shellcheck disable=SC2086 # each case is several words on purpose
+  if out=$(benches/compare.sh $bad 2>&1); then
+    echo "test.sh: benches/compare.sh $bad was accepted" >&2; exit 1
+  elif [ $? -ne 2 ] || [[ $out != "compare.sh: --"* ]]; then
+    echo "test.sh: benches/compare.sh $bad did not refuse with exit 2 and a message: $out" >&2; exit 1
+  fi
+done
+echo "test.sh: benches/compare.sh refuses bad --slices and --duration values"
