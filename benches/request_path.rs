@@ -111,7 +111,10 @@ async fn pipe(target: Option<(Arc<Proxy>, Arc<Connection>)>) -> SendRequest<Empt
             let target = target.clone();
             async move {
                 Ok::<_, Infallible>(match target {
-                    Some((proxy, connection)) => proxy.handle(connection, request).await,
+                    Some((proxy, connection)) => {
+                        let survey = proxy.survey(&request);
+                        proxy.handle(connection, request, survey).await
+                    }
                     None => Response::new(http_body_util::Either::Right(Full::new(
                         Bytes::from_static(b"ok\n"),
                     ))),

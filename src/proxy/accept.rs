@@ -421,7 +421,8 @@ fn accepted(
     let in_flight = Arc::new(InFlight::default());
     let counting = in_flight.clone();
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        counting.note_closing(&request);
+        let survey = proxy.survey(&request);
+        counting.note_closing(&request, &survey);
         let started = counting.start();
         // Boxed per request: hyper keeps a slot for the service's future in every connection for
         // its whole life, and a forwarded request's future is about a KiB. `handle` checks the
@@ -429,7 +430,7 @@ fn accepted(
         Box::pin(
             proxy
                 .clone()
-                .handle(connection.clone(), request)
+                .handle(connection.clone(), request, survey)
                 .map(move |mut response| {
                     // The application's answer streams on after its head: the request stays in
                     // flight until the body's end, or the idle watch of an h2 connection

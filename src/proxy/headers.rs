@@ -8,48 +8,188 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use super::policy::Permit;
 use crate::config::HeaderNames;
 
-/// Whether an inbound header (lowercase name) is removed whatever the configuration: the ways
-/// proxies, load balancers and web servers pass a client certificate, a client address or the
-/// original scheme, path or method, which an application may trust because it came from "the
-/// front end". certgate is the front end: it sets `X-Forwarded-For`/`-Proto`/`-Host` itself, and
-/// no header may change the path or method it decided on.
+/// Inbound headers (lowercase names) removed whatever the configuration: the ways proxies, load
+/// balancers and web servers pass a client certificate, a client address or the original scheme,
+/// path or method, which an application may trust because it came from "the front end". certgate
+/// is the front end: it sets `X-Forwarded-For`/`-Proto`/`-Host` itself, and no header may change
+/// the path or method it decided on.
+const ALWAYS_STRIPPED: [&str; 26] = [
+    // Client certificates (RFC 9440, Envoy, IIS/ASP.NET, AWS, Traefik, Apache conventions).
+    "client-cert",
+    "client-cert-chain",
+    "x-forwarded-client-cert",
+    "x-arr-clientcert",
+    "certificate",
+    "x-client-cert",
+    "x-client-certificate",
+    "x-ssl-cert",
+    // Client addresses.
+    "forwarded",
+    "x-real-ip",
+    "true-client-ip",
+    "cf-connecting-ip",
+    "x-client-ip",
+    "x-cluster-client-ip",
+    "x-proxyuser-ip",
+    "fastly-client-ip",
+    // Scheme.
+    "front-end-https",
+    "x-url-scheme",
+    // Path and method overrides (IIS, Symfony, Zend, Envoy; Rails, Spring, ASP.NET).
+    "x-original-url",
+    "x-rewrite-url",
+    "x-original-uri",
+    "x-override-url",
+    "x-envoy-original-path",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+];
+
+/// The families of [`ALWAYS_STRIPPED`], by the start of their names.
+const ALWAYS_STRIPPED_PREFIXES: [&str; 4] = [
+    "x-forwarded-",
+    "x-ssl-client",
+    "ssl-client-",
+    "x-amzn-mtls-",
+];
+
+/// Whether an inbound header (lowercase name) is removed whatever the configuration.
 fn is_always_stripped(name: &str) -> bool {
-    matches!(
-        name,
-        // Client certificates (RFC 9440, Envoy, IIS/ASP.NET, AWS, Traefik, Apache conventions).
-        "client-cert"
-            | "client-cert-chain"
-            | "x-forwarded-client-cert"
-            | "x-arr-clientcert"
-            | "certificate"
-            | "x-client-cert"
-            | "x-client-certificate"
-            | "x-ssl-cert"
-            // Client addresses.
-            | "forwarded"
-            | "x-real-ip"
-            | "true-client-ip"
-            | "cf-connecting-ip"
-            | "x-client-ip"
-            | "x-cluster-client-ip"
-            | "x-proxyuser-ip"
-            | "fastly-client-ip"
-            // Scheme.
-            | "front-end-https"
-            | "x-url-scheme"
-            // Path and method overrides (IIS, Symfony, Zend, Envoy; Rails, Spring, ASP.NET).
-            | "x-original-url"
-            | "x-rewrite-url"
-            | "x-original-uri"
-            | "x-override-url"
-            | "x-envoy-original-path"
-            | "x-http-method-override"
-            | "x-http-method"
-            | "x-method-override"
-    ) || name.starts_with("x-forwarded-")
-        || name.starts_with("x-ssl-client")
-        || name.starts_with("ssl-client-")
-        || name.starts_with("x-amzn-mtls-")
+    ALWAYS_STRIPPED.contains(&name)
+        || ALWAYS_STRIPPED_PREFIXES
+            .iter()
+            .any(|prefix| name.starts_with(prefix))
+}
+
+/// A quick first look at a header name: could it be one that only certgate may set, or one it
+/// removes ([`is_protected`])? It answers from a few of the name's bytes and its length, so it
+/// may say yes to a name that is not protected, never no to one that is. A request's usual
+/// headers (`host`, `user-agent`, `accept`, `cookie`, `sec-fetch-*`, `x-requested-with`…) then
+/// cost a few instructions each instead of a comparison with some forty names (BENCHMARKS.md, the
+/// eighth round of issue 12).
+pub(super) struct Screen {
+    /// The lengths of the exact names, as bits, in one of 64 rows chosen by [`Screen::row`]
+    /// (lengths of 64 and more: [`Self::long`]).
+    exact: [u64; 64],
+    /// Per first byte (its low five bits: every lowercase letter has its own), the third bytes
+    /// of the prefixes starting with it, as bits; every bit when a prefix is shorter than three
+    /// bytes.
+    prefixed: [u32; 32],
+    /// Whether some exact name is 64 bytes or longer.
+    long: bool,
+}
+
+impl Screen {
+    pub(super) fn new(names: &HeaderNames) -> Self {
+        let mut screen = Self {
+            exact: [0; 64],
+            prefixed: [0; 32],
+            long: false,
+        };
+        let configured = names
+            .all()
+            .into_iter()
+            .chain(&names.strip)
+            .map(HeaderName::as_str);
+        for name in ALWAYS_STRIPPED.into_iter().chain(configured) {
+            if name.len() < 64 {
+                screen.exact[Self::row(name.as_bytes())] |= 1 << name.len();
+            } else {
+                screen.long = true;
+            }
+        }
+        let own_prefix = Some(names.strip_prefix.as_str()).filter(|prefix| !prefix.is_empty());
+        for prefix in ALWAYS_STRIPPED_PREFIXES.into_iter().chain(own_prefix) {
+            match prefix.as_bytes() {
+                [first, _, third, ..] => {
+                    screen.prefixed[usize::from(first & 31)] |= 1 << (third & 31);
+                }
+                [first, ..] => screen.prefixed[usize::from(first & 31)] = u32::MAX,
+                [] => {}
+            }
+        }
+        screen
+    }
+
+    /// An exact name's row: from its first, third and last bytes, which tell apart most names
+    /// of one length.
+    fn row(name: &[u8]) -> usize {
+        let byte = |at: Option<&u8>| usize::from(at.copied().unwrap_or(0));
+        (byte(name.first()) * 3 + byte(name.get(2)) * 5 + byte(name.last())) & 63
+    }
+
+    /// Whether `name` (lowercase) may be protected: if not, it is not.
+    fn may_be_protected(&self, name: &[u8]) -> bool {
+        let Some(first) = name.first() else {
+            return true;
+        };
+        let prefixes = self.prefixed[usize::from(first & 31)];
+        let prefixed = match name.get(2) {
+            Some(third) => prefixes & (1 << (third & 31)) != 0,
+            None => prefixes != 0,
+        };
+        prefixed
+            || match name.len() {
+                length @ 0..64 => self.exact[Self::row(name)] & (1 << length) != 0,
+                _ => self.long,
+            }
+    }
+}
+
+/// What one pass over a request's header fields found, so that the checks that follow need no
+/// lookup in its `HeaderMap`: each lookup hashes the name (about 110 instructions), and a request
+/// was looked up eight times on its way through certgate (BENCHMARKS.md, the eighth round of
+/// issue 12).
+#[derive(Default)]
+pub struct Survey {
+    /// The first `Host` value.
+    pub(super) host: Option<HeaderValue>,
+    /// How many `Host` fields there are.
+    pub(super) hosts: usize,
+    /// The first `Accept` value (how a refusal is written).
+    pub(super) accept: Option<HeaderValue>,
+    /// Whether there is a `Connection` field.
+    pub(super) connection: bool,
+    /// Whether there is an `Upgrade` field.
+    pub(super) upgrade: bool,
+    /// Whether some name may be one that only certgate may set or one it removes
+    /// ([`Screen`]), or has a `_`: then [`strip_identity`] must look.
+    pub(super) suspect: bool,
+    /// How many `Cookie` and `Content-Length` fields there are (an h2 request's are joined).
+    pub(super) cookies: usize,
+    pub(super) content_lengths: usize,
+}
+
+impl Survey {
+    pub(super) fn of(headers: &HeaderMap, screen: &Screen) -> Self {
+        let mut survey = Self::default();
+        for (name, value) in headers {
+            // Every name is screened, these too: the configuration may name any header.
+            let text = name.as_str().as_bytes();
+            survey.suspect =
+                survey.suspect || screen.may_be_protected(text) || text.contains(&b'_');
+            if name == header::HOST {
+                survey.hosts += 1;
+                if survey.host.is_none() {
+                    survey.host = Some(value.clone());
+                }
+            } else if name == header::ACCEPT {
+                if survey.accept.is_none() {
+                    survey.accept = Some(value.clone());
+                }
+            } else if name == header::CONNECTION {
+                survey.connection = true;
+            } else if name == header::UPGRADE {
+                survey.upgrade = true;
+            } else if name == header::COOKIE {
+                survey.cookies += 1;
+            } else if name == header::CONTENT_LENGTH {
+                survey.content_lengths += 1;
+            }
+        }
+        survey
+    }
 }
 
 /// Hop-by-hop headers (RFC 9110 §7.6.1), by their lowercase text: compared as strings, which
@@ -130,14 +270,13 @@ static SET_BY_CERTGATE: [HeaderName; 4] = [
 /// application sees).
 pub(super) fn check_framing<B>(
     request: &http::Request<B>,
+    survey: &Survey,
     names: &HeaderNames,
 ) -> Result<(), &'static str> {
-    let headers = request.headers();
-    let mut hosts = headers.get_all(header::HOST).iter();
-    let host = hosts.next();
-    if hosts.next().is_some() {
+    if survey.hosts > 1 {
         return Err("The request has two Host headers.");
     }
+    let host = survey.host.as_ref();
     match host {
         // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
         None if request.version() == http::Version::HTTP_11 => {
@@ -158,6 +297,10 @@ pub(super) fn check_framing<B>(
             return Err("The Host header does not match the request's authority.");
         }
     }
+    if !survey.connection {
+        return Ok(());
+    }
+    let headers = request.headers();
     for token in connection_tokens(headers) {
         let lower = token.to_ascii_lowercase();
         let protected = lower == "host"
@@ -318,8 +461,8 @@ pub(super) fn remove_hop_by_hop(headers: &mut HeaderMap, websocket: bool) {
 /// An h2 request as one HTTP/1.1 message: `cookie` fields joined into one header with `; `
 /// (RFC 9113 §8.2.3; HTTP/1.1 allows one `Cookie` line), and a `content-length` repeated with the
 /// same value (h2 resets a stream where they differ) sent once.
-pub(super) fn for_http1(headers: &mut HeaderMap) {
-    if headers.get_all(header::COOKIE).iter().nth(1).is_some() {
+pub(super) fn for_http1(headers: &mut HeaderMap, survey: &Survey) {
+    if survey.cookies > 1 {
         let joined: Vec<u8> = headers
             .get_all(header::COOKIE)
             .iter()
@@ -330,12 +473,7 @@ pub(super) fn for_http1(headers: &mut HeaderMap) {
             headers.insert(header::COOKIE, value);
         }
     }
-    if headers
-        .get_all(header::CONTENT_LENGTH)
-        .iter()
-        .nth(1)
-        .is_some()
-    {
+    if survey.content_lengths > 1 {
         if let Some(first) = headers.get(header::CONTENT_LENGTH).cloned() {
             headers.insert(header::CONTENT_LENGTH, first);
         }
@@ -359,6 +497,110 @@ mod tests {
         )
         .unwrap()
         .headers
+    }
+
+    /// [`check_framing`] as a request meets it.
+    fn framing<B>(request: &http::Request<B>) -> Result<(), &'static str> {
+        let names = names();
+        let survey = Survey::of(request.headers(), &Screen::new(&names));
+        check_framing(request, &survey, &names)
+    }
+
+    /// Whether a request with one header of this name would go through [`strip_identity`].
+    fn suspected(name: &str, names: &HeaderNames) -> bool {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes()).unwrap(),
+            HeaderValue::from_static("v"),
+        );
+        Survey::of(&headers, &Screen::new(names)).suspect
+    }
+
+    #[test]
+    fn every_name_certgate_removes_is_suspected() {
+        let mut names = names();
+        let long = format!("x-{}", "long".repeat(20));
+        names.strip = ["a", "ab", "9-to-5", "cookie", "host", long.as_str()]
+            .into_iter()
+            .map(|name| HeaderName::from_bytes(name.as_bytes()).unwrap())
+            .collect();
+        let configured = names.all().into_iter().chain(&names.strip).cloned();
+        let mut removed: Vec<String> = ALWAYS_STRIPPED
+            .into_iter()
+            .map(str::to_owned)
+            .chain(configured.map(|name| name.as_str().to_owned()))
+            .collect();
+        for prefix in ALWAYS_STRIPPED_PREFIXES.into_iter().chain(["x-client-"]) {
+            removed.push(prefix.to_owned());
+            removed.push(format!("{prefix}z"));
+            removed.push(format!("{prefix}{}", "z".repeat(70)));
+        }
+        for name in &removed {
+            assert!(is_protected(name, &names), "{name}");
+            assert!(suspected(name, &names), "{name}");
+            assert!(suspected(&name.replacen('-', "_", 1), &names), "{name}");
+        }
+        // Prefixes of one and two bytes screen whatever follows them.
+        for prefix in ["q", "qz"] {
+            let mut short = names.clone();
+            short.strip_prefix = prefix.to_owned();
+            for name in ["q", "qz", "qzzz", "qzy-anything"] {
+                if name.starts_with(prefix) {
+                    assert!(is_protected(name, &short), "{prefix} {name}");
+                    assert!(suspected(name, &short), "{prefix} {name}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_browser_s_usual_headers_are_not_suspected() {
+        let names = names();
+        for name in [
+            "host",
+            "user-agent",
+            "accept",
+            "accept-encoding",
+            "accept-language",
+            "cookie",
+            "content-type",
+            "content-length",
+            "authorization",
+            "referer",
+            "origin",
+            "cache-control",
+            "sec-fetch-mode",
+            "sec-ch-ua-platform",
+            "x-requested-with",
+            "x-request-id",
+            "traceparent",
+            "if-none-match",
+        ] {
+            assert!(!is_protected(name, &names), "{name}");
+            assert!(!suspected(name, &names), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_survey_counts_what_the_checks_need() {
+        let mut headers = HeaderMap::new();
+        headers.append(header::HOST, HeaderValue::from_static("bank"));
+        headers.append(header::HOST, HeaderValue::from_static("evil"));
+        headers.append(header::ACCEPT, HeaderValue::from_static("text/html"));
+        headers.append(header::COOKIE, HeaderValue::from_static("a=1"));
+        headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
+        headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
+        let survey = Survey::of(&headers, &Screen::new(&names()));
+        assert_eq!(survey.hosts, 2);
+        assert_eq!(survey.host.unwrap(), "bank");
+        assert_eq!(survey.accept.unwrap(), "text/html");
+        assert_eq!((survey.cookies, survey.content_lengths), (2, 1));
+        assert!(!survey.connection && !survey.upgrade && !survey.suspect);
+
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+        let survey = Survey::of(&headers, &Screen::new(&names()));
+        assert!(survey.connection && survey.upgrade);
     }
 
     #[test]
@@ -421,23 +663,23 @@ mod tests {
             .header("host", "bank")
             .body(())
             .unwrap();
-        assert!(check_framing(&ok, &names()).is_ok());
+        assert!(framing(&ok).is_ok());
         let two = http::Request::get("/")
             .header("host", "bank")
             .header("host", "evil")
             .body(())
             .unwrap();
-        assert!(check_framing(&two, &names()).is_err());
+        assert!(framing(&two).is_err());
         let disagree = http::Request::get("https://bank/")
             .header("host", "evil")
             .body(())
             .unwrap();
-        assert!(check_framing(&disagree, &names()).is_err());
+        assert!(framing(&disagree).is_err());
         let agree = http::Request::get("https://bank/")
             .header("host", "BANK")
             .body(())
             .unwrap();
-        assert!(check_framing(&agree, &names()).is_ok());
+        assert!(framing(&agree).is_ok());
         for listed in [
             "Host, X-Forwarded-Host",
             "x-client-user-id",
@@ -450,34 +692,31 @@ mod tests {
                 .header("connection", listed)
                 .body(())
                 .unwrap();
-            assert!(check_framing(&request, &names()).is_err(), "{listed}");
+            assert!(framing(&request).is_err(), "{listed}");
         }
         let harmless = http::Request::get("/")
             .header("host", "bank")
             .header("connection", "keep-alive, x-private-hop")
             .body(())
             .unwrap();
-        assert!(check_framing(&harmless, &names()).is_ok());
+        assert!(framing(&harmless).is_ok());
     }
 
     #[test]
     fn http11_needs_one_well_formed_host() {
         let bare = http::Request::get("/").body(()).unwrap();
-        assert_eq!(
-            check_framing(&bare, &names()),
-            Err("The request has no Host header.")
-        );
+        assert_eq!(framing(&bare), Err("The request has no Host header."));
         let old = http::Request::get("/")
             .version(http::Version::HTTP_10)
             .body(())
             .unwrap();
-        assert!(check_framing(&old, &names()).is_ok());
+        assert!(framing(&old).is_ok());
         for bad in ["local host", "", "bank/x", "a b:443"] {
             let request = http::Request::get("/")
                 .header("host", bad)
                 .body(())
                 .unwrap();
-            assert!(check_framing(&request, &names()).is_err(), "{bad:?}");
+            assert!(framing(&request).is_err(), "{bad:?}");
         }
         for good in [
             "bank.example",
@@ -489,7 +728,7 @@ mod tests {
                 .header("host", good)
                 .body(())
                 .unwrap();
-            assert!(check_framing(&request, &names()).is_ok(), "{good:?}");
+            assert!(framing(&request).is_ok(), "{good:?}");
         }
     }
 
@@ -500,7 +739,8 @@ mod tests {
         headers.append(header::COOKIE, HeaderValue::from_static("b=2"));
         headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
         headers.append(header::CONTENT_LENGTH, HeaderValue::from_static("5"));
-        for_http1(&mut headers);
+        let survey = Survey::of(&headers, &Screen::new(&names()));
+        for_http1(&mut headers, &survey);
         assert_eq!(headers.get_all(header::COOKIE).iter().count(), 1);
         assert_eq!(headers[header::COOKIE], "a=1; b=2");
         assert_eq!(headers.get_all(header::CONTENT_LENGTH).iter().count(), 1);

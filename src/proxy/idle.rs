@@ -414,20 +414,25 @@ impl InFlight {
     /// hyper's own rule for when an HTTP/1.x connection ends after this request's answer:
     /// HTTP/1.1 with `Connection: close`, HTTP/1.0 without `Connection: keep-alive`, unless the
     /// request may switch protocols.
-    pub(super) fn note_closing<B>(&self, request: &hyper::Request<B>) {
+    pub(super) fn note_closing<B>(
+        &self,
+        request: &hyper::Request<B>,
+        survey: &super::headers::Survey,
+    ) {
         let token = match request.version() {
             hyper::Version::HTTP_11 => "close",
             hyper::Version::HTTP_10 => "keep-alive",
             _ => return,
         };
         // As hyper reads it: a value that is not visible ASCII names no token.
-        let named = super::headers::connection_tokens(request.headers())
-            .any(|part| part.eq_ignore_ascii_case(token));
+        let named = survey.connection
+            && super::headers::connection_tokens(request.headers())
+                .any(|part| part.eq_ignore_ascii_case(token));
         // After the answer to CONNECT or to an `Upgrade` request, hyper may hand the stream
         // over instead of shutting it down: that answer is not held.
         let closes = named == (request.version() == hyper::Version::HTTP_11)
             && request.method() != hyper::Method::CONNECT
-            && !request.headers().contains_key(hyper::header::UPGRADE);
+            && !survey.upgrade;
         self.closes
             .store(closes, std::sync::atomic::Ordering::Relaxed);
     }

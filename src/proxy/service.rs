@@ -50,6 +50,8 @@ pub struct Proxy {
     on_stale: OnStale,
     /// `revocation.close_connections`.
     close_refused: bool,
+    /// The first look at inbound header names for spoofed identity.
+    screen: headers::Screen,
 }
 
 impl Proxy {
@@ -95,6 +97,7 @@ impl Proxy {
                 .unwrap_or(i64::MAX),
             on_stale: config.revocation.on_stale,
             close_refused: config.revocation.close_connections,
+            screen: headers::Screen::new(&config.headers),
         })
     }
 
@@ -162,9 +165,10 @@ impl Proxy {
         self: Arc<Self>,
         connection: Arc<Connection>,
         request: Request<Incoming>,
+        survey: headers::Survey,
     ) -> impl Future<Output = Response<Body>> + Send + 'static {
         let started = self.access_log.then(Instant::now);
-        let (next, account) = self.decide(&connection, request);
+        let (next, account) = self.decide(&connection, request, survey);
         let answer = match next {
             Next::Answer(response) => Stage::Left(std::future::ready(Outcome::Answered(response))),
             Next::Forward(request, forwarding, injected) => {
@@ -187,16 +191,23 @@ impl Proxy {
         })
     }
 
+    /// What one pass over `request`'s headers finds, for [`Self::handle`] (and for the
+    /// connection, which needs to know whether the client asked to close it).
+    pub fn survey<B>(&self, request: &Request<B>) -> headers::Survey {
+        headers::Survey::of(request.headers(), &self.screen)
+    }
+
     /// The checks, in order: framing, path, spoofed identity, authorization; then what comes
     /// next. An [`Account`] comes with every request that got as far as its route.
     fn decide(
         &self,
         connection: &Connection,
         mut request: Request<Incoming>,
+        mut survey: headers::Survey,
     ) -> (Next, Option<Account>) {
         let now = self.clock.unix();
-        let accept = request.headers().get(header::ACCEPT).cloned();
-        if let Err(why) = headers::check_framing(&request, self.identities.names()) {
+        let accept = survey.accept.take();
+        if let Err(why) = headers::check_framing(&request, &survey, self.identities.names()) {
             tracing::info!(peer = %connection.peer, reason = why, "request refused: framing");
             let refusal = rescue::bad_request(StatusCode::BAD_REQUEST, why, accept.as_ref());
             return (
@@ -248,10 +259,12 @@ impl Proxy {
         } else {
             self.routes.get(route_index)
         };
-        let names = self.identities.names();
-        let spoofed = headers::strip_identity(request.headers_mut(), names);
-        if !spoofed.is_empty() {
-            tracing::warn!(peer = %connection.peer, headers = ?spoofed, "removed inbound identity headers set by the client");
+        if survey.suspect {
+            let names = self.identities.names();
+            let spoofed = headers::strip_identity(request.headers_mut(), names);
+            if !spoofed.is_empty() {
+                tracing::warn!(peer = %connection.peer, headers = ?spoofed, "removed inbound identity headers set by the client");
+            }
         }
         let account = Some(Account {
             own,
@@ -307,13 +320,32 @@ impl Proxy {
                             .login
                             .as_ref()
                             .filter(|login| is_login_path(login, &matching))
-                            .map(|login| (login.clone(), arc_swap::Guard::into_inner(standing)));
+                            .map(|login| LoginGuard {
+                                login: login.clone(),
+                                standing: arc_swap::Guard::into_inner(standing),
+                                authorized: Authorized::of(&permit),
+                            });
                         let forwarding = Forwarding {
                             route_index,
                             accept,
                             client_upgrade: None,
                         };
-                        self.prepare(connection, &permit, request, forwarding, now, login)
+                        // An h2 request names its host in `:authority` (the URI), whose
+                        // characters the URI's parser has already limited to those a header
+                        // line may carry.
+                        let host = survey
+                            .host
+                            .as_ref()
+                            .map(header::HeaderValue::as_bytes)
+                            .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
+                        let injected = headers::Injected::new(
+                            &permit,
+                            self.identities.names(),
+                            now,
+                            &connection.forwarded_for,
+                            host,
+                        );
+                        self.prepare(connection, request, &survey, forwarding, injected, login)
                     }
                 }
             }
@@ -340,44 +372,38 @@ impl Proxy {
                     .is_ok_and(|resolved| standing.crl_is_stale(resolved.identity.issuer, now)))
     }
 
-    /// The application's side, before anything is sent: hop-by-hop headers, `X-Forwarded-*`, the
-    /// identity headers, a WebSocket upgrade's client side. A login form (`login`: the standing
-    /// it is checked against) is guarded next, everything else forwarded.
+    /// The application's side, before anything is sent: hop-by-hop headers removed, an h2
+    /// request's fields made HTTP/1.1's, a WebSocket upgrade's client side; the headers
+    /// certgate adds come `injected`. A login form is guarded next, everything else forwarded.
     fn prepare(
         &self,
         connection: &Connection,
-        permit: &policy::Permit<'_>,
         mut request: Request<Incoming>,
+        survey: &headers::Survey,
         mut forwarding: Forwarding,
-        now: i64,
-        login: Option<(Arc<LoginConfig>, Arc<crate::revocation::Snapshot>)>,
+        injected: headers::Injected,
+        login: Option<LoginGuard>,
     ) -> Next {
+        // `X-Forwarded-Host` was read before this removal; the two agree, since `check_framing`
+        // refuses a `Connection` header that lists `Host`.
         let upgrade = request.version() == Version::HTTP_11
+            && survey.connection
+            && survey.upgrade
             && headers::is_websocket_upgrade(request.headers());
         headers::remove_hop_by_hop(request.headers_mut(), upgrade);
         if request.version() == Version::HTTP_2 {
-            headers::for_http1(request.headers_mut());
+            headers::for_http1(request.headers_mut(), survey);
         }
-        // An h2 request names its host in `:authority` (the URI), whose characters the URI's
-        // parser has already limited to those a header line may carry.
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .map(header::HeaderValue::as_bytes)
-            .or_else(|| request.uri().authority().map(|a| a.as_str().as_bytes()));
-        let injected = headers::Injected::new(
-            permit,
-            self.identities.names(),
-            now,
-            &connection.forwarded_for,
-            host,
-        );
         forwarding.client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         match login {
-            Some((login, standing)) => Next::Wait(Waiting::Login {
+            Some(LoginGuard {
+                login,
+                standing,
+                authorized,
+            }) => Next::Wait(Waiting::Login {
                 login,
                 request,
-                authorized: Authorized::of(permit),
+                authorized,
                 forwarding,
                 injected,
                 standing,
@@ -633,6 +659,14 @@ impl Authorized {
             body_stall: connection.body_stall,
         }
     }
+}
+
+/// What guards a login form: the form's settings, the standing it is checked against, and who
+/// posts it.
+struct LoginGuard {
+    login: Arc<LoginConfig>,
+    standing: Arc<crate::revocation::Snapshot>,
+    authorized: Authorized,
 }
 
 /// What the application's answer needs of its request.

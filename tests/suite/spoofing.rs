@@ -277,3 +277,45 @@ async fn headers_listed_in_strip_never_reach_the_application() {
     assert!(seen.get("HTTP_X_LEGACY_USER").is_none(), "{seen}");
     assert_eq!(seen["HTTP_X_LEGACY_OTHER"], "kept", "{seen}");
 }
+
+/// Any header can be listed in `headers.strip`, also those certgate itself reads on every
+/// request (`Cookie`, `Accept`), and a one-letter `strip_prefix` takes every name starting with
+/// it; the twin keeps a header that is listed nowhere.
+#[tokio::test]
+async fn headers_certgate_reads_itself_can_be_stripped_too() {
+    let fixture = Fixture::new();
+    let wsgi = wsgi_echo();
+    let server = fixture.start(
+        "",
+        &format!(
+            "[upstream]\nurl = \"http://{}\"\n[headers]\nstrip = [\"Cookie\", \"Accept\"]\nstrip_prefix = \"Q\"\n",
+            wsgi.addr
+        ),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut conn = Conn::open(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await
+    .unwrap();
+    let (status, _, body) = conn
+        .get(
+            "/app",
+            &[
+                ("cookie", "session=forged"),
+                ("accept", "text/html"),
+                ("q", "1"),
+                ("qz-role", "admin"),
+                ("x-legacy-other", "kept"),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(status, 200);
+    let seen = echoed(&body);
+    for stripped in ["HTTP_COOKIE", "HTTP_ACCEPT", "HTTP_Q", "HTTP_QZ_ROLE"] {
+        assert!(seen.get(stripped).is_none(), "{stripped}: {seen}");
+    }
+    assert_eq!(seen["HTTP_X_LEGACY_OTHER"], "kept", "{seen}");
+}
