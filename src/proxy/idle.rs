@@ -80,15 +80,20 @@ where
             watch.served(&in_flight);
             let mut may_park = true;
             loop {
-                let look = tokio::select! {
-                    biased;
-                    served = turns(&in_flight, conn.as_mut()) => {
+                let watched = async {
+                    tokio::select! {
+                        biased;
+                        // Drain signalled, or the accept loop is gone without a word: both mean
+                        // shutting down.
+                        _ = signal.wait_for(|draining| *draining) => None,
+                        look = in_flight.h1_watch(idle, &mut watch, may_park) => Some(look),
+                    }
+                };
+                let look = match beside(turns(&in_flight, conn.as_mut()), watched).await {
+                    First::Main(served) => {
                         return served.map_err(|err| Box::new(err) as BoxError);
                     }
-                    // Drain signalled, or the accept loop is gone without a word: both mean
-                    // shutting down.
-                    _ = signal.wait_for(|draining| *draining) => None,
-                    look = in_flight.h1_watch(idle, &mut watch, may_park) => Some(look),
+                    First::Side(look) => look,
                 };
                 match look {
                     None => {
@@ -244,6 +249,66 @@ impl H1Watch {
 /// Polls hyper's connection, counting each poll as a turn of the connection's task: the last
 /// answer's flush is left out only in the turn that completed the answer
 /// ([`ClientIo::poll_flush`]).
+/// Which of [`beside`]'s two futures finished first.
+enum First<M, S> {
+    Main(M),
+    Side(S),
+}
+
+/// Runs `main` (a connection) and `side` (what watches it: the drain signal, its idle timer)
+/// until one finishes, `main` first. `side` is polled only when its own waker was woken: a
+/// connection's task is woken a few times per request by its sockets, and polling the watch
+/// channel and the timer each time (as `select!` does) cost about 500 instructions per
+/// HTTP/1.1 request (BENCHMARKS.md, the eighth round of issue 12).
+async fn beside<M: Future, S: Future>(main: M, side: S) -> First<M::Output, S::Output> {
+    let mut main = std::pin::pin!(main);
+    let mut side = std::pin::pin!(side);
+    let woken = Arc::new(SideWaker::default());
+    let side_waker = std::task::Waker::from(woken.clone());
+    std::future::poll_fn(move |cx| {
+        if let std::task::Poll::Ready(out) = main.as_mut().poll(cx) {
+            return std::task::Poll::Ready(First::Main(out));
+        }
+        // Registered before the flag is read: a wake-up after the read finds this task.
+        woken.task.register(cx.waker());
+        if woken.woken.swap(false, std::sync::atomic::Ordering::AcqRel) {
+            let mut side_cx = std::task::Context::from_waker(&side_waker);
+            if let std::task::Poll::Ready(out) = side.as_mut().poll(&mut side_cx) {
+                return std::task::Poll::Ready(First::Side(out));
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// [`beside`]'s waker for its side future: notes the wake-up, then wakes the task.
+struct SideWaker {
+    /// Set when the side future was woken (and at first, so that it is polled once).
+    woken: std::sync::atomic::AtomicBool,
+    task: futures_util::task::AtomicWaker,
+}
+
+impl Default for SideWaker {
+    fn default() -> Self {
+        Self {
+            woken: std::sync::atomic::AtomicBool::new(true),
+            task: futures_util::task::AtomicWaker::new(),
+        }
+    }
+}
+
+impl std::task::Wake for SideWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.woken.store(true, std::sync::atomic::Ordering::Release);
+        self.task.wake();
+    }
+}
+
 fn turns<'a, F: Future + ?Sized>(
     in_flight: &'a InFlight,
     mut connection: Pin<&'a mut F>,
@@ -615,11 +680,16 @@ where
         // Pinned here, inside the connection's (boxed) future: the sniffing connection is not
         // `Unpin`.
         let mut conn = std::pin::pin!(conn);
-        let draining = tokio::select! {
-            biased;
-            served = conn.as_mut() => return served.map_err(Into::into),
-            _ = signal.wait_for(|draining| *draining) => true,
-            () = in_flight.quiet(idle) => false,
+        let watched = async {
+            tokio::select! {
+                biased;
+                _ = signal.wait_for(|draining| *draining) => true,
+                () = in_flight.quiet(idle) => false,
+            }
+        };
+        let draining = match beside(conn.as_mut(), watched).await {
+            First::Main(served) => return served.map_err(Into::into),
+            First::Side(draining) => draining,
         };
         conn.as_mut().graceful_shutdown();
         if draining {
@@ -668,5 +738,51 @@ where
 {
     fn graceful_shutdown(self: Pin<&mut Self>) {
         http2::Connection::graceful_shutdown(self);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::task::Poll;
+
+    /// A connection woken by its sockets again and again leaves its watch alone: the side
+    /// future is polled once, to register, and not at each of the main future's wake-ups.
+    #[tokio::test]
+    async fn the_watch_is_polled_only_when_it_was_woken() {
+        let side_polls = AtomicUsize::new(0);
+        let mut wake_ups = 0;
+        let main = std::future::poll_fn(|cx| {
+            if wake_ups == 100 {
+                return Poll::Ready("served");
+            }
+            wake_ups += 1;
+            cx.waker().wake_by_ref();
+            Poll::Pending
+        });
+        let side = std::future::poll_fn(|_| {
+            side_polls.fetch_add(1, Ordering::Relaxed);
+            Poll::<()>::Pending
+        });
+        assert!(matches!(beside(main, side).await, First::Main("served")));
+        assert_eq!(side_polls.load(Ordering::Relaxed), 1);
+    }
+
+    /// The twin: a side future that is woken (the drain signal, the idle timer) ends the wait
+    /// while the connection still waits for its client.
+    #[tokio::test]
+    async fn a_woken_watch_ends_the_wait() {
+        let (drain, drained) = tokio::sync::oneshot::channel::<&str>();
+        let main = std::future::pending::<()>();
+        let waiting = tokio::spawn(async move {
+            match beside(main, drained).await {
+                First::Side(Ok(said)) => said,
+                _ => "something else",
+            }
+        });
+        tokio::task::yield_now().await;
+        drain.send("drain").unwrap();
+        assert_eq!(waiting.await.unwrap(), "drain");
     }
 }
