@@ -246,9 +246,6 @@ impl H1Watch {
     }
 }
 
-/// Polls hyper's connection, counting each poll as a turn of the connection's task: the last
-/// answer's flush is left out only in the turn that completed the answer
-/// ([`ClientIo::poll_flush`]).
 /// Which of [`beside`]'s two futures finished first.
 enum First<M, S> {
     Main(M),
@@ -309,6 +306,9 @@ impl std::task::Wake for SideWaker {
     }
 }
 
+/// Polls hyper's connection, counting each poll as a turn of the connection's task: the last
+/// answer's flush is left out only in the turn that completed the answer
+/// ([`ClientIo::poll_flush`]).
 fn turns<'a, F: Future + ?Sized>(
     in_flight: &'a InFlight,
     mut connection: Pin<&'a mut F>,

@@ -264,6 +264,9 @@ impl Proxy {
             let spoofed = headers::strip_identity(request.headers_mut(), names);
             if !spoofed.is_empty() {
                 tracing::warn!(peer = %connection.peer, headers = ?spoofed, "removed inbound identity headers set by the client");
+                // What follows reads the headers as they leave: `headers.strip` may name
+                // `Host` or `Cookie`. (A rare path: a client sent a header it may not.)
+                survey = headers::Survey::of(request.headers(), &self.screen);
             }
         }
         let account = Some(Account {

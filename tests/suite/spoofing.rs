@@ -319,3 +319,48 @@ async fn headers_certgate_reads_itself_can_be_stripped_too() {
     }
     assert_eq!(seen["HTTP_X_LEGACY_OTHER"], "kept", "{seen}");
 }
+
+/// What `headers.strip` removes is gone before certgate reads the request further: with `Host`
+/// listed, the application gets no `X-Forwarded-Host` made from the client's `Host`; with
+/// `Cookie` listed, an h2 request's two cookie fields leave no empty `Cookie` behind. The twin
+/// header, listed nowhere, arrives.
+#[tokio::test]
+async fn what_strip_removes_is_not_read_back_afterwards() {
+    let fixture = Fixture::new();
+    let wsgi = wsgi_echo();
+    let server = fixture.start(
+        "",
+        &format!(
+            "[upstream]\nurl = \"http://{}\"\n[headers]\nstrip = [\"Host\", \"Cookie\"]\n",
+            wsgi.addr
+        ),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
+        let mut conn = Conn::open(
+            server.addr,
+            client_config(&fixture.ca, Some(&leaf), &[alpn]),
+        )
+        .await
+        .unwrap();
+        let (status, _, body) = conn
+            .get(
+                "/app",
+                &[
+                    ("cookie", "a=1"),
+                    ("cookie", "b=2"),
+                    ("x-legacy-other", "kept"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert_eq!(status, 200);
+        let seen = echoed(&body);
+        let alpn = String::from_utf8_lossy(alpn);
+        assert!(seen.get("HTTP_COOKIE").is_none(), "{alpn}: {seen}");
+        assert_eq!(seen["HTTP_X_LEGACY_OTHER"], "kept", "{alpn}: {seen}");
+        if alpn == "http/1.1" {
+            assert!(seen.get("HTTP_X_FORWARDED_HOST").is_none(), "{seen}");
+        }
+    }
+}
