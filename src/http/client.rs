@@ -238,6 +238,9 @@ pub enum Error {
     /// The client's body failed (it may have stalled).
     #[error("the request body failed")]
     Body(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The application sent nothing more of its answer's body for the request timeout.
+    #[error("the application sent nothing of its answer for {0:?}")]
+    Stalled(Duration),
 }
 
 impl Error {
@@ -710,6 +713,9 @@ pub async fn exchange(
         upload: unfinished,
         home: Some(home),
         held: None,
+        stall: upload_after_answer,
+        waiting: None,
+        armed: false,
     });
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
@@ -763,6 +769,15 @@ pub struct UpstreamBody {
     /// Told when the body has been sent to its end or dropped (the client connection's count of
     /// requests in flight).
     held: Option<Arc<dyn InFlight>>,
+    /// How long the application may keep certgate waiting for more of the body (the request
+    /// timeout, as nginx's `proxy_read_timeout`): a stalled application holds neither the
+    /// client's connection nor its own for ever.
+    stall: Duration,
+    /// The timer for that, made the first time the application keeps certgate waiting (a body
+    /// that arrives with its head needs none), and reset for each later wait.
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `waiting` runs for the present wait: a frame read since disarms it.
+    armed: bool,
 }
 
 /// A count of requests in flight that a streamed answer keeps up until its last byte.
@@ -777,6 +792,35 @@ impl UpstreamBody {
     /// has: no allocation per request.)
     pub fn hold(&mut self, count: Arc<dyn InFlight>) {
         self.held = Some(count);
+    }
+
+    /// The application keeps certgate waiting for more of the body: the wait's timer runs (from
+    /// now, if this wait is new), and when it fires the body fails and its connection closes.
+    fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
+        if !self.armed {
+            // Beyond the clock's range: no limit, as for the answer's head.
+            let Some(deadline) = tokio::time::Instant::now().checked_add(self.stall) else {
+                return Poll::Pending;
+            };
+            match self.waiting.as_mut() {
+                Some(waiting) => waiting.as_mut().reset(deadline),
+                None => self.waiting = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        let Some(waiting) = self.waiting.as_mut() else {
+            return Poll::Pending;
+        };
+        ready!(waiting.as_mut().poll(cx));
+        tracing::warn!(
+            timeout = ?self.stall,
+            "the application stopped sending its answer; the answer is cut off"
+        );
+        self.armed = false;
+        self.conn = None;
+        self.upload = None;
+        self.reading = Reading::Done;
+        Poll::Ready(Some(Err(Error::Stalled(self.stall))))
     }
 
     /// After a protocol switch (101): the connection, now the application's side of a tunnel.
@@ -928,7 +972,11 @@ impl http_body::Body for UpstreamBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
         let this = &mut *self;
-        match ready!(this.poll_data(cx)) {
+        let Poll::Ready(read) = this.poll_data(cx) else {
+            return this.poll_stall(cx);
+        };
+        this.armed = false;
+        match read {
             Some(Ok(data)) => {
                 if matches!(this.reading, Reading::Length(0)) {
                     this.finish();

@@ -281,6 +281,99 @@ async fn a_fast_enough_upstream_is_not_cut_off() {
     assert_eq!(&body[..], b"slow answer");
 }
 
+/// An application that answers a head and the first 10 bytes of a 70-byte body, then either
+/// stops sending (holding its connection open) or sends the rest in six pieces, 300 ms apart,
+/// and closes.
+async fn half_answering_upstream(steady: bool) -> std::net::SocketAddr {
+    use tokio::io::AsyncWriteExt as _;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                if !read_request_head(&mut stream).await {
+                    return;
+                }
+                let head =
+                    "HTTP/1.1 200 OK\r\ncontent-length: 70\r\nconnection: close\r\n\r\n0123456789";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                if steady {
+                    for _ in 0..6 {
+                        // The answer's pace, not a wait for an event.
+                        tokio::time::sleep(Duration::from_millis(300)).await;
+                        if stream.write_all(b"abcdefghij").await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                if !steady {
+                    std::future::pending::<()>().await;
+                }
+                drop(stream);
+            });
+        }
+    });
+    addr
+}
+
+/// An application that stops sending in the middle of its answer's body holds neither the
+/// client's connection nor its own for ever: after `upstream.request_timeout` without a byte,
+/// the answer is cut off (the client sees it end early, over HTTP/1.1 and h2) and certgate says
+/// why in its log.
+#[tokio::test]
+async fn an_application_that_stops_in_the_middle_of_its_answer_is_cut_off() {
+    let fixture = Fixture::new();
+    let upstream = half_answering_upstream(false).await;
+    let server = fixture.start(
+        "",
+        &upstream_config(&format!("http://{upstream}"), "request_timeout = \"1s\""),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(10),
+            get_once(
+                server.addr,
+                client_config(&fixture.ca, Some(&leaf), &[alpn]),
+                "/",
+                &[],
+            ),
+        )
+        .await
+        .expect("certgate held the stalled answer open");
+        assert!(answer.is_err(), "a whole answer: {answer:?}");
+    }
+    server.wait_for_log("the application stopped sending its answer");
+}
+
+/// The twin: an application that sends its answer slowly but without a pause as long as the
+/// request timeout gets it through whole, although it takes longer than that timeout in all.
+#[tokio::test]
+async fn a_slow_but_steady_answer_arrives_whole() {
+    let fixture = Fixture::new();
+    let upstream = half_answering_upstream(true).await;
+    let server = fixture.start(
+        "",
+        &upstream_config(&format!("http://{upstream}"), "request_timeout = \"1s\""),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    for alpn in [&b"http/1.1"[..], &b"h2"[..]] {
+        let (status, _, body) = get_once(
+            server.addr,
+            client_config(&fixture.ca, Some(&leaf), &[alpn]),
+            "/",
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, 200);
+        assert_eq!(body.len(), 70);
+        assert!(body.starts_with(b"0123456789abcdefghij"));
+    }
+}
+
 #[tokio::test]
 async fn websocket_echo_through_the_proxy() {
     let fixture = Fixture::new();
