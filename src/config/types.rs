@@ -172,8 +172,9 @@ pub struct UpstreamConfig {
     pub ca: Option<PathBuf>,
     /// `connect_timeout`, default 5 s.
     pub connect_timeout: Duration,
-    /// `request_timeout`: time until the response head arrives, and the longest pause in the
-    /// response body (as nginx's `proxy_read_timeout`), default 60 s.
+    /// `request_timeout`: time until the response head arrives, the longest pause in the
+    /// response body, and the longest a WebSocket tunnel may carry nothing (as nginx's
+    /// `proxy_read_timeout`), default 60 s.
     pub request_timeout: Duration,
     /// `pool_max_idle_per_host`, default 64.
     pub pool_max_idle_per_host: usize,

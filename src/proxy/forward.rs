@@ -61,6 +61,11 @@ pub struct Upstream {
 }
 
 impl Upstream {
+    /// `upstream.request_timeout`: also the longest a WebSocket tunnel may carry nothing.
+    pub(super) fn request_timeout(&self) -> Duration {
+        self.request_timeout
+    }
+
     /// Builds the client from `[upstream]`.
     pub fn new(config: &UpstreamConfig) -> Result<Self, ConfigError> {
         let target = match &config.target {

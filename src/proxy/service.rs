@@ -477,6 +477,7 @@ impl Proxy {
                         self.routes.get(forwarding.route_index).clone(),
                         self.standing.clone(),
                         self.clock.clone(),
+                        self.upstream.request_timeout(),
                     );
                 }
                 headers::remove_hop_by_hop(response.headers_mut(), switching);

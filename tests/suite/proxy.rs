@@ -396,6 +396,66 @@ async fn websocket_echo_through_the_proxy() {
     socket.close(None).await.unwrap();
 }
 
+/// A WebSocket over which nothing passes either way for `upstream.request_timeout` is closed: a
+/// client or application gone without a word holds no tunnel for ever. certgate says why.
+#[tokio::test]
+async fn a_tunnel_over_which_nothing_passes_is_closed() {
+    let fixture = Fixture::new();
+    let upstream = websocket_upstream().await;
+    let server = fixture.start(
+        "",
+        &upstream_config(&format!("http://{upstream}"), "request_timeout = \"1s\""),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut socket = websocket_client(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::text("hello"))
+        .await
+        .unwrap();
+    assert!(socket.next().await.unwrap().unwrap().is_text());
+    let ended = tokio::time::timeout(Duration::from_secs(10), socket.next())
+        .await
+        .expect("the quiet tunnel stayed open");
+    assert!(
+        !matches!(ended, Some(Ok(ref message)) if message.is_text()),
+        "{ended:?}"
+    );
+    server.wait_for_log("nothing passed either way");
+}
+
+/// The twin: a tunnel in use stays open well past that timeout, each message echoed.
+#[tokio::test]
+async fn a_tunnel_in_use_stays_open() {
+    let fixture = Fixture::new();
+    let upstream = websocket_upstream().await;
+    let server = fixture.start(
+        "",
+        &upstream_config(&format!("http://{upstream}"), "request_timeout = \"1s\""),
+    );
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let mut socket = websocket_client(
+        server.addr,
+        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    )
+    .await;
+    for round in 0..8 {
+        let text = format!("message {round}");
+        socket
+            .send(tokio_tungstenite::tungstenite::Message::text(text.clone()))
+            .await
+            .unwrap();
+        let echoed = socket.next().await.unwrap().unwrap();
+        assert_eq!(echoed.into_text().unwrap().as_str(), text);
+        // The client's pace (2.4 s in all, over a 1-s timeout), not a wait for an event.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    socket.close(None).await.unwrap();
+}
+
 /// An https upstream with a certificate from `ca`, echoing what it receives.
 async fn tls_upstream(ca: &Ca) -> std::net::SocketAddr {
     use rustls_pki_types::pem::PemObject as _;
