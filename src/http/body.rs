@@ -19,14 +19,60 @@ use hyper::body::Incoming;
 /// for it and dispatches statically.
 pub type Body = Either<Either<ClientBody, UpstreamBody>, Full<Bytes>>;
 
+/// The longest a body's sender may keep certgate waiting between two frames. The timer is made
+/// the first time it does (a body that is there at once needs none), and set again for each
+/// later wait.
+pub(super) struct PauseLimit {
+    limit: std::time::Duration,
+    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Whether `waiting` runs for the present wait: a frame since disarms it.
+    armed: bool,
+}
+
+impl PauseLimit {
+    pub(super) fn new(limit: std::time::Duration) -> Self {
+        Self {
+            limit,
+            waiting: None,
+            armed: false,
+        }
+    }
+
+    pub(super) fn limit(&self) -> std::time::Duration {
+        self.limit
+    }
+
+    /// A frame arrived: the next wait is timed from its own start.
+    pub(super) fn frame(&mut self) {
+        self.armed = false;
+    }
+
+    /// The sender keeps certgate waiting: ready once it has done so for the limit.
+    pub(super) fn poll_exceeded(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.armed {
+            // Beyond the clock's range: no limit.
+            let Some(deadline) = tokio::time::Instant::now().checked_add(self.limit) else {
+                return Poll::Pending;
+            };
+            match self.waiting.as_mut() {
+                Some(waiting) => waiting.as_mut().reset(deadline),
+                None => self.waiting = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+            self.armed = true;
+        }
+        match self.waiting.as_mut() {
+            Some(waiting) => waiting.as_mut().poll(cx),
+            None => Poll::Pending,
+        }
+    }
+}
+
 /// A client's request body on its way to the application, which fails if the client stops
 /// sending for longer than its connection may stay idle: a stalled upload holds neither the
-/// client's connection nor an upstream connection for ever. The timer is made only when the
-/// client keeps the proxy waiting, so a request without a body costs nothing.
+/// client's connection nor an upstream connection for ever.
 pub struct ClientBody {
     body: Incoming,
-    stall: std::time::Duration,
-    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
+    stall: PauseLimit,
 }
 
 impl ClientBody {
@@ -34,8 +80,7 @@ impl ClientBody {
     pub fn new(body: Incoming, stall: std::time::Duration) -> Self {
         Self {
             body,
-            stall,
-            waiting: None,
+            stall: PauseLimit::new(stall),
         }
     }
 }
@@ -63,19 +108,13 @@ impl http_body::Body for ClientBody {
         let this = &mut *self;
         match Pin::new(&mut this.body).poll_frame(cx) {
             Poll::Ready(frame) => {
-                this.waiting = None;
+                this.stall.frame();
                 Poll::Ready(frame.map(|frame| frame.map_err(Into::into)))
             }
-            Poll::Pending => {
-                let stall = this.stall;
-                let waiting = this
-                    .waiting
-                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(stall)));
-                match waiting.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled)))),
-                    Poll::Pending => Poll::Pending,
-                }
-            }
+            Poll::Pending => match this.stall.poll_exceeded(cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyStalled)))),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 

@@ -33,6 +33,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
 use super::Body;
+use super::body::PauseLimit;
 
 /// The largest answer head read (hyper's client allowed about as much by default).
 const MAX_HEAD: usize = 64 * 1024;
@@ -713,9 +714,7 @@ pub async fn exchange(
         upload: unfinished,
         home: Some(home),
         held: None,
-        stall: upload_after_answer,
-        waiting: None,
-        armed: false,
+        stall: PauseLimit::new(upload_after_answer),
     });
     *response.status_mut() = head.status;
     *response.version_mut() = head.version;
@@ -772,12 +771,7 @@ pub struct UpstreamBody {
     /// How long the application may keep certgate waiting for more of the body (the request
     /// timeout, as nginx's `proxy_read_timeout`): a stalled application holds neither the
     /// client's connection nor its own for ever.
-    stall: Duration,
-    /// The timer for that, made the first time the application keeps certgate waiting (a body
-    /// that arrives with its head needs none), and reset for each later wait.
-    waiting: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Whether `waiting` runs for the present wait: a frame read since disarms it.
-    armed: bool,
+    stall: PauseLimit,
 }
 
 /// A count of requests in flight that a streamed answer keeps up until its last byte.
@@ -794,33 +788,19 @@ impl UpstreamBody {
         self.held = Some(count);
     }
 
-    /// The application keeps certgate waiting for more of the body: the wait's timer runs (from
-    /// now, if this wait is new), and when it fires the body fails and its connection closes.
+    /// The application keeps certgate waiting for more of the body: once it has for the limit,
+    /// the body fails and its connection closes.
     fn poll_stall(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Error>>> {
-        if !self.armed {
-            // Beyond the clock's range: no limit, as for the answer's head.
-            let Some(deadline) = tokio::time::Instant::now().checked_add(self.stall) else {
-                return Poll::Pending;
-            };
-            match self.waiting.as_mut() {
-                Some(waiting) => waiting.as_mut().reset(deadline),
-                None => self.waiting = Some(Box::pin(tokio::time::sleep_until(deadline))),
-            }
-            self.armed = true;
-        }
-        let Some(waiting) = self.waiting.as_mut() else {
-            return Poll::Pending;
-        };
-        ready!(waiting.as_mut().poll(cx));
+        ready!(self.stall.poll_exceeded(cx));
+        let limit = self.stall.limit();
         tracing::warn!(
-            timeout = ?self.stall,
+            timeout = ?limit,
             "the application stopped sending its answer; the answer is cut off"
         );
-        self.armed = false;
         self.conn = None;
         self.upload = None;
         self.reading = Reading::Done;
-        Poll::Ready(Some(Err(Error::Stalled(self.stall))))
+        Poll::Ready(Some(Err(Error::Stalled(limit))))
     }
 
     /// After a protocol switch (101): the connection, now the application's side of a tunnel.
@@ -975,7 +955,7 @@ impl http_body::Body for UpstreamBody {
         let Poll::Ready(read) = this.poll_data(cx) else {
             return this.poll_stall(cx);
         };
-        this.armed = false;
+        this.stall.frame();
         match read {
             Some(Ok(data)) => {
                 if matches!(this.reading, Reading::Length(0)) {

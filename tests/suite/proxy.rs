@@ -396,22 +396,33 @@ async fn websocket_echo_through_the_proxy() {
     socket.close(None).await.unwrap();
 }
 
-/// A WebSocket over which nothing passes either way for `upstream.request_timeout` is closed: a
-/// client or application gone without a word holds no tunnel for ever. certgate says why.
-#[tokio::test]
-async fn a_tunnel_over_which_nothing_passes_is_closed() {
-    let fixture = Fixture::new();
+/// A WebSocket through certgate to an echoing application, with a request timeout of 1 s.
+async fn websocket_timing_out_after_1s(
+    fixture: &Fixture,
+) -> (
+    Server,
+    tokio_tungstenite::WebSocketStream<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>,
+) {
     let upstream = websocket_upstream().await;
     let server = fixture.start(
         "",
         &upstream_config(&format!("http://{upstream}"), "request_timeout = \"1s\""),
     );
     let leaf = fixture.ca.client("12345678901234 taro");
-    let mut socket = websocket_client(
+    let socket = websocket_client(
         server.addr,
         client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
     )
     .await;
+    (server, socket)
+}
+
+/// A WebSocket over which nothing passes either way for `upstream.request_timeout` is closed: a
+/// client or application gone without a word holds no tunnel for ever. certgate says why.
+#[tokio::test]
+async fn a_tunnel_over_which_nothing_passes_is_closed() {
+    let fixture = Fixture::new();
+    let (server, mut socket) = websocket_timing_out_after_1s(&fixture).await;
     socket
         .send(tokio_tungstenite::tungstenite::Message::text("hello"))
         .await
@@ -431,17 +442,7 @@ async fn a_tunnel_over_which_nothing_passes_is_closed() {
 #[tokio::test]
 async fn a_tunnel_in_use_stays_open() {
     let fixture = Fixture::new();
-    let upstream = websocket_upstream().await;
-    let server = fixture.start(
-        "",
-        &upstream_config(&format!("http://{upstream}"), "request_timeout = \"1s\""),
-    );
-    let leaf = fixture.ca.client("12345678901234 taro");
-    let mut socket = websocket_client(
-        server.addr,
-        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
-    )
-    .await;
+    let (_server, mut socket) = websocket_timing_out_after_1s(&fixture).await;
     for round in 0..8 {
         let text = format!("message {round}");
         socket

@@ -246,34 +246,39 @@ async fn a_missing_or_malformed_host_and_connect_are_refused() {
     }
 }
 
-/// `headers.strip` removes the bank's own legacy headers too; the twin keeps the others.
-#[tokio::test]
-async fn headers_listed_in_strip_never_reach_the_application() {
+/// What a WSGI application behind certgate (`[headers]` set to `headers`) saw of one `GET /app`
+/// carrying `sent`, over `alpn`; certgate answered it 200.
+async fn seen_by_wsgi(headers: &str, alpn: &[u8], sent: &[(&str, &str)]) -> serde_json::Value {
     let fixture = Fixture::new();
     let wsgi = wsgi_echo();
     let server = fixture.start(
         "",
         &format!(
-            "[upstream]\nurl = \"http://{}\"\n[headers]\nstrip = [\"X-Legacy-User\"]\n",
+            "[upstream]\nurl = \"http://{}\"\n[headers]\n{headers}\n",
             wsgi.addr
         ),
     );
     let leaf = fixture.ca.client("12345678901234 taro");
     let mut conn = Conn::open(
         server.addr,
-        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+        client_config(&fixture.ca, Some(&leaf), &[alpn]),
     )
     .await
     .unwrap();
-    let (status, _, body) = conn
-        .get(
-            "/app",
-            &[("x-legacy-user", "admin"), ("x-legacy-other", "kept")],
-        )
-        .await
-        .unwrap();
+    let (status, _, body) = conn.get("/app", sent).await.unwrap();
     assert_eq!(status, 200);
-    let seen = echoed(&body);
+    echoed(&body)
+}
+
+/// `headers.strip` removes the bank's own legacy headers too; the twin keeps the others.
+#[tokio::test]
+async fn headers_listed_in_strip_never_reach_the_application() {
+    let seen = seen_by_wsgi(
+        "strip = [\"X-Legacy-User\"]",
+        b"http/1.1",
+        &[("x-legacy-user", "admin"), ("x-legacy-other", "kept")],
+    )
+    .await;
     assert!(seen.get("HTTP_X_LEGACY_USER").is_none(), "{seen}");
     assert_eq!(seen["HTTP_X_LEGACY_OTHER"], "kept", "{seen}");
 }
@@ -283,37 +288,18 @@ async fn headers_listed_in_strip_never_reach_the_application() {
 /// it; the twin keeps a header that is listed nowhere.
 #[tokio::test]
 async fn headers_certgate_reads_itself_can_be_stripped_too() {
-    let fixture = Fixture::new();
-    let wsgi = wsgi_echo();
-    let server = fixture.start(
-        "",
-        &format!(
-            "[upstream]\nurl = \"http://{}\"\n[headers]\nstrip = [\"Cookie\", \"Accept\"]\nstrip_prefix = \"Q\"\n",
-            wsgi.addr
-        ),
-    );
-    let leaf = fixture.ca.client("12345678901234 taro");
-    let mut conn = Conn::open(
-        server.addr,
-        client_config(&fixture.ca, Some(&leaf), &[b"http/1.1"]),
+    let seen = seen_by_wsgi(
+        "strip = [\"Cookie\", \"Accept\"]\nstrip_prefix = \"Q\"",
+        b"http/1.1",
+        &[
+            ("cookie", "session=forged"),
+            ("accept", "text/html"),
+            ("q", "1"),
+            ("qz-role", "admin"),
+            ("x-legacy-other", "kept"),
+        ],
     )
-    .await
-    .unwrap();
-    let (status, _, body) = conn
-        .get(
-            "/app",
-            &[
-                ("cookie", "session=forged"),
-                ("accept", "text/html"),
-                ("q", "1"),
-                ("qz-role", "admin"),
-                ("x-legacy-other", "kept"),
-            ],
-        )
-        .await
-        .unwrap();
-    assert_eq!(status, 200);
-    let seen = echoed(&body);
+    .await;
     for stripped in ["HTTP_COOKIE", "HTTP_ACCEPT", "HTTP_Q", "HTTP_QZ_ROLE"] {
         assert!(seen.get(stripped).is_none(), "{stripped}: {seen}");
     }
@@ -326,36 +312,17 @@ async fn headers_certgate_reads_itself_can_be_stripped_too() {
 /// header, listed nowhere, arrives.
 #[tokio::test]
 async fn what_strip_removes_is_not_read_back_afterwards() {
-    let fixture = Fixture::new();
-    let wsgi = wsgi_echo();
-    let server = fixture.start(
-        "",
-        &format!(
-            "[upstream]\nurl = \"http://{}\"\n[headers]\nstrip = [\"Host\", \"Cookie\"]\n",
-            wsgi.addr
-        ),
-    );
-    let leaf = fixture.ca.client("12345678901234 taro");
     for alpn in [&b"h2"[..], &b"http/1.1"[..]] {
-        let mut conn = Conn::open(
-            server.addr,
-            client_config(&fixture.ca, Some(&leaf), &[alpn]),
+        let seen = seen_by_wsgi(
+            "strip = [\"Host\", \"Cookie\"]",
+            alpn,
+            &[
+                ("cookie", "a=1"),
+                ("cookie", "b=2"),
+                ("x-legacy-other", "kept"),
+            ],
         )
-        .await
-        .unwrap();
-        let (status, _, body) = conn
-            .get(
-                "/app",
-                &[
-                    ("cookie", "a=1"),
-                    ("cookie", "b=2"),
-                    ("x-legacy-other", "kept"),
-                ],
-            )
-            .await
-            .unwrap();
-        assert_eq!(status, 200);
-        let seen = echoed(&body);
+        .await;
         let alpn = String::from_utf8_lossy(alpn);
         assert!(seen.get("HTTP_COOKIE").is_none(), "{alpn}: {seen}");
         assert_eq!(seen["HTTP_X_LEGACY_OTHER"], "kept", "{alpn}: {seen}");
