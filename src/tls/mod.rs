@@ -248,12 +248,7 @@ pub fn server_config(
     // CAs trusted now.
     server.ticketer = match tickets {
         Some(shared) => shared.clone(),
-        None => rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|err| {
-            ConfigError::new(
-                "server",
-                format!("cannot create the session ticket key: {err}"),
-            )
-        })?,
+        None => tickets::process_ticketer(config.server.ticket_lifetime)?,
     };
     server.send_tls13_tickets = 1;
     server.session_storage = rustls::server::ServerSessionMemoryCache::new(10_240);

@@ -9,6 +9,10 @@
 //! ticketer, hence this one: AES-256-GCM, the key's name as associated data, a random nonce per
 //! ticket. A ticket from an unknown or retired key is not opened, and the client makes a full
 //! handshake.
+//!
+//! Without the file, each process makes its own keys ([`process_ticketer`]), sealed the same way:
+//! one AES-256-GCM pass instead of rustls' default AES-CBC and a separate HMAC, with its key
+//! schedule made once per key rather than once per ticket.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,7 +20,9 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use rustls::crypto::GetRandomFailed;
 use rustls::server::ProducesTickets;
+use rustls::ticketer::TicketRotator;
 
 use crate::config::ConfigError;
 
@@ -325,46 +331,123 @@ impl ProducesTickets for SharedTicketer {
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        let keys = self.keys.load();
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).ok()?;
-        let mut sealed = Vec::with_capacity(NAME_LEN + NONCE_LEN + plain.len() + 16);
-        sealed.extend_from_slice(&keys.current.name);
-        sealed.extend_from_slice(&nonce);
-        let mut body = plain.to_vec();
-        keys.current
-            .key
-            .seal_in_place_append_tag(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&keys.current.name),
-                &mut body,
-            )
-            .ok()?;
-        sealed.extend_from_slice(&body);
-        Some(sealed)
+        seal(&self.keys.load().current, plain)
     }
 
     fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        let name = cipher.get(..NAME_LEN)?;
-        let nonce: [u8; NONCE_LEN] = cipher
-            .get(NAME_LEN..NAME_LEN + NONCE_LEN)?
-            .try_into()
-            .ok()?;
-        let body = cipher.get(NAME_LEN + NONCE_LEN..)?;
         let keys = self.keys.load();
-        let key = std::iter::once(&keys.current)
-            .chain(keys.others.iter())
-            .find(|key| key.name == name)?;
-        let mut opened = body.to_vec();
-        let plain = key
-            .key
-            .open_in_place(
-                Nonce::assume_unique_for_key(nonce),
-                Aad::from(&key.name),
-                &mut opened,
+        open(
+            std::iter::once(&keys.current).chain(keys.others.iter()),
+            cipher,
+        )
+    }
+}
+
+/// A ticket: the key's name, a random nonce, then `plain` sealed with the name as associated data.
+fn seal(key: &TicketKey, plain: &[u8]) -> Option<Vec<u8>> {
+    let mut nonce = [0u8; NONCE_LEN];
+    aws_lc_rs::rand::fill(&mut nonce).ok()?;
+    let mut sealed = Vec::with_capacity(NAME_LEN + NONCE_LEN + plain.len() + AES_256_GCM.tag_len());
+    sealed.extend_from_slice(&key.name);
+    sealed.extend_from_slice(&nonce);
+    sealed.extend_from_slice(plain);
+    let tag = key
+        .key
+        .seal_in_place_separate_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&key.name),
+            sealed.get_mut(NAME_LEN + NONCE_LEN..)?,
+        )
+        .ok()?;
+    sealed.extend_from_slice(tag.as_ref());
+    Some(sealed)
+}
+
+/// The session in `cipher`, if one of `keys` sealed it and it is whole.
+fn open<'a>(mut keys: impl Iterator<Item = &'a TicketKey>, cipher: &[u8]) -> Option<Vec<u8>> {
+    let name = cipher.get(..NAME_LEN)?;
+    let nonce: [u8; NONCE_LEN] = cipher
+        .get(NAME_LEN..NAME_LEN + NONCE_LEN)?
+        .try_into()
+        .ok()?;
+    let body = cipher.get(NAME_LEN + NONCE_LEN..)?;
+    let key = keys.find(|key| key.name == name)?;
+    let mut opened = body.to_vec();
+    let plain_len = key
+        .key
+        .open_in_place(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(&key.name),
+            &mut opened,
+        )
+        .ok()?
+        .len();
+    opened.truncate(plain_len);
+    Some(opened)
+}
+
+/// Ticket keys of this process alone, for a server without `server.ticket_keys`: a key made at
+/// random seals tickets for half of `lifetime`, then only opens them for the other half, while
+/// its successor seals (rustls' `TicketRotator`, which also erases a key once retired). So a
+/// ticket opens for at most `lifetime`, which the tickets announce, as with shared keys.
+pub(super) fn process_ticketer(
+    lifetime: Duration,
+) -> Result<Arc<dyn ProducesTickets>, ConfigError> {
+    let half = u32::try_from(lifetime.as_secs() / 2)
+        .unwrap_or(u32::MAX)
+        .max(1);
+    TicketRotator::new(half, ProcessKey::fresh)
+        .map(|rotator| Arc::new(rotator) as Arc<dyn ProducesTickets>)
+        .map_err(|err| {
+            ConfigError::new(
+                "server",
+                format!("cannot create the session ticket key: {err}"),
             )
-            .ok()?;
-        Some(plain.to_vec())
+        })
+}
+
+/// One of [`process_ticketer`]'s keys.
+struct ProcessKey(TicketKey);
+
+/// Never the key: its name only, which every ticket shows anyway.
+impl std::fmt::Debug for ProcessKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessKey")
+            .field("name", &crate::model::hex(&self.0.name))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProcessKey {
+    fn fresh() -> Result<Box<dyn ProducesTickets>, GetRandomFailed> {
+        let mut name = [0u8; NAME_LEN];
+        let mut key = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut name)
+            .and_then(|()| aws_lc_rs::rand::fill(&mut key))
+            .map_err(|_| GetRandomFailed)?;
+        let key = UnboundKey::new(&AES_256_GCM, &key)
+            .map(LessSafeKey::new)
+            .map_err(|_| GetRandomFailed)?;
+        Ok(Box::new(Self(TicketKey { name, key })))
+    }
+}
+
+impl ProducesTickets for ProcessKey {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    /// Unused: the rotator announces its own.
+    fn lifetime(&self) -> u32 {
+        0
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        seal(&self.0, plain)
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        open(std::iter::once(&self.0), cipher)
     }
 }
 
@@ -421,6 +504,41 @@ mod tests {
         assert_eq!(ticketer.decrypt(&[0u8; 20]), None);
         let other = self::ticketer(&KeyFile::rotated(None).unwrap());
         assert_eq!(other.decrypt(&ticketer.encrypt(b"session").unwrap()), None);
+    }
+
+    #[test]
+    fn a_process_opens_its_own_tickets_and_no_forged_or_foreign_one() {
+        let ticketer = process_ticketer(Duration::from_secs(3600)).unwrap();
+        let ticket = ticketer.encrypt(b"session").unwrap();
+        assert_eq!(ticketer.decrypt(&ticket).unwrap(), b"session");
+        // Each ticket has its own nonce.
+        assert_ne!(ticketer.encrypt(b"session").unwrap(), ticket);
+        for damaged_at in [0, NAME_LEN, NAME_LEN + NONCE_LEN, ticket.len() - 1] {
+            let mut damaged = ticket.clone();
+            damaged[damaged_at] ^= 1;
+            assert_eq!(
+                ticketer.decrypt(&damaged),
+                None,
+                "byte {damaged_at} flipped"
+            );
+        }
+        assert_eq!(ticketer.decrypt(&ticket[..ticket.len() - 1]), None);
+        assert_eq!(ticketer.decrypt(&[]), None);
+        // Another process (or this one after a reload), and the shared keys, open none of them.
+        let other = process_ticketer(Duration::from_secs(3600)).unwrap();
+        assert_eq!(other.decrypt(&ticket), None);
+        let shared = self::ticketer(&KeyFile::rotated(None).unwrap());
+        assert_eq!(shared.decrypt(&ticket), None);
+        assert_eq!(ticketer.decrypt(&shared.encrypt(b"session").unwrap()), None);
+    }
+
+    #[test]
+    fn a_process_announces_the_configured_ticket_lifetime() {
+        for hours in [1, 12, 24] {
+            let lifetime = Duration::from_secs(hours * 3600);
+            let announced = process_ticketer(lifetime).unwrap().lifetime();
+            assert_eq!(u64::from(announced), lifetime.as_secs());
+        }
     }
 
     #[test]

@@ -338,6 +338,73 @@ async fn max_connections_holds_new_connections_until_one_closes() {
     assert_eq!(status, 200);
 }
 
+/// A session ticket says `server.ticket_lifetime`, with each process's own keys as with keys
+/// shared between replicas (the process's own keys used to say rustls' 12 h whatever was set),
+/// as `openssl s_client` reads it.
+#[tokio::test]
+async fn session_tickets_say_the_configured_lifetime() {
+    let fixture = Fixture::new();
+    let keys = fixture.dir.path().join("tickets.keys");
+    let out = certgate()
+        .args(["tickets", "rotate", "--file"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let leaf = fixture.ca.client("12345678901234 taro");
+    let cert = fixture.write("s_client.pem", &leaf.cert_pem);
+    let key = fixture.write("s_client.key", &leaf.key_pem);
+    for (server_extra, seconds) in [
+        ("ticket_lifetime = \"1h\"".to_owned(), 3600),
+        (String::new(), 12 * 3600),
+        (
+            format!(
+                "ticket_lifetime = \"2h\"\nticket_keys = \"{}\"",
+                keys.display()
+            ),
+            7200,
+        ),
+    ] {
+        let server = fixture.start(&server_extra, "");
+        let mut client = std::process::Command::new("openssl")
+            .args([
+                "s_client",
+                "-ign_eof",
+                "-servername",
+                "localhost",
+                "-connect",
+            ])
+            .arg(server.addr.to_string())
+            .arg("-CAfile")
+            .arg(&fixture.ca_path)
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write as _;
+            let mut stdin = client.stdin.take().unwrap();
+            stdin
+                .write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .unwrap();
+        }
+        let out = client.wait_with_output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("HTTP/1.1 200"), "{server_extra}: {text}");
+        assert!(
+            text.contains(&format!(
+                "TLS session ticket lifetime hint: {seconds} (seconds)"
+            )),
+            "{server_extra}: {text}"
+        );
+    }
+}
+
 /// The TLS 1.3 session ticket leaves with the first answer rather than alone after the
 /// handshake (one write fewer per connection): the client still has it when the answer has
 /// arrived, and its next connection resumes.
