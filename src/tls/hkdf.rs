@@ -15,6 +15,7 @@
 use std::sync::LazyLock;
 
 use hmac::digest::block_api::EagerHash;
+use hmac::digest::zeroize::{Zeroize as _, ZeroizeOnDrop};
 use hmac::digest::{Digest, Key as MacKey, KeyInit, Mac};
 use rustls::crypto::hash::HashAlgorithm;
 use rustls::crypto::hmac::{Hmac, Key, Tag};
@@ -53,21 +54,31 @@ enum Keyed {
 
 /// RFC 2104's keyed HMAC. The key is padded (or, longer than a block, hashed) to the hash's
 /// block here rather than by `new_from_slice`, whose `Result` could only be unwrapped: TLS 1.3's
-/// keys are never longer than the hash's output, but the whole rule costs nothing.
+/// keys are never longer than the hash's output, but the whole rule costs nothing. The padded
+/// copy of the key is wiped once used, as aws-lc wiped its own.
 fn keyed<D: EagerHash + Digest>(key: &[u8]) -> hmac::Hmac<D> {
     let mut block = MacKey::<hmac::Hmac<D>>::default();
-    let hashed;
-    let key = if key.len() > block.len() {
-        hashed = D::digest(key);
-        hashed.as_slice()
-    } else {
-        key
-    };
-    if let Some(start) = block.get_mut(..key.len()) {
+    if key.len() > block.len() {
+        let mut hashed = D::digest(key);
+        if let Some(start) = block.get_mut(..hashed.len()) {
+            start.copy_from_slice(&hashed);
+        }
+        hashed.as_mut_slice().zeroize();
+    } else if let Some(start) = block.get_mut(..key.len()) {
         start.copy_from_slice(key);
     }
-    hmac::Hmac::<D>::new(&block)
+    let keyed = hmac::Hmac::<D>::new(&block);
+    block.as_mut_slice().zeroize();
+    keyed
 }
+
+/// `Keyed`'s states are wiped on drop only if the hashes' states are (`sha2`'s `zeroize`
+/// feature): this stops the build if that feature is ever lost.
+const _: () = {
+    const fn wiped_on_drop<T: ZeroizeOnDrop>() {}
+    wiped_on_drop::<Sha256>();
+    wiped_on_drop::<Sha384>();
+};
 
 fn tag<M: Mac + Clone>(keyed: &M, first: &[u8], middle: &[&[u8]], last: &[u8]) -> Tag {
     let mut mac = keyed.clone();
@@ -76,7 +87,7 @@ fn tag<M: Mac + Clone>(keyed: &M, first: &[u8], middle: &[&[u8]], last: &[u8]) -
         mac.update(part);
     }
     mac.update(last);
-    Tag::new(&mac.finalize().into_bytes())
+    Tag::new(mac.finalize().as_bytes())
 }
 
 impl Key for Keyed {

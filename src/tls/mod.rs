@@ -246,10 +246,11 @@ pub fn server_config(
     // ticketer per build means a reload (say, a CA removed from trust) also ends resumption of
     // sessions made before it; with them, the accept stage checks a resumed chain against the
     // CAs trusted now.
-    server.ticketer = match tickets {
+    let keys: Arc<dyn rustls::server::ProducesTickets> = match tickets {
         Some(shared) => shared.clone(),
         None => tickets::process_ticketer(config.server.ticket_lifetime)?,
     };
+    server.ticketer = Arc::new(tickets::Dated::new(keys, config.server.ticket_lifetime));
     server.send_tls13_tickets = 1;
     server.session_storage = rustls::server::ServerSessionMemoryCache::new(10_240);
     Ok(Listener {

@@ -23,6 +23,8 @@ use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKe
 use rustls::crypto::GetRandomFailed;
 use rustls::server::ProducesTickets;
 use rustls::ticketer::TicketRotator;
+use rustls_pki_types::UnixTime;
+use zeroize::Zeroize as _;
 
 use crate::config::ConfigError;
 
@@ -46,10 +48,19 @@ struct KeySet {
 }
 
 /// The key file as text: one line per stage, `<stage> <name hex> <key hex>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct KeyFile {
     /// (stage, name, key) in the order current, next, previous (next and previous optional).
     entries: Vec<(String, [u8; NAME_LEN], [u8; 32])>,
+}
+
+/// The stages and the start of each key's name, never a key.
+impl std::fmt::Debug for KeyFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyFile")
+            .field("stages", &self.stages())
+            .finish_non_exhaustive()
+    }
 }
 
 impl KeyFile {
@@ -388,14 +399,16 @@ fn open<'a>(mut keys: impl Iterator<Item = &'a TicketKey>, cipher: &[u8]) -> Opt
 
 /// Ticket keys of this process alone, for a server without `server.ticket_keys`: a key made at
 /// random seals tickets for half of `lifetime`, then only opens them for the other half, while
-/// its successor seals (rustls' `TicketRotator`, which also erases a key once retired). So a
-/// ticket opens for at most `lifetime`, which the tickets announce, as with shared keys.
+/// its successor seals (rustls' `TicketRotator`, which also erases a key once retired). The
+/// rotator moves only when a handshake comes, so after a quiet night the evening's key still
+/// opens the evening's tickets: [`Dated`] bounds a ticket's age, not this.
 pub(super) fn process_ticketer(
     lifetime: Duration,
 ) -> Result<Arc<dyn ProducesTickets>, ConfigError> {
+    // The rotator announces twice its period; [`Dated`] announces `lifetime` itself.
     let half = u32::try_from(lifetime.as_secs() / 2)
-        .unwrap_or(u32::MAX)
-        .max(1);
+        .unwrap_or(u32::MAX / 2)
+        .clamp(1, u32::MAX / 2);
     TicketRotator::new(half, ProcessKey::fresh)
         .map(|rotator| Arc::new(rotator) as Arc<dyn ProducesTickets>)
         .map_err(|err| {
@@ -404,6 +417,74 @@ pub(super) fn process_ticketer(
                 format!("cannot create the session ticket key: {err}"),
             )
         })
+}
+
+/// Bytes of the time a ticket was made, sealed at the start of its session.
+const MADE_AT_LEN: usize = 8;
+
+/// Tickets that carry, sealed with the session, the second they were made, and that are refused
+/// once older than `lifetime` (or dated further ahead than that, by a replica whose clock is
+/// wrong). Nothing else bounds a ticket's age: rustls checks none, and keys are retired only as
+/// handshakes come (the process's own) or as the operator rotates them (shared ones).
+pub(super) struct Dated {
+    inner: Arc<dyn ProducesTickets>,
+    lifetime: u64,
+}
+
+impl Dated {
+    /// `inner`'s tickets, refused once older than `lifetime`.
+    pub(super) fn new(inner: Arc<dyn ProducesTickets>, lifetime: Duration) -> Self {
+        Self {
+            inner,
+            lifetime: lifetime.as_secs(),
+        }
+    }
+
+    fn fresh(&self, made_at: u64, now: u64) -> bool {
+        now.saturating_sub(made_at) <= self.lifetime && made_at.saturating_sub(now) <= self.lifetime
+    }
+}
+
+impl std::fmt::Debug for Dated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dated")
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProducesTickets for Dated {
+    fn enabled(&self) -> bool {
+        self.inner.enabled()
+    }
+
+    fn lifetime(&self) -> u32 {
+        u32::try_from(self.lifetime).unwrap_or(u32::MAX)
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        let mut dated = Vec::with_capacity(MADE_AT_LEN + plain.len());
+        dated.extend_from_slice(&UnixTime::now().as_secs().to_be_bytes());
+        dated.extend_from_slice(plain);
+        let sealed = self.inner.encrypt(&dated);
+        // The session holds its resumption secret.
+        dated.zeroize();
+        sealed
+    }
+
+    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
+        let mut opened = self.inner.decrypt(cipher)?;
+        let made_at = opened
+            .get(..MADE_AT_LEN)
+            .and_then(|bytes| <[u8; MADE_AT_LEN]>::try_from(bytes).ok())
+            .map(u64::from_be_bytes);
+        if !made_at.is_some_and(|made_at| self.fresh(made_at, UnixTime::now().as_secs())) {
+            opened.zeroize();
+            return None;
+        }
+        opened.drain(..MADE_AT_LEN);
+        Some(opened)
+    }
 }
 
 /// One of [`process_ticketer`]'s keys.
@@ -490,6 +571,13 @@ mod tests {
         assert_eq!(ticketer(&fourth).decrypt(&made_on_second), None);
         // The file round-trips; the text never shows anything but hex.
         assert_eq!(KeyFile::parse(&third.render()).unwrap(), third);
+        // Its Debug shows the stages, never a key.
+        let debug = format!("{third:?}");
+        assert!(debug.contains("current"), "{debug}");
+        for line in third.render().lines().filter(|line| !line.starts_with('#')) {
+            let key = line.split_whitespace().nth(2).unwrap();
+            assert!(!debug.contains(key), "{debug}");
+        }
     }
 
     #[test]
@@ -533,11 +621,41 @@ mod tests {
     }
 
     #[test]
-    fn a_process_announces_the_configured_ticket_lifetime() {
-        for hours in [1, 12, 24] {
-            let lifetime = Duration::from_secs(hours * 3600);
-            let announced = process_ticketer(lifetime).unwrap().lifetime();
-            assert_eq!(u64::from(announced), lifetime.as_secs());
+    fn tickets_announce_the_configured_lifetime() {
+        for seconds in [1, 2, 3601, 12 * 3600, 24 * 3600] {
+            let lifetime = Duration::from_secs(seconds);
+            let dated = Dated::new(process_ticketer(lifetime).unwrap(), lifetime);
+            assert_eq!(u64::from(dated.lifetime()), seconds);
+        }
+    }
+
+    /// A session sealed by the keys as `Dated` seals it, but made `made_at`.
+    fn made_at(keys: &Arc<dyn ProducesTickets>, made_at: u64) -> Vec<u8> {
+        let mut plain = made_at.to_be_bytes().to_vec();
+        plain.extend_from_slice(b"session");
+        keys.encrypt(&plain).unwrap()
+    }
+
+    #[test]
+    fn a_ticket_opens_within_its_lifetime_and_not_after() {
+        let hour = Duration::from_secs(3600);
+        let shared: Arc<dyn ProducesTickets> = Arc::new(ticketer(&KeyFile::rotated(None).unwrap()));
+        for keys in [process_ticketer(hour).unwrap(), shared] {
+            let dated = Dated::new(keys.clone(), hour);
+            let ticket = dated.encrypt(b"session").unwrap();
+            assert_eq!(dated.decrypt(&ticket).unwrap(), b"session");
+            let now = UnixTime::now().as_secs();
+            // Made 59 minutes ago, or a minute ahead (a replica's clock): opens.
+            for at in [now - 3540, now + 60] {
+                assert_eq!(dated.decrypt(&made_at(&keys, at)).unwrap(), b"session");
+            }
+            // Made 61 minutes ago (say, before a quiet night, by a key not yet retired), or
+            // further ahead than the lifetime: a full handshake.
+            for at in [now - 3660, now + 3660, 0] {
+                assert_eq!(dated.decrypt(&made_at(&keys, at)), None, "made at {at}");
+            }
+            // Sealed by the keys but without a date (shorter than one): not opened.
+            assert_eq!(dated.decrypt(&keys.encrypt(b"short").unwrap()), None);
         }
     }
 
