@@ -202,7 +202,7 @@ pub fn shared_ticketer(config: &Config) -> Result<Option<Arc<SharedTicketer>>, C
         .server
         .ticket_keys
         .as_deref()
-        .map(|path| SharedTicketer::open(path, config.server.ticket_lifetime))
+        .map(SharedTicketer::open)
         .transpose()
 }
 

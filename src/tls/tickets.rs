@@ -259,7 +259,6 @@ pub fn write_key_file(path: &Path, file: &KeyFile) -> std::io::Result<()> {
 /// listener configs built before and after share it.
 pub struct SharedTicketer {
     keys: ArcSwap<KeySet>,
-    lifetime: u32,
     path: PathBuf,
     read_at: std::sync::Mutex<Option<SystemTime>>,
 }
@@ -268,21 +267,19 @@ impl std::fmt::Debug for SharedTicketer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SharedTicketer")
             .field("path", &self.path)
-            .field("lifetime", &self.lifetime)
             .finish_non_exhaustive()
     }
 }
 
 impl SharedTicketer {
-    /// Reads the keys at `path`; tickets say they last `lifetime`.
-    pub fn open(path: &Path, lifetime: Duration) -> Result<Arc<Self>, ConfigError> {
+    /// Reads the keys at `path`.
+    pub fn open(path: &Path) -> Result<Arc<Self>, ConfigError> {
         let file = read_key_file(path)?;
         let keys = file
             .key_set()
             .map_err(|why| ConfigError::new("server.ticket_keys", why))?;
         Ok(Arc::new(Self {
             keys: ArcSwap::from_pointee(keys),
-            lifetime: u32::try_from(lifetime.as_secs()).unwrap_or(u32::MAX),
             path: path.to_owned(),
             read_at: std::sync::Mutex::new(modified(path)),
         }))
@@ -337,8 +334,9 @@ impl ProducesTickets for SharedTicketer {
         true
     }
 
+    /// Unused: [`Dated`] announces `server.ticket_lifetime`.
     fn lifetime(&self) -> u32 {
-        self.lifetime
+        0
     }
 
     fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
@@ -518,7 +516,7 @@ impl ProducesTickets for ProcessKey {
         true
     }
 
-    /// Unused: the rotator announces its own.
+    /// Unused: [`Dated`] announces `server.ticket_lifetime`.
     fn lifetime(&self) -> u32 {
         0
     }
@@ -539,7 +537,6 @@ mod tests {
     fn ticketer(file: &KeyFile) -> SharedTicketer {
         SharedTicketer {
             keys: ArcSwap::from_pointee(file.key_set().unwrap()),
-            lifetime: 3600,
             path: PathBuf::from("/nonexistent"),
             read_at: std::sync::Mutex::new(None),
         }

@@ -344,13 +344,7 @@ async fn max_connections_holds_new_connections_until_one_closes() {
 #[tokio::test]
 async fn session_tickets_say_the_configured_lifetime() {
     let fixture = Fixture::new();
-    let keys = fixture.dir.path().join("tickets.keys");
-    let out = certgate()
-        .args(["tickets", "rotate", "--file"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let keys = ticket_key_file(fixture.dir.path());
     let leaf = fixture.ca.client("12345678901234 taro");
     let cert = fixture.write("s_client.pem", &leaf.cert_pem);
     let key = fixture.write("s_client.key", &leaf.key_pem);

@@ -110,17 +110,7 @@ async fn the_stream_works_over_tls() {
 async fn sessions_resume_on_either_replica_and_are_refused_once_revoked() {
     let redis = RedisServer::start();
     let fixture_dir = tempfile::tempdir().unwrap();
-    let keys = fixture_dir.path().join("tickets.keys");
-    let out = certgate()
-        .args(["tickets", "rotate", "--file"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let keys = ticket_key_file(fixture_dir.path());
     let replicas = Replicas::open_configured(
         &format!("ticket_keys = \"{}\"", keys.display()),
         &with_redis(&redis),
@@ -512,13 +502,7 @@ async fn a_balancers_proxy_header_names_the_client_and_nobody_else_may_send_one(
 #[tokio::test]
 async fn a_session_of_a_ca_no_longer_trusted_does_not_resume_after_a_reload() {
     let fixture = Fixture::new();
-    let keys = fixture.dir.path().join("tickets.keys");
-    let out = certgate()
-        .args(["tickets", "rotate", "--file"])
-        .arg(&keys)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    let keys = ticket_key_file(fixture.dir.path());
     let g2 = Ca::new("g2");
     std::fs::write(
         &fixture.ca_path,

@@ -151,6 +151,22 @@ pub(crate) fn certgate() -> Command {
     Command::new(env!("CARGO_BIN_EXE_certgate"))
 }
 
+/// A session ticket key file made in `dir` by `certgate tickets rotate`, as an operator makes it.
+pub(crate) fn ticket_key_file(dir: &std::path::Path) -> std::path::PathBuf {
+    let keys = dir.join("tickets.keys");
+    let out = certgate()
+        .args(["tickets", "rotate", "--file"])
+        .arg(&keys)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    keys
+}
+
 /// A running `certgate serve`; killed on drop.
 pub(crate) struct Server {
     pub child: Child,
