@@ -40,6 +40,25 @@ struct TicketKey {
     key: LessSafeKey,
 }
 
+impl TicketKey {
+    fn new(name: [u8; NAME_LEN], key: &[u8; 32]) -> Option<Self> {
+        let key = UnboundKey::new(&AES_256_GCM, key).ok()?;
+        Some(Self {
+            name,
+            key: LessSafeKey::new(key),
+        })
+    }
+}
+
+/// A new key's name and bytes, from the system's random generator.
+fn random_name_and_key() -> Option<([u8; NAME_LEN], [u8; 32])> {
+    let mut name = [0u8; NAME_LEN];
+    let mut key = [0u8; 32];
+    aws_lc_rs::rand::fill(&mut name).ok()?;
+    aws_lc_rs::rand::fill(&mut key).ok()?;
+    Some((name, key))
+}
+
 /// The keys of one reading of the file.
 struct KeySet {
     current: TicketKey,
@@ -112,14 +131,8 @@ impl KeyFile {
     /// The file after one rotation: a fresh key as next, next as current, current as previous.
     /// From no file: a current and a next key.
     pub fn rotated(previous: Option<&Self>) -> Result<Self, String> {
-        let fresh = || -> Result<([u8; NAME_LEN], [u8; 32]), String> {
-            let mut name = [0u8; NAME_LEN];
-            let mut key = [0u8; 32];
-            aws_lc_rs::rand::fill(&mut name)
-                .and_then(|()| aws_lc_rs::rand::fill(&mut key))
-                .map_err(|_| "the system random generator failed".to_owned())?;
-            Ok((name, key))
-        };
+        let fresh =
+            || random_name_and_key().ok_or_else(|| "the system random generator failed".to_owned());
         let stage = |file: &Self, wanted: &str| {
             file.entries
                 .iter()
@@ -183,10 +196,8 @@ impl KeyFile {
         let mut current = None;
         let mut others = Vec::new();
         for (stage, name, key) in &self.entries {
-            let key = UnboundKey::new(&AES_256_GCM, key)
-                .map(LessSafeKey::new)
-                .map_err(|_| "a key cannot be used".to_owned())?;
-            let ticket_key = TicketKey { name: *name, key };
+            let ticket_key =
+                TicketKey::new(*name, key).ok_or_else(|| "a key cannot be used".to_owned())?;
             if stage == "current" {
                 current = Some(ticket_key);
             } else {
@@ -499,15 +510,9 @@ impl std::fmt::Debug for ProcessKey {
 
 impl ProcessKey {
     fn fresh() -> Result<Box<dyn ProducesTickets>, GetRandomFailed> {
-        let mut name = [0u8; NAME_LEN];
-        let mut key = [0u8; 32];
-        aws_lc_rs::rand::fill(&mut name)
-            .and_then(|()| aws_lc_rs::rand::fill(&mut key))
-            .map_err(|_| GetRandomFailed)?;
-        let key = UnboundKey::new(&AES_256_GCM, &key)
-            .map(LessSafeKey::new)
-            .map_err(|_| GetRandomFailed)?;
-        Ok(Box::new(Self(TicketKey { name, key })))
+        let (name, key) = random_name_and_key().ok_or(GetRandomFailed)?;
+        let key = TicketKey::new(name, &key).ok_or(GetRandomFailed)?;
+        Ok(Box::new(Self(key)))
     }
 }
 
