@@ -80,6 +80,7 @@ pub async fn serve_tls(
         everywhere: Arc::new(Semaphore::new(limits.max_anonymous_connections)),
     };
     let http = Arc::new(Http::new(&limits));
+    let nodelay_inherited = nodelay_for_accepted(&listener);
     tokio::pin!(shutdown);
     loop {
         let slot = tokio::select! {
@@ -103,7 +104,9 @@ pub async fn serve_tls(
                 }
             },
         };
-        let _ = tcp.set_nodelay(true);
+        if !nodelay_inherited {
+            let _ = tcp.set_nodelay(true);
+        }
         let listener_tls = tls.current();
         let acceptor = TlsAcceptor::from(listener_tls.config.clone());
         let drain = Drain {
@@ -178,6 +181,19 @@ pub async fn serve_tls(
     // HTTP/1.1 connections too; tell those to finish their request in flight and close.
     let _ = drain_tx.send(true);
     graceful
+}
+
+/// Turns on `TCP_NODELAY` for the connections `listener` accepts from now on, and says whether
+/// they get it from the listener. Linux starts an accepted socket with its listening socket's
+/// `TCP_NODELAY`, so setting it there once saves every connection a system call (1 of 12 per
+/// resumed handshake; BENCHMARKS.md, tenth round). Elsewhere, or if the listener refuses it, each
+/// connection sets its own: Nagle's algorithm would hold a small answer back until the client's
+/// delayed acknowledgement.
+fn nodelay_for_accepted(listener: &TcpListener) -> bool {
+    cfg!(target_os = "linux")
+        && socket2::SockRef::from(listener)
+            .set_tcp_nodelay(true)
+            .is_ok()
 }
 
 /// The HTTP side of a connection, chosen by the protocol ALPN agreed on. HTTP/1.1 and h2 are
@@ -543,5 +559,36 @@ impl OpenConnection {
 impl Drop for OpenConnection {
     fn drop(&mut self) {
         self.0.metrics().open_connections.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::nodelay_for_accepted;
+    use tokio::net::{TcpListener, TcpStream};
+
+    async fn accepted_one(listener: &TcpListener) -> TcpStream {
+        let address = listener.local_addr().unwrap();
+        let (client, accepted) = tokio::join!(TcpStream::connect(address), listener.accept());
+        drop(client.unwrap());
+        accepted.unwrap().0
+    }
+
+    #[tokio::test]
+    async fn accepted_connections_start_without_nagle_when_the_listener_says_so() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let inherited = nodelay_for_accepted(&listener);
+        assert_eq!(inherited, cfg!(target_os = "linux"));
+        if inherited {
+            assert!(accepted_one(&listener).await.nodelay().unwrap());
+        }
+    }
+
+    /// The twin: without the listener's setting, an accepted connection has Nagle's algorithm
+    /// on, so the test above sees the inheritance and not a default.
+    #[tokio::test]
+    async fn accepted_connections_keep_nagle_from_a_plain_listener() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        assert!(!accepted_one(&listener).await.nodelay().unwrap());
     }
 }
